@@ -68,7 +68,7 @@ class RegistryError(PlantImagerError):
     """The device registry refused a request or could not be reached."""
 
 
-class ImageUnavailable(PlantImagerError, KeyError):
+class ImageUnavailable(PlantImagerError, KeyError):  # noqa: N818 - name documented by PEPI
     """No capture is stored under the requested data code."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; we want plain text

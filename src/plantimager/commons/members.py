@@ -1,0 +1,168 @@
+"""Discovery of what a class exposes over RPC: methods, properties and signals.
+
+The whole MRO is walked, so a subclass of a concrete server exposes everything its bases expose
+(upstream only looked at the class body). Names starting with ``_`` are never exposed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .properties import RPCProperty
+from .signals import RPCSignal
+from .typecheck import coerce_to_generic, is_instance_of_generic
+
+__all__ = ["ArgBinder", "ExposedMethod", "Members", "collect_members", "interface_functions"]
+
+logger = logging.getLogger(__name__)
+
+#: Marks set on functions by ``RPCServer.register_method_json`` / ``register_method_buffer``.
+JSON_MARK = "_is_json_method"
+BUFFER_MARK = "_is_buffer_method"
+TIMEOUT_MARK = "_timeout"
+
+
+class ArgBinder:
+    """Binds wire arguments (``args`` list, ``kwargs`` object) to a function's parameters.
+
+    Arguments with a type annotation are checked, and coerced safely when they do not match
+    (JSON has no tuples: ``[640, 480]`` becomes ``(640, 480)`` for ``tuple[int, int]``).
+
+    Parameters
+    ----------
+    func : callable
+        The function, including its ``self`` parameter.
+    label : str
+        How to name the function in error messages.
+    """
+
+    def __init__(self, func: Callable[..., Any], label: str) -> None:
+        self.label = label
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())[1:]  # drop self
+        self.signature = signature.replace(parameters=params)
+        self.takes_nothing = not params
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:  # unresolvable annotation: check nothing rather than refuse to serve
+            hints = {}
+        self.checks = {
+            p.name: hints[p.name]
+            for p in params
+            if p.name in hints
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and hints[p.name] is not Any
+        }
+
+    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Return ``(args, kwargs)`` ready for the call.
+
+        Raises
+        ------
+        TypeError
+            Naming the function and the argument that is missing, unexpected or of the wrong type.
+        """
+        if self.takes_nothing:
+            if args or kwargs:
+                raise TypeError(f"{self.label}() takes no arguments")
+            return (), {}
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.label}(): {exc}") from None
+        if self.checks:
+            values = bound.arguments
+            for name, spec in self.checks.items():
+                if name in values and not is_instance_of_generic(values[name], spec):
+                    try:
+                        values[name] = coerce_to_generic(values[name], spec)
+                    except TypeError as exc:
+                        raise TypeError(f"{self.label}() argument {name!r}: {exc}") from None
+        return bound.args, bound.kwargs
+
+
+@dataclass
+class ExposedMethod:
+    """A method a server exposes: its name, kind and advertised timeout (ms, None = unbounded)."""
+
+    name: str
+    buffer: bool
+    timeout: int | None
+    binder: ArgBinder
+
+
+@dataclass
+class Members:
+    """What a class exposes: methods, properties and signals, by name."""
+
+    methods: dict[str, ExposedMethod] = field(default_factory=dict)
+    properties: dict[str, RPCProperty] = field(default_factory=dict)
+    signals: dict[str, RPCSignal] = field(default_factory=dict)
+
+
+def _public_names(cls: type, stop: tuple[type, ...]) -> list[str]:
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or klass in stop:
+            continue
+        for name in vars(klass):
+            if not name.startswith("_"):
+                names[name] = None
+    return list(names)
+
+
+def collect_members(cls: type, stop: tuple[type, ...] = ()) -> Members:
+    """Collect the RPC members of a server class.
+
+    A method is exposed when some class of the MRO marks it with a registration decorator; the
+    most derived implementation is called (an override without the decorator keeps the
+    registration of the base). Properties are the :class:`RPCProperty` members and signals the
+    :class:`RPCSignal` members, most derived first.
+
+    Parameters
+    ----------
+    cls : type
+        The server class.
+    stop : tuple of type
+        Classes whose own members are not exposed (the RPC base classes).
+    """
+    members = Members()
+    for name in _public_names(cls, stop):
+        attr = inspect.getattr_static(cls, name)
+        if isinstance(attr, RPCProperty):
+            members.properties[name] = attr
+        elif isinstance(attr, RPCSignal):
+            members.signals[name] = attr
+        elif inspect.isfunction(attr):
+            mark = _registration(cls, name)
+            if mark is not None:
+                buffer, timeout = mark
+                members.methods[name] = ExposedMethod(name, buffer, timeout, ArgBinder(attr, name))
+    return members
+
+
+def _registration(cls: type, name: str) -> tuple[bool, int | None] | None:
+    for klass in cls.__mro__:
+        func = vars(klass).get(name)
+        if func is None:
+            continue
+        if getattr(func, BUFFER_MARK, False):
+            return True, getattr(func, TIMEOUT_MARK, 10000)
+        if getattr(func, JSON_MARK, False):
+            return False, getattr(func, TIMEOUT_MARK, 10000)
+    return None
+
+
+def interface_functions(interface: type) -> dict[str, Callable[..., Any]]:
+    """The plain public functions of an interface (abstract or not), most derived first."""
+    found = {}
+    for name in _public_names(interface, ()):
+        attr = inspect.getattr_static(interface, name)
+        if inspect.isfunction(attr):
+            found[name] = attr
+    return found

@@ -1,0 +1,571 @@
+"""``RPCServer``: exposes an object's methods, properties and signals over ZeroMQ.
+
+Wire protocol: see ``docs/protocol.md``. The request socket is a ROUTER, which REQ clients
+(ours and upstream's) talk to exactly as to a REP socket, but which lets the server answer every
+message, even malformed ones, without ever getting stuck in REP's strict send/receive alternation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from . import systemd
+from .address import Endpoint, advertised_host, parse_url
+from .errors import ProtocolError
+from .members import BUFFER_MARK, JSON_MARK, TIMEOUT_MARK, Members, collect_members
+from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply, format_remote_traceback
+from .registration import RegistryLink
+from .signals import RPCSignal
+from .sockets import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, Waker, make_socket
+from .typecheck import coerce_to_generic, is_instance_of_generic
+from .wire import decode_object, encode
+
+__all__ = ["RPCServer"]
+
+logger = logging.getLogger(__name__)
+
+_EMPTY = b""
+_OK = encode({"success": True})
+_WATCHDOG_PERIOD = 1.0  # seconds between watchdog notifications from a healthy loop
+_POLL_MS = 1000
+
+
+def _mark(timeout: Any, mark: str) -> Any:
+    if inspect.isfunction(timeout):  # used bare: @RPCServer.register_method_json
+        setattr(timeout, mark, True)
+        setattr(timeout, TIMEOUT_MARK, 10000)
+        return timeout
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+        raise TypeError(f"timeout must be a non-negative int of milliseconds or None, got {timeout!r}")
+
+    def decorator(method: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(method, mark, True)
+        setattr(method, TIMEOUT_MARK, timeout)
+        return method
+
+    return decorator
+
+
+class _Publisher:
+    """Publishes the server's signals on a PUB socket, once per emission whatever the client count."""
+
+    def __init__(self, context: zmq.Context, endpoint: Endpoint) -> None:
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.socket = make_socket(context, zmq.PUB, ipv6=endpoint.is_ipv6)
+        self.socket.bind(endpoint.with_port("*"))
+        self.port = int(self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+
+    def forwarder(self, name: str) -> Callable[..., None]:
+        def forward(*args: Any) -> None:
+            self.publish(name, args)
+
+        return forward
+
+    def publish(self, name: str, args: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self.socket.closed:
+                return
+            self._seq += 1
+            message = {
+                "event": RPCEvents.EMIT_SIGNAL,
+                "signal": name,
+                "args": list(args),
+                "blocking": False,
+                "seq": self._seq,
+            }
+            try:
+                self.socket.send(encode(message), zmq.NOBLOCK)
+            except (TypeError, zmq.ZMQError) as exc:
+                logger.error("could not publish signal %s%r: %s", name, args, exc)
+
+    def send_raw(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            if not self.socket.closed:
+                self.socket.send(encode(message), zmq.NOBLOCK)
+
+    def close(self) -> None:
+        with self._lock:
+            self.socket.close()
+
+
+class RPCServer:
+    """Serve an object's methods, properties and signals to :class:`RPCClient` peers.
+
+    Make a class that inherits from an interface and from ``RPCServer``; mark the remotely
+    callable methods with :meth:`register_method_json` or :meth:`register_method_buffer`;
+    declare properties with ``RPCProperty`` and signals with ``RPCSignal``. Only those members
+    are reachable: other attributes, private and dunder names are refused with an error reply.
+
+    Parameters
+    ----------
+    context : zmq.Context
+        Context used for every socket of the server.
+    url : str
+        Where to listen, ``tcp://<host>[:<port>]``. Without a port a free port in 10000-11999 is
+        chosen; port ``0`` lets the system pick one. The host may be a name, an IPv4 or bracketed
+        IPv6 address, or ``*`` for every interface.
+    alive_timeout : int
+        Seconds after which the registry may forget this server if it stops reporting.
+    max_request_size : int, optional
+        Largest request accepted, in bytes; larger ones get an error reply.
+
+    Attributes
+    ----------
+    context : zmq.Context
+        The context given at construction.
+    url : str
+        The URL given at construction, without port.
+    port : int
+        The port the request socket is bound to.
+    address : str
+        The address peers can dial, ``tcp://<host>:<port>`` (a wildcard host replaced by a real one).
+    name : str
+        Name accepted by the registry; empty when not registered.
+    uuid : str
+        Identifier given by the registry; empty when not registered.
+    registry_addr : str
+        URL of the registry this server registered with; empty when not registered.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        url: str,
+        alive_timeout: int = 60,
+        *,
+        max_request_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        endpoint = parse_url(url)
+        self.context = context
+        self.alive_timeout = alive_timeout
+        self.max_request_size = max_request_size
+        self.name = ""
+        self.uuid = ""
+        self.registry_addr = ""
+        self.peer_addr = ""
+        self._endpoint = endpoint
+        self.url = f"{endpoint.scheme}://{endpoint.host_for_url()}"
+        self._members: Members = _members_of(type(self))
+        options = SocketOptions(max_message_size=max_request_size)
+        sock = make_socket(context, zmq.ROUTER, server=True, ipv6=endpoint.is_ipv6, options=options)
+        try:
+            if endpoint.port is None:
+                self.port = sock.bind_to_random_port(self.url, min_port=10000, max_port=12000, max_tries=100)
+            else:
+                _bind_with_retry(sock, endpoint.with_port(endpoint.port or "*"))
+                self.port = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+            self._waker = Waker(context)
+        except BaseException:
+            sock.close()
+            raise
+        self._socket: zmq.Socket | None = sock
+        self.address = f"{endpoint.scheme}://{_url_host(advertised_host(endpoint.host))}:{self.port}"
+        self._publisher: _Publisher | None = None
+        self._registry: RegistryLink | None = None
+        self._stop = False
+        self._dead = False
+        self._serving = False
+        self._serve_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._state_lock = threading.Lock()
+        self._handlers = {
+            RPCEvents.GET_INVENTORY: self._handle_get_inventory,
+            RPCEvents.INIT_SIGNALS_HANDLING: self._handle_init_signals,
+            RPCEvents.METHOD_CALL: self._handle_method_call,
+            RPCEvents.PROPERTY_GET: self._handle_property_get,
+            RPCEvents.PROPERTY_SET: self._handle_property_set,
+            RPCEvents.FIND_PEER_ADDRESS: self._handle_find_peer,
+            SIGNAL_CHECK: self._handle_signal_check,
+        }
+        self._finalizer = weakref.finalize(self, _close_sockets, [sock, self._waker])
+        logger.debug("%s listening on %s (advertised as %s)", type(self).__name__, url, self.address)
+
+    # -- registration of remote methods ---------------------------------------------------------
+    @staticmethod
+    def register_method_json(timeout: int | None = 10000) -> Any:
+        """Mark a method as remotely callable, its result travelling as JSON.
+
+        Usable bare (``@RPCServer.register_method_json``) or with a timeout.
+
+        Parameters
+        ----------
+        timeout : int or None
+            How long, in ms, a client should wait for the method; None means as long as the
+            client allows.
+
+        Returns
+        -------
+        callable
+            The decorator (or the marked method when used bare).
+        """
+        return _mark(timeout, JSON_MARK)
+
+    @staticmethod
+    def register_method_buffer(timeout: int | None = 10000) -> Any:
+        """Mark a method as remotely callable, returning ``(buffer, info)``.
+
+        The buffer (bytes, memoryview, numpy array...) travels as a raw frame without copy;
+        ``info`` is a JSON-serialisable dict which must not contain the key ``error``.
+
+        Parameters
+        ----------
+        timeout : int or None
+            How long, in ms, a client should wait for the method; None means as long as the
+            client allows.
+
+        Returns
+        -------
+        callable
+            The decorator (or the marked method when used bare).
+        """
+        return _mark(timeout, BUFFER_MARK)
+
+    # -- registry ----------------------------------------------------------------------------------
+    def register_to_registry(self, type_: str, name: str, registry_url: str, overwrite: bool = True) -> str:
+        """Register with the device registry at ``registry_url`` as a device of type ``type_``.
+
+        The registry may change ``name`` to keep names unique; the accepted name is returned. A
+        background thread then reports liveness to the registry, re-registers when the registry
+        forgets this server (e.g. after a restart) and keeps retrying while it is unreachable.
+        The registry is never contacted while requests are served, and serving never stops
+        because the registry is away.
+
+        Parameters
+        ----------
+        type_ : str
+            Device type, e.g. ``"camera"``.
+        name : str
+            Proposed name.
+        registry_url : str
+            ``tcp://<host>:<port>`` of the registry.
+        overwrite : bool
+            Take the name even if another device holds it.
+
+        Returns
+        -------
+        str
+            The accepted name, or ``""`` if the registry could not be reached yet (registration
+            then continues in the background).
+        """
+        if self._registry is not None:
+            self._registry.stop(unregister=True)
+        link = RegistryLink(
+            self.context,
+            registry_url,
+            device_type=type_,
+            name=name,
+            addr=self.address,
+            overwrite=overwrite,
+            alive_timeout=self.alive_timeout,
+            on_change=self._registration_changed,
+        )
+        self._registry = link
+        link.register_now()
+        link.start()
+        return self.name
+
+    def _registration_changed(self, name: str, uuid: str, registry_url: str) -> None:
+        self.name, self.uuid, self.registry_addr = name, uuid, registry_url
+
+    # -- serving ---------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        """Answer requests until the server is stopped, locally or by a ``STOP_SERVER`` request.
+
+        Every request gets a reply: malformed, unknown or oversized requests get an error reply
+        and the server keeps serving. On return the sockets are closed, the server unregistered,
+        and this instance cannot serve again.
+
+        Raises
+        ------
+        RuntimeError
+            If the server was already stopped.
+        """
+        with self._state_lock:
+            if self._dead or self._socket is None:
+                raise RuntimeError("this RPCServer was stopped; create a new instance to serve again")
+            if self._serving:
+                raise RuntimeError("serve_forever is already running in another thread")
+            self._serving = True
+            self._serve_thread = threading.current_thread()
+        sock = self._socket
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._waker.socket, zmq.POLLIN)
+        watchdog = systemd.under_systemd()
+        next_watchdog = 0.0
+        try:
+            while not self._stop:
+                if watchdog and time.monotonic() >= next_watchdog:
+                    systemd.notify_watchdog()
+                    next_watchdog = time.monotonic() + _WATCHDOG_PERIOD
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    ready = dict(poller.poll(_POLL_MS))
+                    if self._waker.socket in ready:
+                        self._waker.drain()
+                    continue
+                self._serve_one(sock, frames)
+        finally:
+            self._shutdown()
+
+    def _serve_one(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        # Envelope: routing id, then (REQ_CORRELATE) request id, up to the empty delimiter.
+        try:
+            split = frames.index(_EMPTY, 1) + 1
+        except ValueError:
+            split = 1
+        envelope, body = frames[:split], frames[split:]
+        try:
+            if len(body) != 1:
+                raise ProtocolError(
+                    f"a request must be exactly one frame holding a JSON object, got {len(body)} frames"
+                )
+            if len(body[0]) > self.max_request_size:
+                raise ProtocolError(
+                    f"request of {len(body[0])} bytes exceeds the limit of {self.max_request_size} bytes"
+                )
+            request = decode_object(body[0])
+            event = request.get("event")
+            handler = self._handlers.get(event) if isinstance(event, str) else None
+            if handler is None:
+                if event == RPCEvents.STOP_SERVER:
+                    sock.send_multipart([*envelope, _OK])
+                    self._stop = True
+                    return
+                raise ProtocolError(_unknown_event(event))
+            reply = handler(request)
+        except Exception as exc:
+            reply = [encode(_failure(exc))]
+        try:
+            sock.send_multipart([*envelope, *reply], copy=False)
+        except zmq.ZMQError as exc:  # the peer went away; nothing else to do
+            logger.debug("could not send reply: %s", exc)
+
+    # -- handlers (each returns the reply frames) -------------------------------------------------
+    def _handle_get_inventory(self, request: dict[str, Any]) -> list[Any]:
+        return [encode(self.inventory())]
+
+    def inventory(self) -> dict[str, Any]:
+        """The inventory sent to clients: methods with timeouts, signals, properties and name."""
+        methods = self._members.methods.values()
+        return {
+            "json_methods": {m.name: m.timeout for m in methods if not m.buffer},
+            "buffer_methods": {m.name: m.timeout for m in methods if m.buffer},
+            "signals": list(self._members.signals),
+            "properties": list(self._members.properties),
+            "name": self.name,
+            "protocol": PROTOCOL_VERSION,
+            "readonly_properties": [n for n, p in self._members.properties.items() if p.readonly],
+        }
+
+    def _handle_init_signals(self, request: dict[str, Any]) -> list[Any]:
+        if self._publisher is None:
+            publisher = _Publisher(self.context, self._endpoint)
+            for name in self._members.signals:
+                signal = getattr(self, name)
+                if isinstance(signal, RPCSignal):
+                    signal.connect(publisher.forwarder(name))
+            self._publisher = publisher
+        return [encode({"success": True, "signal_port": self._publisher.port})]
+
+    def _handle_signal_check(self, request: dict[str, Any]) -> list[Any]:
+        token = request.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= 128:
+            raise ProtocolError("SIGNAL_CHECK needs a 'token' string of 1 to 128 characters")
+        if self._publisher is None:
+            raise ProtocolError("SIGNAL_CHECK before INIT_SIGNALS_HANDLING")
+        self._publisher.send_raw({"event": SIGNAL_CHECK, "token": token})
+        return [_OK]
+
+    def _handle_method_call(self, request: dict[str, Any]) -> list[Any]:
+        name = request.get("method")
+        if not isinstance(name, str):
+            raise ProtocolError("METHOD_CALL needs a 'method' field holding the method name")
+        method = self._members.methods.get(name)
+        if method is None:
+            return [encode(error_reply(f"Method {name} not implemented", ""))]
+        params = request.get("params", {})
+        if not isinstance(params, dict):
+            raise ProtocolError("'params' must be an object with 'args' (array) and 'kwargs' (object)")
+        args = params.get("args", [])
+        kwargs = params.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ProtocolError("'params.args' must be an array and 'params.kwargs' an object")
+        call_args, call_kwargs = method.binder.bind(args, kwargs)
+        result = getattr(self, name)(*call_args, **call_kwargs)
+        if not method.buffer:
+            try:
+                return [encode({"success": True, "result": result})]
+            except TypeError as exc:
+                raise TypeError(f"{name}() returned a value that cannot be sent as JSON: {exc}") from None
+        return _buffer_reply(name, result)
+
+    def _handle_property_get(self, request: dict[str, Any]) -> list[Any]:
+        prop = self._exposed_property(request)
+        value = prop.__get__(self, type(self))
+        try:
+            return [encode({"success": True, "value": value})]
+        except TypeError as exc:
+            raise TypeError(
+                f"property {request['property']!r} has a value that cannot be sent: {exc}"
+            ) from None
+
+    def _handle_property_set(self, request: dict[str, Any]) -> list[Any]:
+        prop = self._exposed_property(request)
+        name = request["property"]
+        if prop.fset is None:
+            raise AttributeError(f"property {name!r} of {type(self).__name__!r} object has no setter")
+        if "value" not in request:
+            raise ProtocolError("PROPERTY_SET needs a 'value' field")
+        value = request["value"]
+        spec = prop.value_type()
+        if not is_instance_of_generic(value, spec):
+            try:
+                value = coerce_to_generic(value, spec)
+            except TypeError as exc:
+                raise TypeError(f"property {name!r}: {exc}") from None
+        prop.__set__(self, value)
+        return [_OK]
+
+    def _exposed_property(self, request: dict[str, Any]) -> Any:
+        name = request.get("property")
+        if not isinstance(name, str):
+            raise ProtocolError(f"{request.get('event')} needs a 'property' field holding the property name")
+        prop = self._members.properties.get(name)
+        if prop is None:
+            raise AttributeError(f"{type(self).__name__} exposes no property {name!r}")
+        return prop
+
+    def _handle_find_peer(self, request: dict[str, Any]) -> list[Any]:
+        raise ProtocolError(
+            "FIND_PEER_ADDRESS belongs to an older signal protocol; send INIT_SIGNALS_HANDLING instead"
+        )
+
+    # -- stopping --------------------------------------------------------------------------------
+    def stop_server(self, timeout: float = 10.0) -> None:
+        """Stop serving and unregister from the registry.
+
+        Safe to call from any thread and more than once. Called from another thread than the one
+        serving, it returns once the serve loop has closed its sockets (so the port can be bound
+        again) or after ``timeout`` seconds; called from a handler, the loop ends after the reply.
+        If ``serve_forever`` was never started, the sockets are closed here.
+        """
+        self._stop = True
+        with self._state_lock:
+            serving = self._serving
+        if not serving:
+            self._shutdown()
+            return
+        self._waker.wake()
+        if threading.current_thread() is not self._serve_thread:
+            self._stopped.wait(timeout)
+
+    def _shutdown(self) -> None:
+        with self._state_lock:
+            if self._dead:
+                return
+            self._dead = True
+            self._serving = False
+        if self._registry is not None:
+            self._registry.stop(unregister=True)
+            self._registry = None
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._waker.close()
+        self._finalizer.detach()
+        self._stopped.set()
+        logger.info("server %s on port %s stopped", self.name or type(self).__name__, self.port)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+_MEMBERS_CACHE: dict[type, Members] = {}
+
+
+def _members_of(cls: type) -> Members:
+    members = _MEMBERS_CACHE.get(cls)
+    if members is None:
+        members = _MEMBERS_CACHE[cls] = collect_members(cls, stop=(RPCServer,))
+    return members
+
+
+def _buffer_reply(name: str, result: Any) -> list[Any]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(
+            f"buffer method {name}() must return (buffer, info dict), got {type(result).__name__}"
+        )
+    buffer, info = result
+    if info is None:
+        info = {}
+    if not isinstance(info, dict):
+        raise TypeError(f"buffer method {name}() must return a dict as info, got {type(info).__name__}")
+    if "error" in info:
+        raise ValueError(f"the info dict of buffer method {name}() must not contain the key 'error'")
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        raise TypeError(
+            f"buffer method {name}() must return a bytes-like buffer, got {type(buffer).__name__}"
+        ) from None
+    try:
+        header = encode(info)
+    except TypeError as exc:
+        raise TypeError(f"info dict of {name}() cannot be sent as JSON: {exc}") from None
+    return [header, view if view.contiguous else view.tobytes()]
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ProtocolError):
+        reply = error_reply(str(exc), "")
+    else:
+        reply = error_reply(str(exc) or type(exc).__name__, format_remote_traceback(exc))
+    reply["error_type"] = type(exc).__name__  # extension: lets our clients raise a precise error
+    return reply
+
+
+def _unknown_event(event: Any) -> str:
+    known = ", ".join(
+        e.value for e in RPCEvents if e not in (RPCEvents.EMIT_SIGNAL, RPCEvents.FIND_PEER_ADDRESS)
+    )
+    if event is None:
+        return f"the request has no 'event' field; expected one of {known}"
+    return f"unknown event {event!r}; expected one of {known}"
+
+
+def _bind_with_retry(sock: zmq.Socket, url: str, attempts: int = 50, pause: float = 0.02) -> None:
+    """Bind, retrying for about a second while the port is still held by a socket being closed.
+
+    libzmq releases a closed socket's listener asynchronously, so a server restarted on the same
+    port right after the previous one stopped may briefly find it in use.
+    """
+    for attempt in range(attempts):
+        try:
+            sock.bind(url)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _close_sockets(closables: list[Any]) -> None:
+    for item in closables:
+        with contextlib.suppress(Exception):  # interpreter shutdown: best effort
+            item.close()
