@@ -80,7 +80,7 @@ def parse_url(url: str) -> Endpoint:
     port = match["port"]
     port_value = None if port is None else (0 if port == "*" else int(port))
     if port_value is not None and port_value > 65535:
-        raise ValueError(f"port out of range in {url!r}")
+        raise ValueError(f"port out of range (0-65535) in endpoint URL {url!r}")
     host = match["ipv6"] or match["host"]
     return Endpoint(match["scheme"].lower(), host, port_value)
 
