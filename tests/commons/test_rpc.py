@@ -235,7 +235,12 @@ def test_D1_calls_reach_only_registered_methods(ctx, server, method):
     reply, _ = raw_request(
         ctx, server.port, {"event": "METHOD_CALL", "method": method, "params": {"args": [], "kwargs": {}}}
     )
-    assert reply == {"success": False, "error": f"Method {method} not implemented", "traceback": ""}
+    assert reply == {
+        "success": False,
+        "error": f"Method {method} not implemented",
+        "traceback": "",
+        "error_type": "InterfaceError",
+    }
     assert server._stop is False
 
 

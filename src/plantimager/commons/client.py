@@ -174,15 +174,16 @@ class RPCSignalReceiver(threading.Thread):
             if event != RPCEvents.EMIT_SIGNAL:
                 logger.debug("ignoring signal-channel message with event %r", event)
                 return
+            self._check_sequence(message.get("seq"))
             name = message.get("signal")
             signal = self.signals.get(name) if isinstance(name, str) else None
             if signal is None:
-                logger.warning("ignoring unknown signal %r from %s", name, self.url)
+                # The server may publish signals our interface does not declare: not an error.
+                logger.debug("ignoring signal %r from %s: not declared by the interface", name, self.url)
                 return
             args = message.get("args", [])
             if not isinstance(args, list):
                 raise ProtocolError(f"signal {name}: 'args' must be an array")
-            self._check_sequence(message.get("seq"))
             self.received += 1
             signal.emit(*args)
         except Exception as exc:

@@ -122,7 +122,8 @@ def collect_members(cls: type, stop: tuple[type, ...] = ()) -> Members:
     A method is exposed when some class of the MRO marks it with a registration decorator; the
     most derived implementation is called (an override without the decorator keeps the
     registration of the base). Properties are the :class:`RPCProperty` members and signals the
-    :class:`RPCSignal` members, most derived first.
+    :class:`RPCSignal` members. Names come base classes first, in definition order, each
+    resolved to its most derived definition.
 
     Parameters
     ----------
@@ -159,7 +160,7 @@ def _registration(cls: type, name: str) -> tuple[bool, int | None] | None:
 
 
 def interface_functions(interface: type) -> dict[str, Callable[..., Any]]:
-    """The plain public functions of an interface (abstract or not), most derived first."""
+    """Public functions of an interface (abstract or not), each in its most derived definition."""
     found = {}
     for name in _public_names(interface, ()):
         attr = inspect.getattr_static(interface, name)

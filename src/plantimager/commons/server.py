@@ -75,18 +75,19 @@ class _Publisher:
         with self._lock:
             if self.socket.closed:
                 return
-            self._seq += 1
             message = {
                 "event": RPCEvents.EMIT_SIGNAL,
                 "signal": name,
                 "args": list(args),
                 "blocking": False,
-                "seq": self._seq,
+                "seq": self._seq + 1,
             }
             try:
                 self.socket.send(encode(message), zmq.NOBLOCK)
             except (TypeError, zmq.ZMQError) as exc:
                 logger.error("could not publish signal %s%r: %s", name, args, exc)
+                return
+            self._seq += 1
 
     def send_raw(self, message: dict[str, Any]) -> None:
         with self._lock:
@@ -394,7 +395,9 @@ class RPCServer:
             raise ProtocolError("METHOD_CALL needs a 'method' field holding the method name")
         method = self._members.methods.get(name)
         if method is None:
-            return [encode(error_reply(f"Method {name} not implemented", ""))]
+            reply = error_reply(f"Method {name} not implemented", "")  # upstream's wording
+            reply["error_type"] = "InterfaceError"
+            return [encode(reply)]
         params = request.get("params", {})
         if not isinstance(params, dict):
             raise ProtocolError("'params' must be an object with 'args' (array) and 'kwargs' (object)")

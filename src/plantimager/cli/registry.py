@@ -1,0 +1,84 @@
+"""``plantimager registry``: run a device registry until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import click
+import zmq
+
+from plantimager.commons.deviceregistry import DEFAULT_REGISTRY_PORT, DeviceRegistry
+from plantimager.commons.errors import RegistryError
+
+__all__ = ["registry"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _parse_bind(value: str) -> tuple[str, str]:
+    """Split ``tcp://HOST:PORT`` into (``tcp://HOST``, ``PORT``)."""
+    if "://" not in value:
+        value = f"tcp://{value}"
+    scheme, rest = value.split("://", 1)
+    host, sep, port = rest.rpartition(":")
+    if scheme != "tcp" or not sep or not host or not (port.isdigit() or port == "*"):
+        raise click.BadParameter(f"expected tcp://HOST:PORT, got {value!r}", param_hint="--bind")
+    return f"{scheme}://{host}", port
+
+
+@click.command("registry")
+@click.option(
+    "--bind",
+    "bind",
+    default=f"tcp://*:{DEFAULT_REGISTRY_PORT}",
+    show_default=True,
+    metavar="tcp://HOST:PORT",
+    help="Where devices and controllers reach the registry (port 0: picked by the OS).",
+)
+@click.option(
+    "--events-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the change-events socket, on the same interface (default: picked by the OS).",
+)
+def registry(bind: str, events_port: int | None) -> None:
+    """Run a device registry, logging devices as they come and go, until Ctrl-C or SIGTERM."""
+    addr, port = _parse_bind(bind)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    context = zmq.Context()
+    try:
+        server = DeviceRegistry(context, addr, port, events_port=events_port)
+    except RegistryError as exc:
+        context.term()
+        raise click.ClickException(str(exc)) from None
+    server.add_new_device_callback(
+        lambda device_type, addr, name: logger.info("device arrived: %s (%s) at %s", name, device_type, addr)
+    )
+    server.add_device_removed_callback(
+        lambda device_type, addr, name: logger.info("device left: %s (%s) at %s", name, device_type, addr)
+    )
+    previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
+    try:
+        server.start()
+        logger.info("registry listening on %s:%d (events on port %d)", addr, server.port, server.events_port)
+        while server.is_alive() and not stop.wait(0.2):
+            pass
+        failed = not stop.is_set()
+    finally:
+        server.stop()
+        context.term()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failed:
+        raise click.ClickException("the registry stopped unexpectedly")
+    logger.info("registry stopped")
