@@ -487,3 +487,9 @@ def socket_reserving_port():
             s.close()
 
     return reserve()
+
+
+def test_numbers_are_not_silently_turned_into_string_arguments(client):
+    with pytest.raises(RemoteError, match="argument 'message' must be a string, got int"):
+        client.echo(5)
+    assert client.add(2.0, 3) == 5  # structural conversions JSON needs still apply

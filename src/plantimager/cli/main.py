@@ -16,6 +16,7 @@ __all__ = ["main"]
 #: module name -> attribute holding the click command, added in this order.
 _COMMANDS = {
     "registry": "registry",
+    "camera": "camera",
 }
 
 

@@ -126,7 +126,8 @@ class CameraNode(ABC):
     Signals
     -------
     captureStored(dict)
-        Emitted when a capture is safely stored: ``{"data_code", "cameras", "captured_ns"}``.
+        Emitted when a capture is safely stored: ``{"data_code", "cameras", "captured_ns"}`` where
+        ``cameras`` lists the camera indices stored and ``captured_ns`` their capture times (ns).
     """
 
     captureStored = RPCSignal(dict)
@@ -142,7 +143,7 @@ class CameraNode(ABC):
 
     @abstractmethod
     def stream_urls(self) -> list[str]:
-        """One live-preview URL (MJPEG over HTTP) per camera, in camera order."""
+        """One live-preview URL (MJPEG over HTTP) per camera, in camera order; empty without previews."""
 
     @abstractmethod
     def shutdown(self) -> None:
@@ -164,8 +165,9 @@ class CameraNode(ABC):
         Returns
         -------
         dict
-            ``{"data_code", "requested_at", "cameras": [{"camera", "index", "captured_at",
-            "size", "sha256", ...}]}`` with each camera's actual capture time.
+            ``{"data_code", "requested_at", "cameras": [{"camera", "camera_index", "captured_at",
+            "captured_ns", "size", "sha256", ...}]}`` with each camera's actual capture time;
+            cameras that failed are listed under ``failures`` (camera name -> reason).
         """
 
     @abstractmethod

@@ -49,7 +49,10 @@ class ArgBinder:
         self.takes_nothing = not params
         try:
             hints = typing.get_type_hints(func)
-        except Exception:  # unresolvable annotation: check nothing rather than refuse to serve
+        except Exception as exc:  # unresolvable annotation: check nothing rather than refuse to serve
+            logger.warning(
+                "arguments of %s() are not type-checked: its annotations do not resolve (%s)", label, exc
+            )
             hints = {}
         self.checks = {
             p.name: hints[p.name]
@@ -79,11 +82,18 @@ class ArgBinder:
             values = bound.arguments
             for name, spec in self.checks.items():
                 if name in values and not is_instance_of_generic(values[name], spec):
-                    try:
-                        values[name] = coerce_to_generic(values[name], spec)
-                    except TypeError as exc:
-                        raise TypeError(f"{self.label}() argument {name!r}: {exc}") from None
+                    values[name] = self._coerce(name, values[name], spec)
         return bound.args, bound.kwargs
+
+    def _coerce(self, name: str, value: Any, spec: Any) -> Any:
+        # Only structural conversions JSON makes necessary (arrays to tuples, strings to enums,
+        # int to float...). A number is not a string: turning 5 into "5" would hide a caller's bug.
+        if spec is str:
+            raise TypeError(f"{self.label}() argument {name!r} must be a string, got {type(value).__name__}")
+        try:
+            return coerce_to_generic(value, spec)
+        except TypeError as exc:
+            raise TypeError(f"{self.label}() argument {name!r}: {exc}") from None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from .signals import RPCSignal
 
 __all__ = ["RPCProperty"]
+
+logger = logging.getLogger(__name__)
 
 _MISSING = object()
 
@@ -128,7 +131,8 @@ class RPCProperty(property):
                 continue
             try:
                 hints = typing.get_type_hints(func)
-            except Exception:  # unresolvable forward reference: treat as undeclared
+            except Exception as exc:  # unresolvable forward reference: treat as undeclared
+                logger.warning("value of property %s is not type-checked: %s", self._name, exc)
                 continue
             if key is None:
                 params = [p for p in func.__code__.co_varnames[: func.__code__.co_argcount]][1:]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from plantimager.camera.mjpeg import MJPEGServer
+from plantimager.commons.mjpeg import MJPEGServer
 
 TIMEOUT = 10.0
 

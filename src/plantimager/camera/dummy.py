@@ -1,0 +1,266 @@
+"""A simulated camera: serves the shipped views of a synthetic plant, no hardware needed.
+
+Camera ``index`` sees view ``index`` of the set (modulo its size), so the cameras of a node, and
+the nodes of a rig numbered one after the other, see neighbouring azimuths of the same plant.
+Stills are the view resized to the current resolution (cropped to its aspect ratio first); the
+latest rendering is kept (one for stills, one for previews, keyed by resolution and control values),
+so capturing again with the same settings is nearly free.
+
+A few controls are simulated and visibly change the image, so tests can see that settings were
+applied: ``ExposureTime`` and ``AnalogueGain`` scale the light, ``Brightness`` shifts it and
+``Contrast`` stretches it around mid-grey. Preview frames also carry a light band that moves a little
+on every frame and the frame number as a row of squares in the top-left corner, so consecutive
+previews differ, deterministically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from plantimager.commons.errors import PlantImagerError, ValidationError
+
+from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
+
+__all__ = ["DEFAULT_MAX_RESOLUTION", "DEFAULT_RESOLUTION", "DummyBackend", "list_images"]
+
+logger = logging.getLogger(__name__)
+
+#: Largest still resolution of a dummy camera (that of a 12 MP Raspberry Pi HQ camera).
+DEFAULT_MAX_RESOLUTION = (4056, 3040)
+#: Still resolution of a new dummy camera.
+DEFAULT_RESOLUTION = (1280, 960)
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+_DEFAULT_EXPOSURE_US = 10_000
+_CONTROL_RANGES: dict[str, tuple[float, float, float]] = {
+    "ExposureTime": (100, 1_000_000, _DEFAULT_EXPOSURE_US),
+    "AnalogueGain": (1.0, 16.0, 1.0),
+    "Brightness": (-1.0, 1.0, 0.0),
+    "Contrast": (0.0, 32.0, 1.0),
+}
+_BAND_WIDTH = 48
+_BAND_STEP = 8
+_BAND_GAIN = 40
+_BIT_SQUARE = 8
+_BITS = 16
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Return the image files of ``folder`` (by extension), sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder does not exist.
+    ValidationError
+        If it holds no image file.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"image folder {str(path)!r} does not exist or is not a folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        suffixes = ", ".join(sorted(_IMAGE_SUFFIXES))
+        raise ValidationError(f"image folder {str(path)!r} holds no image file ({suffixes})")
+    return files
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.ascontiguousarray(np.asarray(img.convert("RGB")))
+
+
+def _as_rgb(array: Any) -> np.ndarray:
+    image = np.asarray(array)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise ValidationError(
+            f"an image must be uint8 of shape (H, W, 3 or 4), got {image.dtype} {image.shape}"
+        )
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def _tone_table(controls: dict[str, float]) -> list[int] | None:
+    """The 256-entry lookup table the controls amount to, None when it is the identity."""
+    gain = controls["ExposureTime"] / _DEFAULT_EXPOSURE_US * controls["AnalogueGain"]
+    x = np.arange(256, dtype=np.float64)
+    y = (x * gain - 128.0) * controls["Contrast"] + 128.0 + controls["Brightness"] * 128.0
+    table = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    if np.array_equal(table, np.arange(256, dtype=np.uint8)):
+        return None
+    return table.tolist()
+
+
+def _render(source: Image.Image, size: tuple[int, int], table: list[int] | None) -> np.ndarray:
+    img = source if source.size == size else ImageOps.fit(source, size, Image.Resampling.BILINEAR)
+    if table is not None:
+        img = img.point(table * 3)
+    out = np.ascontiguousarray(np.asarray(img))
+    out.flags.writeable = False
+    return out
+
+
+class DummyBackend(CameraBackend):
+    """A simulated camera serving one view of the synthetic plant.
+
+    Parameters
+    ----------
+    index : int
+        The camera's index; it chooses the view (``index`` modulo the number of views).
+    resolution : tuple of int, optional
+        Initial still resolution ``(width, height)``, clamped to the allowed range.
+    images : folder path or sequence of arrays, optional
+        Where the views come from: a folder of image files (sorted by name) or RGB(A) ``uint8``
+        arrays. Defaults to the plant views shipped with the package.
+    max_resolution : tuple of int, optional
+        Largest still resolution.
+
+    Raises
+    ------
+    ValidationError
+        If ``index`` is negative or the images are unusable.
+    FileNotFoundError
+        If the image folder does not exist.
+    """
+
+    def __init__(
+        self,
+        index: int = 0,
+        resolution: tuple[int, int] = DEFAULT_RESOLUTION,
+        images: str | os.PathLike[str] | Sequence[np.ndarray] | None = None,
+        *,
+        max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION,
+    ) -> None:
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
+        self.index = index
+        self._max = clamp_resolution(*max_resolution, maximum=(65535, 65535))
+        if images is None:
+            from plantimager.commons.examples.scene import default_image_dir
+
+            images = default_image_dir()
+        if isinstance(images, (str, os.PathLike)):
+            files = list_images(images)
+            self.view = index % len(files)
+            self.source_name = files[self.view].name
+            array = _load_rgb(files[self.view])
+        else:
+            if len(images) == 0:
+                raise ValidationError("images must hold at least one image")
+            self.view = index % len(images)
+            self.source_name = f"array {self.view}"
+            array = _as_rgb(images[self.view])
+        self._source = Image.fromarray(array)
+        self._lock = threading.Lock()
+        self._resolution = clamp_resolution(*resolution, maximum=self._max)
+        self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
+        # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
+        self._cache: dict[bool, tuple[tuple[Any, ...], np.ndarray]] = {}
+        self._frames = 0
+        self._previews = 0
+        self._closed = False
+        logger.debug("dummy camera %d shows %s", index, self.source_name)
+
+    # -- CameraBackend -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """``dummy<index>``."""
+        return f"dummy{self.index}"
+
+    @property
+    def max_resolution(self) -> tuple[int, int]:
+        """The largest still resolution, ``(width, height)``."""
+        return self._max
+
+    def get_resolution(self) -> tuple[int, int]:
+        """Return the current still resolution, ``(width, height)``."""
+        with self._lock:
+            return self._resolution
+
+    def set_resolution(self, width: int, height: int) -> tuple[int, int]:
+        """Set the still resolution (clamped); returns the one applied."""
+        applied = clamp_resolution(width, height, self._max)
+        with self._lock:
+            self._resolution = applied
+        return applied
+
+    @property
+    def control_ranges(self) -> dict[str, tuple[float, float, float]]:
+        """``ExposureTime`` (us), ``AnalogueGain``, ``Brightness`` and ``Contrast``: (min, max, default)."""
+        return dict(_CONTROL_RANGES)
+
+    @property
+    def controls(self) -> dict[str, float]:
+        """Current value of each control."""
+        with self._lock:
+            return dict(self._controls)
+
+    def _apply_controls(self, values: dict[str, float]) -> None:
+        with self._lock:
+            self._controls.update(values)
+
+    def capture(self) -> Frame:
+        """Return the camera's view at the current resolution with the current controls applied.
+
+        ``captured_ns`` is the wall clock when the call starts; ``sensor_timestamp_ns`` simulates a
+        sensor clock with the monotonic clock. The image is read-only and may be shared.
+        """
+        captured_ns = time.time_ns()
+        sensor_ns = time.monotonic_ns()
+        with self._lock:
+            self._check_open()
+            resolution, controls = self._resolution, dict(self._controls)
+            self._frames += 1
+            number = self._frames
+        image = self._cached(resolution, controls)
+        return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls})
+
+    def capture_lores(self) -> np.ndarray:
+        """Return a 640x480 preview frame with a moving light band and the frame number drawn in."""
+        with self._lock:
+            self._check_open()
+            controls = dict(self._controls)
+            self._previews += 1
+            number = self._previews
+        out = self._cached(LORES_SIZE, controls).copy()
+        width = out.shape[1]
+        x0 = (number * _BAND_STEP) % (width + _BAND_WIDTH) - _BAND_WIDTH
+        band = out[:, max(x0, 0) : max(x0 + _BAND_WIDTH, 0)]
+        np.copyto(band, np.where(band > 255 - _BAND_GAIN, 255, band + _BAND_GAIN).astype(np.uint8))
+        for bit in range(_BITS):
+            x = 4 + bit * (_BIT_SQUARE + 2)
+            out[4 : 4 + _BIT_SQUARE, x : x + _BIT_SQUARE] = 255 if (number >> bit) & 1 else 0
+        return out
+
+    def close(self) -> None:
+        """Stop the camera; later captures raise."""
+        with self._lock:
+            self._closed = True
+            self._cache.clear()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PlantImagerError(f"camera {self.name} is closed")
+
+    def _cached(self, size: tuple[int, int], controls: dict[str, float]) -> np.ndarray:
+        key = (size, tuple(sorted(controls.items())))
+        slot = size == LORES_SIZE
+        with self._lock:
+            entry = self._cache.get(slot)
+            if entry is not None and entry[0] == key:
+                return entry[1]
+        image = _render(self._source, size, _tone_table(controls))
+        with self._lock:
+            self._cache[slot] = (key, image)
+        return image

@@ -1,0 +1,626 @@
+"""The camera node: one process serving one or more cameras over RPC.
+
+:class:`CameraNodeServer` implements both interfaces of :mod:`plantimager.commons.cameradevice`:
+``CameraNode`` (PEPI's camera-server operations, synchronised capture into the on-disk spool,
+retrieval, release, configuration, health) and the upstream ``Camera`` (whose members act on the
+node's first camera), so an upstream controller and our rig can both drive it.
+
+:func:`run_node` builds a node from options (backend, number of cameras, spool, registry...), serves
+it until it is stopped and cleans everything up; ``plantimager camera`` is a thin wrapper around it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from plantimager.commons.address import advertised_host, parse_url
+from plantimager.commons.cameradevice import Camera, CameraMode, CameraNode, Encoding
+from plantimager.commons.errors import ImageUnavailable, ValidationError
+from plantimager.commons.RPC import RPCProperty, RPCServer
+
+from ..commons.mjpeg import MJPEGServer
+from .backend import CameraBackend
+from .capture import CaptureRunner, collect_stills
+from .identity import node_identity
+from .names import validate_name
+from .slot import (
+    CameraSlot,
+    apply_settings,
+    check_camera_names,
+    check_quality,
+    encode_image,
+    plan_settings,
+    preview_jpeg,
+    raw_pixels,
+    rotate,
+)
+from .spool import Spool
+
+__all__ = ["DEFAULT_POWEROFF_COMMAND", "CameraNodeServer"]
+
+logger = logging.getLogger(__name__)
+
+#: What ``shutdown()`` runs after stopping, when the node was started with ``allow_poweroff``.
+DEFAULT_POWEROFF_COMMAND: tuple[str, ...] = ("systemctl", "poweroff")
+#: Highest preview frame rate per camera.
+PREVIEW_FPS = 15.0
+_MAX_AHEAD_S = 60.0
+_MAX_LATE_S = 5.0
+
+
+class CameraNodeServer(CameraNode, Camera, RPCServer):
+    """Serve the cameras of this host over RPC.
+
+    Parameters
+    ----------
+    context : zmq.Context
+        Context of the RPC sockets.
+    url : str
+        Where to listen, ``tcp://host:port`` (port 0: picked by the system).
+    backends : sequence of CameraBackend
+        The cameras, in order; the node closes them in :meth:`close`.
+    spool : Spool
+        Where captures are kept until released; owned by the caller.
+    state_dir : pathlib.Path, optional
+        Where the node id is kept if the host offers no stable id (see
+        :func:`~plantimager.camera.identity.node_identity`).
+    node_id : str, optional
+        Use this id instead of the host's.
+    camera_names : sequence of str, optional
+        Names of the cameras in the spool and in stream URLs; ``cam0``, ``cam1``... by default.
+    stream_port : int or None
+        Port of the MJPEG preview server (0: picked by the system); None runs no previews.
+    stream_host : str, optional
+        Interface of the preview server; defaults to the RPC host (``0.0.0.0`` for a wildcard).
+    quality : int
+        JPEG quality of stills, 1-100.
+    allow_poweroff : bool
+        Let :meth:`shutdown` power the host off after stopping the node.
+    poweroff_command : sequence of str
+        The command that powers the host off.
+    max_ahead, max_late : float
+        How far ahead, and how late, a capture instant may be, in seconds.
+    alive_timeout : int
+        Seconds the registry may wait for a heartbeat.
+
+    Raises
+    ------
+    ValidationError
+        If there is no camera, a camera name is invalid or repeated, or ``quality`` is out of range.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        url: str = "tcp://127.0.0.1:0",
+        *,
+        backends: Sequence[CameraBackend],
+        spool: Spool,
+        state_dir: Path | None = None,
+        node_id: str | None = None,
+        camera_names: Sequence[str] | None = None,
+        stream_port: int | None = 0,
+        stream_host: str | None = None,
+        quality: int = 90,
+        allow_poweroff: bool = False,
+        poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
+        max_ahead: float = _MAX_AHEAD_S,
+        max_late: float = _MAX_LATE_S,
+        alive_timeout: int = 60,
+    ) -> None:
+        backends = list(backends)
+        names = check_camera_names(camera_names, len(backends))
+        check_quality(quality)
+        self.node_id = node_id or node_identity(state_dir)
+        RPCServer.__init__(self, context, url, alive_timeout)
+        self.started_at = time.monotonic()
+        self.spool = spool
+        self.allow_poweroff = bool(allow_poweroff)
+        self.poweroff_command = tuple(poweroff_command)
+        self.slots = [
+            CameraSlot(i, n, b, quality=quality) for i, (n, b) in enumerate(zip(names, backends, strict=True))
+        ]
+        self._mode = CameraMode.STILL
+        self._video_url = ""
+        self._settings_lock = threading.RLock()
+        self._shutdown_lock = threading.Lock()
+        self._shutdown_thread: threading.Thread | None = None
+        self._shutdown_done = threading.Event()
+        self._closed = False
+        self._streams: MJPEGServer | None = None
+        try:
+            self._runner = CaptureRunner(
+                self.slots, spool, self.node_id, max_ahead=max_ahead, max_late=max_late
+            )
+            if stream_port is not None:
+                self._streams = self._start_streams(url, stream_host, stream_port)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_streams(self, url: str, host: str | None, port: int) -> MJPEGServer:
+        endpoint = parse_url(url)
+        wildcard = endpoint.is_wildcard
+        server = MJPEGServer(
+            host or ("0.0.0.0" if wildcard else endpoint.host),
+            port,
+            advertise_host=advertised_host(endpoint.host) if host is None and wildcard else None,
+        )
+        for slot in self.slots:
+            server.add_source(slot.name, functools.partial(preview_jpeg, slot), fps=PREVIEW_FPS)
+        server.start()
+        return server
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _slot(self, camera: Any) -> CameraSlot:
+        if isinstance(camera, bool) or not isinstance(camera, int):
+            raise ValidationError(f"camera must be a camera index (int), got {camera!r}")
+        if not 0 <= camera < len(self.slots):
+            raise ValidationError(
+                f"camera index {camera} is out of range: this node has {len(self.slots)} camera(s), "
+                f"indices 0 to {len(self.slots) - 1}"
+            )
+        return self.slots[camera]
+
+    def _index_of(self, data_code: str, name: str) -> int:
+        for slot in self.slots:
+            if slot.name == name:
+                return slot.index
+        index = self.spool.get(data_code, name).meta.get("camera_index")
+        return index if isinstance(index, int) else -1
+
+    # -- PEPI CameraServer -----------------------------------------------------------------------
+    @RPCServer.register_method_json
+    def ping(self) -> bool:
+        """Return ``True``: the node is up and answering."""
+        return True
+
+    @RPCServer.register_method_json
+    def identify(self) -> str:
+        """The node's id: the Pi CPU serial, else the machine id, else one kept in the state folder."""
+        return self.node_id
+
+    @RPCServer.register_method_json
+    def stream_urls(self) -> list[str]:
+        """The MJPEG preview URL of each camera, in camera order (empty when previews are off)."""
+        if self._streams is None:
+            return []
+        return [self._streams.url_for(slot.name) for slot in self.slots]
+
+    @RPCServer.register_method_json
+    def shutdown(self) -> None:
+        """Stop the node once this call has been answered; power the host off only if allowed.
+
+        The node stops serving from another thread right after the reply. When the node was started
+        with ``allow_poweroff``, the power-off command runs after that.
+        """
+        with self._shutdown_lock:
+            if self._shutdown_thread is not None:
+                return
+            self._shutdown_thread = threading.Thread(
+                target=self._shutdown_sequence, name="node-shutdown", daemon=True
+            )
+            self._shutdown_thread.start()
+
+    def _shutdown_sequence(self) -> None:
+        try:
+            logger.info("node %s shutting down on request", self.node_id)
+            self.stop_server()
+            if self.allow_poweroff:
+                logger.warning("powering the host off: %s", " ".join(self.poweroff_command))
+                try:
+                    result = subprocess.run(
+                        list(self.poweroff_command), stdin=subprocess.DEVNULL, timeout=60, check=False
+                    )
+                    if result.returncode:
+                        logger.error("power-off command exited with status %d", result.returncode)
+                except (OSError, subprocess.SubprocessError) as exc:
+                    logger.error("power-off command failed: %s", exc)
+        finally:
+            self._shutdown_done.set()
+
+    def wait_shutdown(self, timeout: float | None = None) -> bool:
+        """Wait until a :meth:`shutdown` has stopped the node (and run the power-off command if allowed).
+
+        Returns
+        -------
+        bool
+            True once that is done, False on timeout or if no shutdown was asked for.
+        """
+        if self._shutdown_thread is None:
+            return False
+        return self._shutdown_done.wait(timeout)
+
+    @RPCServer.register_method_json(timeout=120_000)
+    def start_capture(self, data_code: str, at: float | None = None) -> dict:
+        """Fire every camera at the instant ``at`` and store the images under ``data_code``.
+
+        Parameters
+        ----------
+        data_code : str
+            Name of the capture, 1 to 128 of ``[A-Za-z0-9._-]``, not starting with ``.`` or ``-``.
+            An existing capture of the same code is replaced.
+        at : float, optional
+            Wall-clock instant, seconds since the epoch, at most 60 s ahead and 5 s late (a late
+            instant fires at once); None fires now.
+
+        Returns
+        -------
+        dict
+            ``{"data_code", "node", "requested_at", "requested_ns", "cameras", "failures"}``; each
+            entry of ``cameras`` is the stored metadata (``camera``, ``camera_index``,
+            ``captured_at``, ``captured_ns``, ``size``, ``sha256``, ``resolution``, ...).
+
+        Raises
+        ------
+        ValidationError
+            If the data code or the instant is not acceptable; nothing is fired.
+        RigError
+            If every camera failed.
+        """
+        record = self._runner.capture(data_code, at)
+        stored = record["cameras"]
+        self.captureStored.emit(
+            {
+                "data_code": data_code,
+                "cameras": [meta["camera_index"] for meta in stored],
+                "captured_ns": [meta["captured_ns"] for meta in stored],
+            }
+        )
+        return record
+
+    @RPCServer.register_method_buffer(timeout=60_000)
+    def retrieve_stills_jpg(self, data_code: str) -> tuple[memoryview, dict]:
+        """The stored images of ``data_code`` as JPEG files, camera after camera (see ``split_stills``).
+
+        Images stored as PNG are converted; the stored files are left untouched. Nothing is deleted.
+
+        Raises
+        ------
+        ImageUnavailable
+            If nothing is stored under ``data_code``.
+        """
+        return self._retrieve_all(data_code, "jpeg")
+
+    @RPCServer.register_method_buffer(timeout=60_000)
+    def retrieve_stills_png(self, data_code: str) -> tuple[memoryview, dict]:
+        """As :meth:`retrieve_stills_jpg`, as PNG files."""
+        return self._retrieve_all(data_code, "png")
+
+    def _retrieve_all(self, data_code: str, target: str) -> tuple[memoryview, dict]:
+        validate_name(data_code, kind="data code")
+        data, info = collect_stills(self.spool, data_code, target)
+        info["cameras"] = [self._index_of(data_code, name) for name in info["names"]]
+        return memoryview(data), info
+
+    @RPCServer.register_method_json
+    def enumerate_methods(self) -> dict[str, list[str]]:
+        """The node's remote methods: name -> argument names (PEPI's introspection call)."""
+        inventory = self.inventory()
+        out: dict[str, list[str]] = {}
+        for name in sorted({*inventory["json_methods"], *inventory["buffer_methods"]}):
+            params = inspect.signature(getattr(self, name)).parameters.values()
+            out[name] = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return out
+
+    # -- per camera (PEPI Camera) ----------------------------------------------------------------
+    @RPCServer.register_method_buffer(timeout=30_000)
+    def still(self, camera: int = 0) -> tuple[memoryview, dict]:
+        """Capture now and return the raw RGB pixels (``uint8``; shape in ``info["shape"]``)."""
+        slot = self._slot(camera)
+        frame = slot.backend.capture()
+        return raw_pixels(rotate(frame.image, slot.rotation), slot, frame.captured_ns)
+
+    @RPCServer.register_method_buffer(timeout=30_000)
+    def low_res_still(self, camera: int = 0) -> tuple[memoryview, dict]:
+        """A 640x480 preview capture as raw RGB pixels (``info["shape"] == [480, 640, 3]``)."""
+        slot = self._slot(camera)
+        return raw_pixels(slot.backend.capture_lores(), slot, time.time_ns())
+
+    @RPCServer.register_method_json
+    def get_max_resolution(self, camera: int = 0) -> list[int]:
+        """The camera's largest resolution, ``[width, height]``."""
+        return list(self._slot(camera).backend.max_resolution)
+
+    @RPCServer.register_method_json
+    def get_current_resolution(self, camera: int = 0) -> list[int]:
+        """The camera's still resolution, ``[width, height]``."""
+        return list(self._slot(camera).backend.resolution)
+
+    @RPCServer.register_method_json
+    def set_resolution(self, x: int, y: int, camera: int = 0) -> list[int]:
+        """Set the still resolution; returns the one applied (clamped between 64x64 and the maximum)."""
+        applied = self.configure({"resolution": [x, y]}, camera)[0]["resolution"]
+        return list(applied)
+
+    # -- rig operations --------------------------------------------------------------------------
+    @RPCServer.register_method_json
+    def cameras(self) -> list[dict]:
+        """The cameras in order, with their settings and preview URL.
+
+        Returns
+        -------
+        list of dict
+            ``{"name", "index", "backend", "resolution", "max_resolution", "encoding", "quality",
+            "rotation", "controls", "stream_url"}`` per camera.
+        """
+        urls = self.stream_urls() or [""] * len(self.slots)
+        return [{**slot.settings(), "stream_url": url} for slot, url in zip(self.slots, urls, strict=True)]
+
+    @RPCServer.register_method_buffer(timeout=60_000)
+    def retrieve_still(self, data_code: str, camera: int = 0) -> tuple[memoryview, dict]:
+        """One stored image, exactly as stored, with its metadata; nothing is deleted.
+
+        The bytes are sent straight from a memory map of the stored file.
+
+        Returns
+        -------
+        tuple of (memoryview, dict)
+            The file, and its metadata (``format``, ``size``, ``sha256``, capture times...).
+
+        Raises
+        ------
+        ImageUnavailable
+            If that camera has nothing stored under ``data_code``.
+        """
+        validate_name(data_code, kind="data code")
+        slot = self._slot(camera)
+        capture = self.spool.get(data_code, slot.name)
+        view = self.spool.read(data_code, slot.name)
+        if len(view) != capture.size:  # replaced between get and read: describe what is sent
+            capture = self.spool.get(data_code, slot.name)
+        return view, {**capture.meta, "format": capture.meta.get("encoding", capture.meta.get("ext"))}
+
+    @RPCServer.register_method_json
+    def release(self, data_code: str, cameras: list[int] | None = None) -> int:
+        """Delete stored captures the controller has safely received; the only way they are deleted.
+
+        Parameters
+        ----------
+        data_code : str
+            The capture to release.
+        cameras : list of int, optional
+            Release only these cameras' images; None releases them all.
+
+        Returns
+        -------
+        int
+            How many images were deleted.
+
+        Raises
+        ------
+        ImageUnavailable
+            If nothing (or nothing from a listed camera) is stored under ``data_code``; then nothing
+            is deleted.
+        """
+        validate_name(data_code, kind="data code")
+        names = None if cameras is None else [self._slot(i).name for i in cameras]
+        return self.spool.release(data_code, names)
+
+    @RPCServer.register_method_json
+    def pending(self) -> dict[str, list[int]]:
+        """Data codes still stored, oldest first, with the camera indices stored under each."""
+        out: dict[str, list[int]] = {}
+        for code, names in self.spool.pending().items():
+            try:
+                out[code] = [self._index_of(code, name) for name in names]
+            except ImageUnavailable:  # released meanwhile
+                continue
+        return out
+
+    @RPCServer.register_method_json
+    def configure(self, settings: dict, camera: int | None = None) -> list[dict]:
+        """Apply settings to one camera (``camera`` index) or to all (None).
+
+        Parameters
+        ----------
+        settings : dict
+            Any of ``resolution`` (``[width, height]``, clamped), ``encoding`` (``"jpeg"`` or
+            ``"png"``), ``rotation`` (0, 90, 180, 270), ``quality`` (JPEG, 1-100) and ``controls``
+            (control name -> value). Everything is checked before anything is applied.
+
+        Returns
+        -------
+        list of dict
+            The resulting settings of each camera configured.
+
+        Raises
+        ------
+        ValidationError
+            Naming the first setting that is not acceptable.
+        """
+        slots = self.slots if camera is None else [self._slot(camera)]
+        with self._settings_lock:
+            plans = [(slot, plan_settings(slot, settings)) for slot in slots]
+            before = self.slots[0].settings()
+            for slot, plan in plans:
+                apply_settings(slot, plan)
+            after = self.slots[0].settings()
+        if any(slot.index == 0 for slot in slots):
+            self._emit_changes(before, after, "controls" in settings)
+        return [slot.settings() for slot in slots]
+
+    def _emit_changes(self, before: dict[str, Any], after: dict[str, Any], controls: bool) -> None:
+        if before["resolution"] != after["resolution"]:
+            self.resolutionChanged.emit(tuple(after["resolution"]))
+        if before["encoding"] != after["encoding"]:
+            self.encodingChanged.emit(after["encoding"])
+        if before["rotation"] != after["rotation"]:
+            self.rotationChanged.emit(after["rotation"])
+        if controls:
+            self.configChanged.emit(after["controls"])
+
+    @RPCServer.register_method_json
+    def status(self) -> dict:
+        """Health of the node.
+
+        Returns
+        -------
+        dict
+            ``{"id", "name", "address", "mode", "cameras", "spool": {"root", "usage_bytes",
+            "max_bytes", "pending_codes", "pending_captures"}, "captures", "uptime_s",
+            "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is None until clock
+            tracking exists.
+        """
+        pending = self.spool.pending()
+        return {
+            "id": self.node_id,
+            "name": self.name,
+            "address": self.address,
+            "mode": str(self._mode),
+            "cameras": self.cameras(),
+            "spool": {
+                "root": str(self.spool.root),
+                "usage_bytes": self.spool.usage_bytes(),
+                "max_bytes": self.spool.max_bytes,
+                "pending_codes": len(pending),
+                "pending_captures": sum(len(v) for v in pending.values()),
+            },
+            "captures": self._runner.count,
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "allow_poweroff": self.allow_poweroff,
+            "clock_offset_ms": None,
+        }
+
+    # -- upstream Camera (acts on camera 0) ------------------------------------------------------
+    @RPCServer.register_method_buffer(timeout=30_000)
+    def get_image(self, lores: bool = False) -> tuple[memoryview, dict]:
+        """Capture on camera 0 now and return the image encoded per :attr:`encoding`.
+
+        Switches to ``STILL`` first if needed. ``lores`` gives a 640x480 preview image.
+
+        Returns
+        -------
+        tuple of (memoryview, dict)
+            The file and ``{"format", "rotation", "size", "camera", "captured_ns"}`` (``size`` is
+            the array shape ``[height, width, 3]``).
+        """
+        if self._mode != CameraMode.STILL:
+            self.mode = CameraMode.STILL
+        slot = self.slots[0]
+        encoding, quality, rotation = slot.snapshot()
+        if lores:
+            image, captured_ns = slot.backend.capture_lores(), time.time_ns()
+        else:
+            frame = slot.backend.capture()
+            image, captured_ns = frame.image, frame.captured_ns
+        image = rotate(image, rotation)
+        data = encode_image(image, encoding, quality)
+        info = {
+            "format": encoding,
+            "rotation": rotation,
+            "size": list(image.shape),
+            "camera": slot.name,
+            "captured_ns": captured_ns,
+        }
+        return memoryview(data), info
+
+    @RPCProperty(notify=Camera.modeChanged)
+    def mode(self) -> CameraMode:
+        """``STILL`` or ``VIDEO``; ``VIDEO`` sets :attr:`video_url` to camera 0's preview stream."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: CameraMode) -> None:
+        try:
+            mode = CameraMode(value)
+        except ValueError:
+            raise ValidationError(f"mode must be 'STILL' or 'VIDEO', got {value!r}") from None
+        if mode == self._mode:
+            return
+        if mode == CameraMode.VIDEO:
+            if self._streams is None:
+                raise ValidationError("this node runs without previews (no stream port), so no VIDEO mode")
+            url = self._streams.url_for(self.slots[0].name)
+        else:
+            url = ""
+        self._mode = mode
+        if url != self._video_url:
+            self._video_url = url
+            self.videoUrlChanged.emit(url)
+        self.modeChanged.emit(str(mode))
+
+    @RPCProperty(notify=Camera.videoUrlChanged)
+    def video_url(self) -> str:
+        """Camera 0's MJPEG stream in ``VIDEO`` mode, empty in ``STILL`` mode (read-only)."""
+        return self._video_url
+
+    @RPCProperty(notify=Camera.rotationChanged)
+    def rotation(self) -> int:
+        """Clockwise rotation of camera 0's images: 0, 90, 180 or 270 degrees."""
+        return self.slots[0].rotation
+
+    @rotation.setter
+    def rotation(self, value: int) -> None:
+        self.configure({"rotation": value}, 0)
+
+    @RPCProperty(notify=Camera.resolutionChanged)
+    def resolution(self) -> tuple[int, int]:
+        """Camera 0's still resolution ``(width, height)``; a new value is clamped to its range."""
+        return self.slots[0].backend.resolution
+
+    @resolution.setter
+    def resolution(self, value: tuple[int, int]) -> None:
+        self.configure({"resolution": list(value)}, 0)
+
+    @RPCProperty(notify=Camera.encodingChanged)
+    def encoding(self) -> Encoding:
+        """Encoding of camera 0's images, ``"jpeg"`` or ``"png"``."""
+        return self.slots[0].encoding  # type: ignore[return-value]
+
+    @encoding.setter
+    def encoding(self, value: Encoding) -> None:
+        self.configure({"encoding": value}, 0)
+
+    @RPCProperty(notify=Camera.configChanged)
+    def config(self) -> dict:
+        """Camera 0's controls by their Picamera2 names; setting merges and emits ``configChanged``."""
+        return self.slots[0].backend.controls
+
+    @config.setter
+    def config(self, value: dict) -> None:
+        self.configure({"controls": value}, 0)
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop serving, wait for a requested shutdown to finish, stop previews, workers and cameras.
+
+        The spool is left open: it belongs to the caller. Safe to call more than once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_server()
+        thread = self._shutdown_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(90)
+        if self._streams is not None:
+            self._streams.stop()
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.close()
+        for slot in self.slots:
+            try:
+                slot.backend.close()
+            except Exception:
+                logger.exception("closing camera %s failed", slot.name)
+
+
+def __getattr__(name: str) -> Any:
+    # ``run_node`` lives in :mod:`plantimager.camera.runner` (which imports this module); it is
+    # offered here too, where readers of the node look for it.
+    if name == "run_node":
+        from .runner import run_node
+
+        return run_node
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,157 @@
+"""Run a camera node from options: build it, serve it until stopped, clean everything up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from plantimager.commons.errors import ValidationError
+
+from .backend import CameraBackend, get_backend_factory
+from .node import DEFAULT_POWEROFF_COMMAND, CameraNodeServer
+from .spool import Spool
+
+__all__ = ["DEFAULT_BIND", "DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
+
+logger = logging.getLogger(__name__)
+
+#: Where a node looks for the device registry by default.
+DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
+#: Where a node listens by default: every interface, a port picked by the system.
+DEFAULT_BIND = "tcp://*:0"
+
+
+def default_spool_dir() -> Path:
+    """Return the default spool folder: ``$XDG_DATA_HOME/plantimager/spool``.
+
+    ``XDG_DATA_HOME`` defaults to ``~/.local/share``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "plantimager" / "spool"
+
+
+def run_node(
+    spool_dir: str | os.PathLike[str] | None = None,
+    *,
+    backend: str = "dummy",
+    cameras: int = 1,
+    registry: str | None = DEFAULT_REGISTRY_URL,
+    bind: str = DEFAULT_BIND,
+    stream_port: int | None = 0,
+    state_dir: str | os.PathLike[str] | None = None,
+    allow_poweroff: bool = False,
+    name: str | None = None,
+    resolution: tuple[int, int] | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[CameraNodeServer], None] | None = None,
+    on_registered: Callable[[str], None] | None = None,
+) -> None:
+    """Serve a camera node until ``stop`` is set or the node is stopped remotely.
+
+    The node serves before it registers, and keeps serving (and retrying in the background) when
+    the registry cannot be reached. On return every thread, socket and camera of the node is
+    stopped and the spool is closed; stored captures stay on disk.
+
+    Parameters
+    ----------
+    spool_dir : path, optional
+        The spool folder; :func:`default_spool_dir` when None.
+    backend : str
+        Name of the camera backend (see :func:`~plantimager.camera.backend.available_backends`).
+    cameras : int
+        How many cameras of that backend the node serves.
+    registry : str or None
+        URL of the device registry; None registers nowhere.
+    bind : str
+        Where the node listens, ``tcp://host:port``.
+    stream_port : int or None
+        Port of the MJPEG previews (0: picked by the system); None runs no previews.
+    state_dir : path, optional
+        Where the node id is kept when the host has no stable id.
+    allow_poweroff : bool
+        Let a remote ``shutdown()`` power the host off.
+    name : str, optional
+        Name proposed to the registry; the node id by default. The node takes it over from a
+        stale registration (``overwrite``), so a restarted node gets its name back.
+    resolution : tuple of int, optional
+        Initial still resolution of every camera.
+    backend_options : mapping, optional
+        More keyword arguments for the backend factory.
+    poweroff_command : sequence of str
+        What powering off runs.
+    stop : threading.Event, optional
+        Set it (e.g. from a signal handler) to stop the node.
+    on_ready : callable, optional
+        Called with the node once it serves, before it registers.
+    on_registered : callable, optional
+        Called with the name the registry accepted, or ``""`` when the registry did not answer.
+
+    Raises
+    ------
+    ValidationError
+        If an option is not acceptable (unknown backend, camera count...).
+    PlantImagerError
+        If the spool is used by another process or the backend cannot be loaded.
+    """
+    if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
+        raise ValidationError(f"cameras must be an int >= 1, got {cameras!r}")
+    factory = get_backend_factory(backend)
+    options = dict(backend_options or {})
+    if resolution is not None:
+        options["resolution"] = tuple(resolution)
+    stop = stop if stop is not None else threading.Event()
+    context = zmq.Context()
+    backends: list[CameraBackend] = []
+    spool: Spool | None = None
+    node: CameraNodeServer | None = None
+    thread: threading.Thread | None = None
+    try:
+        for index in range(cameras):
+            backends.append(factory(index, **options))
+        spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
+        node = CameraNodeServer(
+            context,
+            bind,
+            backends=backends,
+            spool=spool,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+            stream_port=stream_port,
+            allow_poweroff=allow_poweroff,
+            poweroff_command=poweroff_command,
+        )
+        backends = []  # the node owns them now
+
+        def serve() -> None:
+            try:
+                node.serve_forever()
+            finally:
+                stop.set()
+
+        thread = threading.Thread(target=serve, name="camera-node", daemon=True)
+        thread.start()
+        if on_ready is not None:
+            on_ready(node)
+        if registry:
+            accepted = node.register_to_registry("camera", name or node.node_id, registry, overwrite=True)
+            if on_registered is not None:
+                on_registered(accepted)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        if node is not None:
+            node.close()
+        if thread is not None:
+            thread.join(10)
+        for camera in backends:
+            camera.close()
+        if spool is not None:
+            spool.close()
+        context.destroy(linger=0)

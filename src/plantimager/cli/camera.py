@@ -1,0 +1,141 @@
+"""``plantimager camera``: run a camera node until Ctrl-C, SIGTERM or a remote shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from plantimager.camera.backend import available_backends
+from plantimager.camera.node import CameraNodeServer
+from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
+from plantimager.commons.errors import PlantImagerError
+
+__all__ = ["camera"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _parse_resolution(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
+    return int(width), int(height)
+
+
+@click.command("camera")
+@click.option(
+    "--backend",
+    default="dummy",
+    show_default=True,
+    help=f"Camera backend ({', '.join(available_backends())}).",
+)
+@click.option("--cameras", type=click.IntRange(1, 64), default=1, show_default=True, help="Cameras to serve.")
+@click.option(
+    "--registry",
+    default=DEFAULT_REGISTRY_URL,
+    show_default=True,
+    metavar="URL",
+    help="Device registry to register with (the node serves even while it is unreachable).",
+)
+@click.option(
+    "--spool",
+    "spool_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=default_spool_dir,
+    show_default="~/.local/share/plantimager/spool",
+    help="Folder keeping captures until the controller releases them.",
+)
+@click.option(
+    "--bind",
+    default=DEFAULT_BIND,
+    show_default=True,
+    metavar="tcp://HOST:PORT",
+    help="Where the node listens (port 0: picked by the system).",
+)
+@click.option(
+    "--stream-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the MJPEG previews (0: picked by the system).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the node id is kept when the host has no stable id.",
+)
+@click.option("--allow-poweroff", is_flag=True, help="Let a remote shutdown power this host off.")
+@click.option("--name", default=None, help="Name proposed to the registry (default: the node id).")
+@click.option(
+    "--resolution",
+    callback=_parse_resolution,
+    default=None,
+    metavar="WxH",
+    help="Initial still resolution of every camera.",
+)
+def camera(
+    backend: str,
+    cameras: int,
+    registry: str,
+    spool_dir: Path,
+    bind: str,
+    stream_port: int,
+    state_dir: Path | None,
+    allow_poweroff: bool,
+    name: str | None,
+    resolution: tuple[int, int] | None,
+) -> None:
+    """Serve this host's cameras: synchronised captures into a spool, previews, settings."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def on_ready(node: CameraNodeServer) -> None:
+        click.echo(f"node {node.node_id} listening on {node.address}")
+        for slot, url in zip(node.slots, node.stream_urls(), strict=False):
+            click.echo(f"stream {slot.name}: {url}")
+        click.echo(f"spool {node.spool.root}")
+
+    def on_registered(accepted: str) -> None:
+        if accepted:
+            click.echo(f"registered as {accepted} with {registry}")
+        else:
+            click.echo(f"registry {registry} unreachable: serving anyway, registering in the background")
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
+    try:
+        run_node(
+            spool_dir,
+            backend=backend,
+            cameras=cameras,
+            registry=registry or None,
+            bind=bind,
+            stream_port=stream_port,
+            state_dir=state_dir,
+            allow_poweroff=allow_poweroff,
+            name=name,
+            resolution=resolution,
+            stop=stop,
+            on_ready=on_ready,
+            on_registered=on_registered,
+        )
+    except (PlantImagerError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo("node stopped")

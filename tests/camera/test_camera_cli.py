@@ -1,0 +1,215 @@
+"""Tests for ``plantimager camera``: a node in its own process, its signals, and crash durability."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from plantimager.commons.cameradevice import Camera, CameraNode, split_stills
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.commons.RPC import RPCClient
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 15.0
+LAUNCH = [sys.executable, "-c", "from plantimager.cli.main import main; main()"]
+
+
+class NodeInterface(CameraNode, Camera):
+    """Everything a camera node serves."""
+
+
+@RPCClient.register_interface(NodeInterface)
+class NodeClient(NodeInterface, RPCClient):
+    """A controller's proxy of a node."""
+
+
+@pytest.fixture
+def registry(ctx: zmq.Context) -> Iterator[DeviceRegistry]:
+    server = DeviceRegistry(ctx, "127.0.0.1", 0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Node:
+    """``plantimager camera`` in a child process; its output lines can be waited on."""
+
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [*LAUNCH, "camera", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
+        """Return the first new line matching ``pattern``; fail at the deadline or end of output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.seen))
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def ready(self) -> tuple[str, str, list[str]]:
+        """Wait for the start-up lines; return (node id, address, stream URLs)."""
+        match = self.wait_for(r"^node (\w+) listening on (tcp://\S+)$")
+        urls = []
+        while True:
+            line = self.wait_for(r"^(stream \S+: (http://\S+)|spool .*)$")
+            if line.group(2) is None:
+                return match.group(1), match.group(2), urls
+            urls.append(line.group(2))
+
+    def kill(self) -> None:
+        """Kill the process by its pid if still running, and reap it."""
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(WAIT)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (nothing listens on it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_args(tmp_path: Path, registry_url: str, cameras: int = 2) -> list[str]:
+    return [
+        "--backend",
+        "dummy",
+        "--cameras",
+        str(cameras),
+        "--registry",
+        registry_url,
+        "--spool",
+        str(tmp_path / "spool"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--stream-port",
+        "0",
+        "--resolution",
+        "320x240",
+    ]
+
+
+def test_cli_serves_registers_and_exits_zero_on_sigint(ctx, registry, tmp_path):
+    node = Node(*node_args(tmp_path, registry.url))
+    try:
+        node_id, address, urls = node.ready()
+        assert address.startswith("tcp://127.0.0.1:") and len(urls) == 2
+        assert urls[0].startswith("http://127.0.0.1:") and urls[1].endswith("/cam1.mjpg")
+        node.wait_for(rf"^registered as {node_id} with {re.escape(registry.url)}$")
+        assert registry.get_devices()[node_id] == ("camera", address)
+        with NodeClient(ctx, address, timeout=5000) as client:
+            assert client.identify() == node_id and client.stream_urls() == urls
+        node.popen.send_signal(signal.SIGINT)
+        assert node.popen.wait(WAIT) == 0
+        node.wait_for("^node stopped$")
+        assert node_id not in registry.get_devices()
+    finally:
+        node.kill()
+
+
+def test_cli_serves_while_the_registry_is_down_and_stops_on_sigterm(ctx, tmp_path):
+    node = Node(*node_args(tmp_path, f"tcp://127.0.0.1:{free_port()}", cameras=1))
+    try:
+        _, address, _ = node.ready()
+        with NodeClient(ctx, address, timeout=5000) as client:
+            assert client.ping() is True
+            node.wait_for("unreachable: serving anyway")
+            assert client.start_capture("offline")["cameras"][0]["camera"] == "cam0"
+        node.popen.send_signal(signal.SIGTERM)
+        assert node.popen.wait(WAIT) == 0
+    finally:
+        node.kill()
+
+
+def test_cli_refuses_an_unknown_backend(tmp_path):
+    result = subprocess.run(
+        [*LAUNCH, "camera", "--backend", "nope", "--spool", str(tmp_path / "s"), "--registry", ""],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert result.returncode != 0
+    assert "unknown camera backend 'nope'; known backends: dummy" in result.stderr
+
+
+def test_captures_survive_sigkill(ctx, registry, tmp_path):
+    """Captures taken before a SIGKILL are all there, intact, after a restart; only release deletes."""
+    node = Node(*node_args(tmp_path, registry.url))
+    try:
+        node_id, address, _ = node.ready()
+        stored: dict[tuple[str, int], str] = {}
+        with NodeClient(ctx, address, timeout=5000) as client:
+            client.configure({"encoding": "png"}, 1)
+            for code in ("d1", "d2", "d3"):
+                record = client.start_capture(code, time.time() + 0.02)
+                for meta in record["cameras"]:
+                    stored[(code, meta["camera_index"])] = meta["sha256"]
+            client.retrieve_stills_jpg("d1")  # retrieving deletes nothing
+        os.kill(node.popen.pid, signal.SIGKILL)
+        assert node.popen.wait(WAIT) == -signal.SIGKILL
+    finally:
+        node.kill()
+
+    node = Node(*node_args(tmp_path, registry.url))
+    try:
+        restarted_id, address, _ = node.ready()
+        assert restarted_id == node_id
+        node.wait_for(rf"^registered as {node_id} with ")  # the name is taken back
+        assert registry.get_devices()[node_id] == ("camera", address)
+        with NodeClient(ctx, address, timeout=5000) as client:
+            assert client.identify() == node_id
+            assert client.pending() == {"d1": [0, 1], "d2": [0, 1], "d3": [0, 1]}
+            for (code, index), sha in stored.items():
+                data, meta = client.retrieve_still(code, index)
+                assert hashlib.sha256(data).hexdigest() == sha == meta["sha256"]
+                assert meta["format"] == ("png" if index == 1 else "jpeg")
+            data, info = client.retrieve_stills_png("d2")
+            assert hashlib.sha256(split_stills(data, info)[1]).hexdigest() == stored[("d2", 1)]
+            assert sum(client.release(code) for code in ("d1", "d2", "d3")) == 6
+            assert client.pending() == {}
+        node.popen.send_signal(signal.SIGINT)
+        assert node.popen.wait(WAIT) == 0
+    finally:
+        node.kill()
+    assert not [p for p in (tmp_path / "spool").iterdir() if p.name != ".lock"]
