@@ -29,6 +29,8 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rpc.py
+	$(BIN)/python bench/camera.py
+	$(BIN)/python bench/spool_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -47,6 +47,8 @@ class ArgBinder:
         params = list(signature.parameters.values())[1:]  # drop self
         self.signature = signature.replace(parameters=params)
         self.takes_nothing = not params
+        # Fast path: all parameters positional-or-keyword and given positionally, no kwargs.
+        self._plain_count = len(params) if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params) else -1
         try:
             hints = typing.get_type_hints(func)
         except Exception as exc:  # unresolvable annotation: check nothing rather than refuse to serve
@@ -74,6 +76,8 @@ class ArgBinder:
             if args or kwargs:
                 raise TypeError(f"{self.label}() takes no arguments")
             return (), {}
+        if not kwargs and len(args) == self._plain_count:
+            return self._check_positional(args), {}
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -84,6 +88,16 @@ class ArgBinder:
                 if name in values and not is_instance_of_generic(values[name], spec):
                     values[name] = self._coerce(name, values[name], spec)
         return bound.args, bound.kwargs
+
+    def _check_positional(self, args: list[Any]) -> tuple[Any, ...]:
+        if not self.checks:
+            return tuple(args)
+        values = list(args)
+        for index, name in enumerate(self.signature.parameters):
+            spec = self.checks.get(name)
+            if spec is not None and not is_instance_of_generic(values[index], spec):
+                values[index] = self._coerce(name, values[index], spec)
+        return tuple(values)
 
     def _coerce(self, name: str, value: Any, spec: Any) -> Any:
         # Only structural conversions JSON makes necessary (arrays to tuples, strings to enums,

@@ -37,6 +37,8 @@ _EMPTY = b""
 _OK = encode({"success": True})
 _WATCHDOG_PERIOD = 1.0  # seconds between watchdog notifications from a healthy loop
 _POLL_MS = 1000
+_SNDMORE = int(zmq.SNDMORE)
+_ZERO_COPY_MIN = 64 * 1024  # below this, pyzmq copies a frame anyway
 
 
 def _mark(timeout: Any, mark: str) -> Any:
@@ -309,14 +311,11 @@ class RPCServer:
                 if watchdog and time.monotonic() >= next_watchdog:
                     systemd.notify_watchdog()
                     next_watchdog = time.monotonic() + _WATCHDOG_PERIOD
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    ready = dict(poller.poll(_POLL_MS))
-                    if self._waker.socket in ready:
+                for ready, _ in poller.poll(_POLL_MS):
+                    if ready is sock:
+                        self._serve_one(sock, sock.recv_multipart())
+                    else:
                         self._waker.drain()
-                    continue
-                self._serve_one(sock, frames)
         finally:
             self._shutdown()
 
@@ -349,7 +348,17 @@ class RPCServer:
         except Exception as exc:
             reply = [encode(_failure(exc))]
         try:
-            sock.send_multipart([*envelope, *reply], copy=False)
+            # Plain sends are cheaper than send_multipart; only large buffers go without copy
+            # (pyzmq copies anything under its copy threshold anyway).
+            for part in envelope:
+                sock.send(part, _SNDMORE)
+            last = len(reply) - 1
+            for index, part in enumerate(reply):
+                flags = 0 if index == last else _SNDMORE
+                if isinstance(part, memoryview) and part.nbytes >= _ZERO_COPY_MIN:
+                    sock.send(part, flags, copy=False)
+                else:
+                    sock.send(part, flags)
         except zmq.ZMQError as exc:  # the peer went away; nothing else to do
             logger.debug("could not send reply: %s", exc)
 
