@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +14,12 @@ from pathlib import Path
 import pytest
 import zmq
 
+from helpers.process import LAUNCH, WAIT, Child, free_port
 from plantimager.commons.cameradevice import Camera, CameraNode, split_stills
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCClient
 
 pytestmark = pytest.mark.timeout(60)
-
-WAIT = 15.0
-LAUNCH = [sys.executable, "-c", "from plantimager.cli.main import main; main()"]
 
 
 class NodeInterface(CameraNode, Camera):
@@ -47,41 +41,11 @@ def registry(ctx: zmq.Context) -> Iterator[DeviceRegistry]:
         server.stop()
 
 
-class Node:
+class Node(Child):
     """``plantimager camera`` in a child process; its output lines can be waited on."""
 
     def __init__(self, *args: str) -> None:
-        self.popen = subprocess.Popen(
-            [*LAUNCH, "camera", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        """Return the first new line matching ``pattern``; fail at the deadline or end of output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.seen))
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
+        super().__init__([*LAUNCH, "camera", *args])
 
     def ready(self) -> tuple[str, str, list[str]]:
         """Wait for the start-up lines; return (node id, address, stream URLs)."""
@@ -92,21 +56,6 @@ class Node:
             if line.group(2) is None:
                 return match.group(1), match.group(2), urls
             urls.append(line.group(2))
-
-    def kill(self) -> None:
-        """Kill the process by its pid if still running, and reap it."""
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(WAIT)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (nothing listens on it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def node_args(tmp_path: Path, registry_url: str, cameras: int = 2) -> list[str]:

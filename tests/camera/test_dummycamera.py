@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import queue
-import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +22,7 @@ import simplejpeg
 import zmq
 from PIL import Image
 
+from helpers.process import Child
 from helpers.rpc_example import serving
 from plantimager.commons.cameradevice import Camera, CameraMode
 from plantimager.commons.deviceregistry import DeviceRegistry
@@ -243,50 +240,6 @@ def test_raw_upstream_client_gets_inventory_and_image(ctx, camera):
             assert json.loads(sock.recv()) == {"success": True, "value": "STILL"}
         finally:
             sock.close()
-
-
-class Child:
-    """A child process whose stdout is read line by line by a thread, so tests can wait on lines."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.popen = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = WAIT) -> re.Match[str]:
-        """Return the first new line matching ``pattern``; fail at the deadline or end of output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + "\n".join(self.seen))
-            self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(WAIT)
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
 
 
 def test_documented_example_runs(ctx, folder):
