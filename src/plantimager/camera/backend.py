@@ -4,7 +4,7 @@ A :class:`CameraBackend` is one physical or simulated camera. The node asks it f
 frames (:meth:`CameraBackend.capture`), small preview frames (:meth:`CameraBackend.capture_lores`),
 and changes its resolution and controls; it knows nothing about RPC, spools or encodings.
 
-Backends are found by name (``"dummy"``, and ``"picamera2"`` on a Raspberry Pi once it is added)
+Backends are found by name (``"dummy"``, and ``"picamera2"`` on a Raspberry Pi)
 through :func:`get_backend_factory`, which imports the implementing module only when asked, so
 optional hardware libraries are never imported by a node that does not use them.
 """
@@ -171,15 +171,19 @@ class CameraBackend(ABC):
 
     @property
     @abstractmethod
-    def control_ranges(self) -> dict[str, tuple[float, float, float]]:
-        """Each control's ``(minimum, maximum, default)``, by its Picamera2 name."""
+    def control_ranges(self) -> dict[str, tuple[Any, Any, Any]]:
+        """Each control's ``(minimum, maximum, default)``, by its Picamera2 name.
+
+        Values are numbers for most controls; booleans, tuples and rectangles occur on real cameras,
+        and backends with such controls override :meth:`validate_controls`.
+        """
 
     @property
     @abstractmethod
-    def controls(self) -> dict[str, float]:
+    def controls(self) -> dict[str, Any]:
         """Each control's current value, by name."""
 
-    def set_controls(self, values: Mapping[str, Any]) -> dict[str, float]:
+    def set_controls(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and apply controls; nothing is applied unless every one is valid.
 
         Parameters
@@ -203,7 +207,7 @@ class CameraBackend(ABC):
             self._apply_controls(checked)
         return self.controls
 
-    def validate_controls(self, values: Mapping[str, Any]) -> dict[str, float]:
+    def validate_controls(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Check controls against :attr:`control_ranges` without applying them.
 
         Integer controls (integer minimum, maximum and default) take integral values only.
@@ -259,6 +263,7 @@ BackendFactory = Callable[..., CameraBackend]
 _lock = threading.Lock()
 _FACTORIES: dict[str, str | BackendFactory] = {
     "dummy": "plantimager.camera.dummy:DummyBackend",
+    "picamera2": "plantimager.camera.picamera2:Picamera2Backend",
 }
 
 

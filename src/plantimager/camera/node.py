@@ -31,6 +31,7 @@ from plantimager.commons.RPC import RPCProperty, RPCServer
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
 from .capture import CaptureRunner, collect_stills
+from .clock import clock_offset_ms
 from .identity import node_identity
 from .names import validate_name
 from .slot import (
@@ -469,8 +470,9 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         dict
             ``{"id", "name", "address", "mode", "cameras", "spool": {"root", "usage_bytes",
             "max_bytes", "pending_codes", "pending_captures"}, "captures", "uptime_s",
-            "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is None until clock
-            tracking exists.
+            "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's clock minus
+            NTP time as chrony reports it (positive: ahead), None without a synchronised chrony
+            (see :mod:`plantimager.camera.clock`).
         """
         pending = self.spool.pending()
         return {
@@ -489,7 +491,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             "captures": self._runner.count,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "allow_poweroff": self.allow_poweroff,
-            "clock_offset_ms": None,
+            "clock_offset_ms": clock_offset_ms(),
         }
 
     # -- upstream Camera (acts on camera 0) ------------------------------------------------------

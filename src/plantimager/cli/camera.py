@@ -1,18 +1,26 @@
-"""``plantimager camera``: run a camera node until Ctrl-C, SIGTERM or a remote shutdown."""
+"""``plantimager camera``: run a camera node until Ctrl-C, SIGTERM or a remote shutdown.
+
+Under systemd (``Type=notify``) the node reports ``READY=1`` once it serves and has registered (or
+keeps retrying in the background), and ``STOPPING=1`` when it stops; the serve loop feeds the
+watchdog (see :mod:`plantimager.commons.watchdog`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from plantimager.camera.backend import available_backends
 from plantimager.camera.node import CameraNodeServer
 from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
+from plantimager.commons import systemd
 from plantimager.commons.errors import PlantImagerError
 
 __all__ = ["camera"]
@@ -31,6 +39,23 @@ def _parse_resolution(
     if not sep or not width.isdigit() or not height.isdigit():
         raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
     return int(width), int(height)
+
+
+def _parse_backend_options(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(f"expected KEY=VALUE such as hflip=true, got {item!r}")
+        try:
+            options[key] = json.loads(raw)  # numbers, true/false, [lists]...
+        except ValueError:
+            options[key] = raw  # anything else is a string
+        if isinstance(options[key], list):
+            options[key] = tuple(options[key])
+    return options
 
 
 @click.command("camera")
@@ -85,6 +110,15 @@ def _parse_resolution(
     metavar="WxH",
     help="Initial still resolution of every camera.",
 )
+@click.option(
+    "--backend-option",
+    "backend_options",
+    multiple=True,
+    callback=_parse_backend_options,
+    metavar="KEY=VALUE",
+    help="Option of the backend, repeatable; VALUE is read as JSON when it can be "
+    "(e.g. hflip=true, buffer_count=1, 'controls={\"AfMode\": 2}').",
+)
 def camera(
     backend: str,
     cameras: int,
@@ -96,25 +130,29 @@ def camera(
     allow_poweroff: bool,
     name: str | None,
     resolution: tuple[int, int] | None,
+    backend_options: dict[str, Any],
 ) -> None:
     """Serve this host's cameras: synchronised captures into a spool, previews, settings."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
+        stop.set()  # STOPPING=1 is sent below, not from a signal handler (notify() takes a lock)
 
     def on_ready(node: CameraNodeServer) -> None:
         click.echo(f"node {node.node_id} listening on {node.address}")
         for slot, url in zip(node.slots, node.stream_urls(), strict=False):
             click.echo(f"stream {slot.name}: {url}")
         click.echo(f"spool {node.spool.root}")
+        if not registry:
+            systemd.notify_ready()
 
     def on_registered(accepted: str) -> None:
         if accepted:
             click.echo(f"registered as {accepted} with {registry}")
         else:
             click.echo(f"registry {registry} unreachable: serving anyway, registering in the background")
+        systemd.notify_ready()  # serving, and registered or retrying
 
     previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
@@ -129,6 +167,7 @@ def camera(
             allow_poweroff=allow_poweroff,
             name=name,
             resolution=resolution,
+            backend_options=backend_options,
             stop=stop,
             on_ready=on_ready,
             on_registered=on_registered,
@@ -136,6 +175,7 @@ def camera(
     except (PlantImagerError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
+        systemd.notify_stopping()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     click.echo("node stopped")

@@ -10,6 +10,7 @@ from types import FrameType
 import click
 import zmq
 
+from plantimager.commons import systemd
 from plantimager.commons.deviceregistry import DEFAULT_REGISTRY_PORT, DeviceRegistry
 from plantimager.commons.errors import RegistryError
 
@@ -71,10 +72,12 @@ def registry(bind: str, events_port: int | None) -> None:
     try:
         server.start()
         logger.info("registry listening on %s:%d (events on port %d)", addr, server.port, server.events_port)
+        systemd.notify_ready()
         while server.is_alive() and not stop.wait(0.2):
             pass
         failed = not stop.is_set()
     finally:
+        systemd.notify_stopping()
         server.stop()
         context.term()
         for signum, handler in previous.items():

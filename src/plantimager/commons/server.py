@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from . import systemd
+from . import watchdog as _watchdog
 from .address import Endpoint, advertised_host, parse_url
 from .errors import ProtocolError
 from .members import BUFFER_MARK, JSON_MARK, TIMEOUT_MARK, Members, collect_members
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 _EMPTY = b""
 _OK = encode({"success": True})
-_WATCHDOG_PERIOD = 1.0  # seconds between watchdog notifications from a healthy loop
 _POLL_MS = 1000
 _SNDMORE = int(zmq.SNDMORE)
 _ZERO_COPY_MIN = 64 * 1024  # below this, pyzmq copies a frame anyway
@@ -181,6 +180,7 @@ class RPCServer:
         self._serve_thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._state_lock = threading.Lock()
+        self._monitor: _watchdog.LoopMonitor | None = None  # systemd watchdog, while serving
         self._handlers = {
             RPCEvents.GET_INVENTORY: self._handle_get_inventory,
             RPCEvents.INIT_SIGNALS_HANDLING: self._handle_init_signals,
@@ -304,19 +304,20 @@ class RPCServer:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._waker.socket, zmq.POLLIN)
-        watchdog = systemd.under_systemd()
-        next_watchdog = 0.0
+        timeouts = {name: m.timeout for name, m in self._members.methods.items()}
+        monitor = self._monitor = _watchdog.watch_loop(f"{type(self).__name__} on port {self.port}", timeouts)
         try:
             while not self._stop:
-                if watchdog and time.monotonic() >= next_watchdog:
-                    systemd.notify_watchdog()
-                    next_watchdog = time.monotonic() + _WATCHDOG_PERIOD
+                if monitor is not None:
+                    monitor.beat()
                 for ready, _ in poller.poll(_POLL_MS):
                     if ready is sock:
                         self._serve_one(sock, sock.recv_multipart())
                     else:
                         self._waker.drain()
         finally:
+            self._monitor = None
+            _watchdog.unwatch_loop(monitor)
             self._shutdown()
 
     def _serve_one(self, sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -344,6 +345,8 @@ class RPCServer:
                     self._stop = True
                     return
                 raise ProtocolError(_unknown_event(event))
+            if self._monitor is not None:
+                self._monitor.enter(request)
             reply = handler(request)
         except Exception as exc:
             reply = [encode(_failure(exc))]

@@ -24,6 +24,8 @@ def under_systemd() -> bool:
 def notify(state: str) -> bool:
     """Send ``state`` (e.g. ``"READY=1"``) to the socket named by ``NOTIFY_SOCKET``.
 
+    Not for signal handlers: it takes a lock, so set a flag there and notify from normal code.
+
     Returns
     -------
     bool
