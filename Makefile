@@ -1,11 +1,11 @@
-# Front door: `make test` and (later) `make demo` set up everything they need from a fresh clone.
+# Front door: `make test` and `make demo` set up everything they need from a fresh clone.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint format soak bench clean
+.PHONY: test demo lint format soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,15 @@ format: $(STAMP)
 test: lint
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+demo: $(STAMP)
+	$(BIN)/plantimager demo
+
 soak: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rpc.py
+	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/spool_memory.py
 

@@ -17,6 +17,8 @@ __all__ = ["main"]
 _COMMANDS = {
     "registry": "registry",
     "camera": "camera",
+    "rig": "rig",
+    "demo": "demo",
 }
 
 

@@ -1,0 +1,429 @@
+"""Synchronised capture and download of a rig, each beside a floor measured in the same run.
+
+For 8 and 16 camera nodes (``--quick``: 4 and 8), each a separate process with one dummy camera,
+registered with a registry in this process and driven by a :class:`plantimager.rig.Rig`:
+
+1. **Capture skew.** ``Rig.capture_all()`` sends every node the same instant ``t0`` a few ms ahead,
+   in parallel; the skew of a capture is its latest minus its earliest recorded capture time. Floors,
+   measured in the same rounds: PEPI's sequential trigger, ``start_capture(at=None)`` sent to the
+   nodes one after another, (a) waiting for each reply before the next node (a request/reply
+   client), and (b) fire-and-forget (each request handed to its own thread as the loop goes, like
+   PEPI's oneway calls). Median and p99 over ``--captures`` captures (at least 30). Target: p99
+   skew at most 2 ms with 16 nodes (goal 1 ms).
+2. **Download of one capture.** ``Rig.download_all()`` after a 12 MP capture (not timed): fetch
+   every image, verify size and SHA-256, write it durably into the dataset, record it, release it on
+   the node. Floor: raw pyzmq REQ/REP, zero-copy, fetching the same bytes from as many server
+   processes with the same number of transfers at once (4), and the same again writing and fsyncing
+   each file (the least a downloader that keeps what it fetches must do). Target: at most 1.5x the
+   raw transfer.
+
+On this machine every simulated node shares the same few CPUs, so the work a node does right after
+firing (encoding and storing its image, which in a real rig runs on that node's own CPU) delays the
+nodes still waiting for ``t0``. Two things limit that here: the skew rounds use 64x64 images
+(``--skew-resolution``), and the skew is measured a second time with nodes whose camera hands the
+frame over 3 ms after taking it (``--post-fire-pause``), so that they store it only once their
+neighbours have fired: what one CPU per node gives a real rig.
+
+The variants are timed round by round in rotating order, so machine noise hits them alike. Every
+process is stopped by its handle at the end, also on errors and Ctrl-C. Nothing leaves 127.0.0.1.
+
+Run: ``python bench/capture.py [--quick] [--captures N] [--downloads N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from _common import ChildLink, Children, machine_info, markdown_table
+from plantimager.commons.cameradevice import CameraNode
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.commons.RPC import RPCClient
+from plantimager.rig import Rig
+
+__all__ = ["main"]
+
+HOST = "127.0.0.1"
+DOWNLOAD_RESOLUTION = (4056, 3040)
+JOBS = 4
+MB = 1_000_000
+
+
+@RPCClient.register_interface(CameraNode)
+class NodeClient(CameraNode, RPCClient):
+    """A direct client of a node, for the sequential floors."""
+
+
+# -- children --------------------------------------------------------------------------------------
+def camera_node(
+    link: ChildLink,
+    *,
+    home: str,
+    node_name: str,
+    registry: str,
+    resolution: tuple[int, int],
+    post_fire_pause: float = 0.0,
+) -> None:
+    """A camera node with one dummy camera, registered as ``node_name``; stops when the benchmark says.
+
+    With ``post_fire_pause`` (seconds), the camera returns each frame that much later: the node
+    encodes and stores it later, while its capture time is unchanged (taken when the call starts).
+    """
+    from plantimager.camera import dummy
+    from plantimager.camera.runner import run_node
+
+    if post_fire_pause > 0:
+        take = dummy.DummyBackend.capture
+
+        def capture_then_pause(self: dummy.DummyBackend) -> Any:
+            frame = take(self)
+            time.sleep(post_fire_pause)
+            return frame
+
+        dummy.DummyBackend.capture = capture_then_pause  # type: ignore[method-assign]
+
+    def registered(accepted: str) -> None:
+        link.ready({"name": accepted})
+
+    run_node(
+        Path(home) / "spool",
+        backend="dummy",
+        cameras=1,
+        registry=registry,
+        bind=f"tcp://{HOST}:0",
+        stream_port=None,
+        state_dir=Path(home) / "state",
+        name=node_name,
+        resolution=resolution,
+        stop=link.stopping,
+        on_registered=registered,
+    )
+
+
+def raw_server(link: ChildLink, *, payload: bytes) -> None:
+    """Raw pyzmq REP server answering every request with ``[header, payload]``, zero-copy."""
+    context = zmq.Context()
+    sock = context.socket(zmq.REP)
+    sock.linger = 0
+    port = sock.bind_to_random_port(f"tcp://{HOST}")
+    header = json.dumps({"size": len(payload)}).encode()
+    frame = zmq.Frame(payload)
+    link.ready({"address": f"tcp://{HOST}:{port}"})
+    try:
+        while not link.stopping.is_set():
+            if sock.poll(100):
+                sock.recv()
+                sock.send_multipart([header, frame], copy=False)
+    finally:
+        sock.close()
+        context.term()
+
+
+# -- measurements ----------------------------------------------------------------------------------
+def p99(values: list[float]) -> float:
+    """The 99th percentile of ``values``."""
+    return float(np.percentile(values, 99))
+
+
+def sequential_awaited(clients: list[NodeClient], code: str) -> float:
+    """PEPI's loop with request/reply: each node fires when its request arrives; returns the skew (ms)."""
+    times = []
+    for client in clients:
+        times.extend(m["captured_ns"] for m in client.start_capture(code, None)["cameras"])
+    return (max(times) - min(times)) / 1e6
+
+
+def sequential_oneway(clients: list[NodeClient], pool: ThreadPoolExecutor, code: str) -> float:
+    """PEPI's loop of oneway calls: requests leave one after another, no reply awaited in between."""
+    futures = [pool.submit(client.start_capture, code, None) for client in clients]
+    times = [m["captured_ns"] for f in futures for m in f.result()["cameras"]]
+    return (max(times) - min(times)) / 1e6
+
+
+def release_all(clients: list[NodeClient], code: str) -> None:
+    """Let every node delete what a floor round stored under ``code``."""
+    for client in clients:
+        client.release(code)
+
+
+def raw_fetch(
+    addresses: list[str],
+    sockets: dict[str, queue.SimpleQueue[zmq.Socket]],
+    jobs: int,
+    save: Path | None = None,
+) -> int:
+    """Fetch one payload from every raw server, ``jobs`` at a time; returns the bytes received.
+
+    With ``save``, each payload is also written to a file there and fsynced (a plain durable save,
+    without verification or bookkeeping).
+    """
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for address in addresses:
+        todo.put(address)
+    received = [0] * jobs
+
+    def worker(slot: int) -> None:
+        while True:
+            try:
+                address = todo.get_nowait()
+            except queue.Empty:
+                return
+            sock = sockets[address].get()
+            sock.send(b"get")
+            frames = sock.recv_multipart(copy=False)
+            received[slot] += len(frames[1].buffer)
+            sockets[address].put(sock)
+            if save is not None:
+                fd = os.open(save / address.rsplit(":", 1)[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    os.write(fd, frames[1].buffer)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(received)
+
+
+def bench_rig(
+    nodes: int,
+    captures: int,
+    downloads: int,
+    folder: Path,
+    resolution: tuple[int, int],
+    post_fire_pause: float = 0.0,
+) -> list[list[str]]:
+    """The figures for one rig size (no download figure when ``downloads`` is 0); the table rows."""
+    context = zmq.Context()
+    registry = DeviceRegistry(context, HOST, 0)
+    registry.start()
+    try:
+        with Children("process") as children:
+            for i in range(nodes):
+                name = f"bench{i:02d}"
+                children.start(
+                    name,
+                    camera_node,
+                    home=str(folder / name),
+                    node_name=name,
+                    registry=registry.url,
+                    resolution=resolution,
+                    post_fire_pause=post_fire_pause,
+                )
+            children.wait_ready(120)
+            with Rig(registry.url, dataset=folder / "skew", context=context) as rig:
+                if not rig.wait_for_cameras(nodes, 30):
+                    raise RuntimeError(f"only {len(rig.cameras())} of {nodes} cameras came up")
+                rows = bench_skew(rig, context, captures, post_fire_pause)
+                rig.download_all()  # what the skew rounds left on the nodes (not timed)
+                if downloads:
+                    rows += bench_download(rig, children, context, folder, downloads)
+            return rows
+    finally:
+        registry.stop()
+        context.destroy(linger=0)
+
+
+def bench_skew(rig: Rig, context: zmq.Context, captures: int, post_fire_pause: float) -> list[list[str]]:
+    """Capture skew of ``capture_all`` and of both sequential floors, round by round; the table rows."""
+    nodes = rig.nodes()
+    clients = [NodeClient(context, node.address, timeout=5000) for node in nodes]
+    pool = ThreadPoolExecutor(max_workers=len(clients))
+    ours: list[float] = []
+    leads: list[float] = []
+    awaited: list[float] = []
+    oneway: list[float] = []
+    counter = iter(range(10**9))
+    try:
+        variants = {
+            "ours": lambda: _ours(rig, ours, leads),
+            "awaited": lambda: _floor(awaited, sequential_awaited, clients, next(counter)),
+            "oneway": lambda: _floor(
+                oneway, lambda c, code: sequential_oneway(c, pool, code), clients, next(counter)
+            ),
+        }
+        names = list(variants)
+        for round_no in range(captures + 3):  # three warm-up rounds, dropped
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                variants[name]()
+            if round_no == 2:
+                for series in (ours, leads, awaited, oneway):
+                    series.clear()
+    finally:
+        pool.shutdown()
+        for client in clients:
+            client.close()
+    n = len(nodes)
+    label = f"capture skew, {n} cameras (ms, median / p99 over {len(ours)})"
+    if post_fire_pause:
+        label += f", nodes storing {post_fire_pause * 1e3:g} ms after firing"
+    lead = f"capture_all (lead {statistics.median(leads):.1f} ms)"
+    rows = []
+    for floor_name, floor in (
+        ("sequential, each reply awaited", awaited),
+        ("sequential, fire and forget", oneway),
+    ):
+        ratio = (
+            statistics.median(ours) / statistics.median(floor)
+            if statistics.median(floor) > 0
+            else float("nan")
+        )
+        rows.append(
+            [
+                label,
+                f"{lead}: {statistics.median(ours):.3f} / {p99(ours):.3f}",
+                f"{floor_name}: {statistics.median(floor):.3f} / {p99(floor):.3f}",
+                f"{ratio:.3f}x (p99 {p99(ours) / p99(floor):.3f}x)",
+                "p99 <= 2 ms" if n >= 16 else "",
+            ]
+        )
+    return rows
+
+
+def _ours(rig: Rig, skews: list[float], leads: list[float]) -> None:
+    record = rig.capture_all()
+    assert record.skew_ms is not None
+    skews.append(record.skew_ms)
+    leads.append(record.lead_ms)
+
+
+def _floor(series: list[float], trigger: Any, clients: list[NodeClient], number: int) -> None:
+    code = f"bench-seq-{number}"
+    series.append(trigger(clients, code))
+    release_all(clients, code)
+
+
+def bench_download(
+    rig: Rig, children: Children, context: zmq.Context, folder: Path, downloads: int
+) -> list[list[str]]:
+    """Time to download one 12 MP capture beside raw pyzmq moving the same bytes; the table rows."""
+    rig.use_dataset(folder / "download")
+    rig.configure_all(resolution=DOWNLOAD_RESOLUTION)
+    record = rig.capture_all()  # warm-up, and the bytes the raw servers will send
+    rig.download_all(jobs=JOBS)
+    payloads = [(rig.dataset.root / shot.file).read_bytes() for shot in record.shots]
+    for i, payload in enumerate(payloads):
+        children.start(f"raw{i:02d}", raw_server, payload=payload)
+    addresses = [info["address"] for name, info in children.wait_ready(120).items() if name.startswith("raw")]
+    sockets: dict[str, queue.SimpleQueue[zmq.Socket]] = {}
+    for address in addresses:
+        sock = context.socket(zmq.REQ)
+        sock.linger = 0
+        sock.connect(address)
+        sockets[address] = queue.SimpleQueue()
+        sockets[address].put(sock)
+    raw_fetch(addresses, sockets, JOBS)  # warm-up
+    ours: list[float] = []
+    floor: list[float] = []
+    saved: list[float] = []
+    sizes: list[int] = []
+    save = folder / "raw-save"
+    save.mkdir()
+    names = ["ours", "raw", "raw+save"]
+    try:
+        for round_no in range(downloads):
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                if name == "ours":
+                    rig.capture_all()  # not timed
+                    started = time.perf_counter()
+                    report = rig.download_all(jobs=JOBS)
+                    ours.append(time.perf_counter() - started)
+                    sizes.append(report.bytes)
+                else:
+                    started = time.perf_counter()
+                    raw_fetch(addresses, sockets, JOBS, save if name == "raw+save" else None)
+                    (floor if name == "raw" else saved).append(time.perf_counter() - started)
+    finally:
+        for pool in sockets.values():
+            while not pool.empty():
+                pool.get().close()
+    total = statistics.median(sizes)
+    raw_total = sum(len(p) for p in payloads)
+    mine = statistics.median(ours)
+    label = f"download one capture, {len(payloads)} x {total / len(payloads) / MB:.2f} MB (ms, median / p90)"
+    ours_text = (
+        f"download_all: {mine * 1e3:.1f} / {np.percentile(ours, 90) * 1e3:.1f} ({total / mine / MB:.0f} MB/s)"
+    )
+    rows = []
+    for floor_name, series, target in (
+        (f"raw pyzmq, {JOBS} at once", floor, "<= 1.5x"),
+        (f"raw pyzmq, {JOBS} at once, each file written and fsynced", saved, ""),
+    ):
+        base = statistics.median(series)
+        rows.append(
+            [
+                label,
+                ours_text,
+                f"{floor_name}: {base * 1e3:.1f} / {np.percentile(series, 90) * 1e3:.1f} "
+                f"({raw_total / base / MB:.0f} MB/s)",
+                f"{mine / base:.2f}x",
+                target,
+            ]
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="4 and 8 nodes instead of 8 and 16")
+    parser.add_argument("--captures", type=int, default=30, help="captures per variant (at least 30)")
+    parser.add_argument("--downloads", type=int, default=None, help="timed downloads (default 10, quick 5)")
+    parser.add_argument(
+        "--skew-resolution", default="64x64", help="image size of the skew rounds, WxH (default 64x64)"
+    )
+    parser.add_argument(
+        "--post-fire-pause",
+        type=float,
+        default=3.0,
+        help="ms the simulated nodes wait after firing before storing, in the extra skew rows (0: none)",
+    )
+    args = parser.parse_args(argv)
+    captures = max(30, args.captures)
+    downloads = args.downloads or (5 if args.quick else 10)
+    sizes = (4, 8) if args.quick else (8, 16)
+    width, _, height = args.skew_resolution.lower().partition("x")
+    resolution = (int(width), int(height))
+    info = machine_info({"pyzmq": zmq.__version__})
+    print("# Rig benchmark: capture skew and download\n")
+    print("\n".join(f"- {k}: {v}" for k, v in info.items()), "\n")
+    rows: list[list[str]] = []
+    try:
+        for nodes in sizes:
+            with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
+                started = time.monotonic()
+                rows += bench_rig(nodes, captures, downloads, Path(tmp), resolution)
+            if args.post_fire_pause > 0:
+                with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
+                    pause = args.post_fire_pause / 1e3
+                    rows += bench_rig(nodes, captures, 0, Path(tmp), resolution, pause)
+                print(f"- {nodes} nodes measured in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    header = ["measure", "ours", "floor (same run)", "ours / floor", "target"]
+    print(markdown_table(header, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""``plantimager demo``: a registry, simulated camera nodes and a controller on this machine."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from plantimager.commons.errors import PlantImagerError
+from plantimager.rig import DEFAULT_REGISTRY_URL
+from plantimager.rig.demo import Demo
+from plantimager.rig.session import DEFAULT_CAPTURES
+
+__all__ = ["demo"]
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _parse_resolution(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    width, sep, height = value.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
+    return int(width), int(height)
+
+
+@click.command("demo")
+@click.option(
+    "--nodes", type=click.IntRange(1, 64), default=8, show_default=True, help="Camera node processes."
+)
+@click.option("--cameras", type=click.IntRange(1, 8), default=1, show_default=True, help="Cameras per node.")
+@click.option(
+    "--captures",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CAPTURES,
+    show_default=True,
+    help="Where captures go (the nodes' spools are kept in its .demo folder).",
+)
+@click.option(
+    "--registry-port",
+    type=click.IntRange(0, 65535),
+    default=5555,
+    show_default=True,
+    help="Registry port on 127.0.0.1 (0: picked by the system).",
+)
+@click.option(
+    "--resolution", callback=_parse_resolution, metavar="WxH", help="Still resolution of every camera."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the cameras.",
+)
+def demo(
+    nodes: int,
+    cameras: int,
+    captures: Path,
+    registry_port: int,
+    resolution: tuple[int, int] | None,
+    timeout: float,
+) -> None:
+    """Run a whole rig on this machine: registry, simulated cameras (one process per node), controller.
+
+    Ctrl-C or SIGTERM stops everything it started.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s, stopping the demo", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
+    the_demo = Demo(
+        captures,
+        nodes=nodes,
+        cameras_per_node=cameras,
+        registry_port=registry_port,
+        resolution=resolution,
+        say=click.echo,
+    )
+    try:
+        try:
+            the_demo.start(timeout)
+        except PlantImagerError as exc:
+            raise click.ClickException(str(exc)) from None
+        options = []
+        if the_demo.registry_url != DEFAULT_REGISTRY_URL:
+            options += ["--registry", the_demo.registry_url]
+        if captures.expanduser().absolute() != DEFAULT_CAPTURES.absolute():
+            options += ["--captures", str(the_demo.captures)]
+        extra = "".join(f" {shlex.quote(option)}" for option in options)
+        click.echo("")
+        click.echo("In another terminal (with the virtual environment active):")
+        for command, what in (
+            ("list", "the cameras (--watch: follow arrivals and departures)"),
+            ("capture", "fire every camera at the same instant"),
+            ("download", "fetch the images into the session folder"),
+            ("status", "nodes, spools, what the cameras still owe"),
+        ):
+            click.echo(f"  plantimager rig {command}{extra}")
+            click.echo(f"      {what}")
+        click.echo("Ctrl-C stops the demo.")
+        count = len(the_demo.rig.cameras()) if the_demo.rig else 0
+        click.echo(
+            f"ready: {count} camera(s) on {nodes} node(s), registry {the_demo.registry_url}, "
+            f"captures {the_demo.captures}"
+        )
+        the_demo.watch(stop)
+    finally:
+        click.echo("stopping the demo")
+        the_demo.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo("demo stopped")

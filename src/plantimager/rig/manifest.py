@@ -1,0 +1,90 @@
+"""The content of a dataset's ``manifest.json``: every capture, and every image received."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .shot import CaptureState, ShotState
+
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "manifest_document"]
+
+MANIFEST_NAME = "manifest.json"
+#: Format tag of ``manifest.json``.
+MANIFEST_FORMAT = "plantimager-dataset/1"
+_SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")
+
+
+def manifest_document(
+    *, session: str, created: float, template: str, captures: Iterable[CaptureState]
+) -> dict[str, Any]:
+    """Build the manifest.
+
+    Returns
+    -------
+    dict
+        ``format``, ``session``, ``created``, ``updated``, ``template``; ``captures`` (number, data
+        code, ``t0``, lead, skew, cameras, failures, lost and owed cameras); ``images`` (per image:
+        ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
+        ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
+        ``offset_ms``, ``settings``, ``size``, ``sha256``).
+    """
+    entries, images = [], []
+    for capture in sorted(captures, key=lambda c: c.capture_no):
+        wanted = [s for s in capture.shots.values() if s.wanted]
+        entries.append(
+            {
+                "capture_no": capture.capture_no,
+                "data_code": capture.data_code,
+                "t0": capture.t0,
+                "t0_utc": _iso(capture.t0),
+                "lead_ms": capture.lead_ms,
+                "skew_ms": capture.skew_ms,
+                "cameras": [s.camera for s in wanted],
+                "failures": {s.camera: s.reason for s in wanted if s.status == "failed"},
+                "lost": {s.camera: s.reason for s in wanted if s.status == "lost"},
+                "owed": [s.camera for s in wanted if s.status in ("sent", "stored")],
+            }
+        )
+        images.extend(_image_entry(capture, s) for s in wanted if s.status in ("received", "done"))
+    return {
+        "format": MANIFEST_FORMAT,
+        "session": session,
+        "created": _iso(created),
+        "updated": _iso(time.time()),
+        "template": template,
+        "captures": entries,
+        "images": images,
+    }
+
+
+def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
+    meta = shot.meta
+    t0 = meta.get("requested_at", capture.t0)
+    captured = meta.get("captured_at")
+    return {
+        "file": shot.file,
+        "camera": shot.camera,
+        "camera_name": shot.camera_name,
+        "node": shot.node,
+        "node_id": shot.node_id,
+        "camera_index": shot.camera_index,
+        "capture_no": shot.capture_no,
+        "data_code": shot.data_code,
+        "requested_t0": t0,
+        "captured_at": captured,
+        "captured_ns": meta.get("captured_ns"),
+        "captured_utc": _iso(captured),
+        "offset_ms": None if t0 is None or captured is None else round((captured - t0) * 1e3, 4),
+        "settings": {key: meta.get(key) for key in _SETTING_KEYS},
+        "size": meta.get("size"),
+        "sha256": meta.get("sha256"),
+    }

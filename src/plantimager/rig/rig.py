@@ -1,0 +1,510 @@
+"""The :class:`Rig`: every camera of a registry, fired together, downloaded into a dataset.
+
+The CLI (``plantimager rig``) and the web app are thin adapters over this class; neither talks to
+the network itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from plantimager.commons.errors import PlantImagerError, RigError, ValidationError
+
+from .dataset import STATE_DIR, Dataset
+from .download import Download, TransferGate
+from .node import CallLimits, RigNode, describe_error
+from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
+from .roster import Roster
+from .session import prepare_folder
+from .settings import check_settings
+from .template import NameTemplate
+from .timing import LeadPolicy
+from .trigger import Trigger
+
+__all__ = ["DEFAULT_REGISTRY_URL", "Rig"]
+
+logger = logging.getLogger(__name__)
+
+#: The registry a rig follows by default.
+DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
+#: Most calls to nodes in flight at once (threads are started as needed): a capture needs one per node.
+_MAX_FANOUT = 256
+
+
+class Rig:
+    """A rig of camera nodes found through a device registry.
+
+    Parameters
+    ----------
+    registry_url : str
+        The registry the camera nodes register with.
+    dataset : path, optional
+        The session folder captures go to (created on the first capture).
+    template : str, optional
+        File-name template of new images (checked at once); the dataset's own by default.
+    context : zmq.Context, optional
+        Context of the rig's sockets; a private one by default.
+    limits : CallLimits, optional
+        Longest waits of calls to nodes.
+    jobs : int
+        Default number of nodes transferring at the same time in :meth:`download_all`.
+    lead : LeadPolicy, optional
+        How far ahead the capture instant is chosen.
+    health_interval : float
+        Seconds of silence after which an idle node is pinged.
+
+    Raises
+    ------
+    ValidationError
+        If the template or ``jobs`` is not acceptable.
+
+    Examples
+    --------
+    ::
+
+        with Rig("tcp://127.0.0.1:5555", dataset="captures/plant-1") as rig:
+            rig.wait_ready(timeout=5)
+            record = rig.capture_all()
+            print(record.skew_ms, [shot.file for shot in record.shots])
+            rig.download_all()
+    """
+
+    def __init__(
+        self,
+        registry_url: str = DEFAULT_REGISTRY_URL,
+        *,
+        dataset: str | os.PathLike[str] | None = None,
+        template: str | None = None,
+        context: zmq.Context | None = None,
+        limits: CallLimits | None = None,
+        jobs: int = 4,
+        lead: LeadPolicy | None = None,
+        health_interval: float = 2.0,
+    ) -> None:
+        if template is not None:
+            NameTemplate(template)
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ValidationError(f"jobs must be an integer >= 1, got {jobs!r}")
+        self.registry_url = registry_url
+        self.limits = limits or CallLimits()
+        self.jobs = jobs
+        self.lead = lead or LeadPolicy()
+        self._template = template
+        self._dataset_path = Path(dataset).expanduser().absolute() if dataset is not None else None
+        self._dataset: Dataset | None = None
+        self._own_context = context is None
+        self._context = context if context is not None else zmq.Context()
+        self._executor = ThreadPoolExecutor(max_workers=_MAX_FANOUT, thread_name_prefix="rig")
+        self._roster = Roster(
+            self._context,
+            registry_url,
+            limits=self.limits,
+            executor=self._executor,
+            health_interval=health_interval,
+        )
+        self._gate = TransferGate()
+        self._trigger = Trigger(self._executor, self.lead)
+        self._capture_lock = threading.Lock()
+        self._dataset_lock = threading.Lock()
+        self._started = self._closed = False
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def start(self) -> Rig:
+        """Start following the registry; returns the rig itself."""
+        if self._closed:
+            raise PlantImagerError("this Rig was closed")
+        if not self._started:
+            self._started = True
+            self._roster.start()
+        return self
+
+    def close(self) -> None:
+        """Stop following the registry, close every client and the dataset. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._roster.stop()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._dataset_lock:
+            if self._dataset is not None:
+                self._dataset.close()
+                self._dataset = None
+        if self._own_context:
+            self._context.destroy(linger=0)
+
+    def __enter__(self) -> Rig:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_running(self) -> None:
+        if self._closed:
+            raise PlantImagerError("this Rig was closed")
+        if not self._started:
+            raise PlantImagerError("call Rig.start() (or use it in a with block) first")
+
+    # -- live list -------------------------------------------------------------------------------
+    def cameras(self) -> list[CameraInfo]:
+        """The cameras of the rig now, by node name then camera index."""
+        return self._roster.cameras()
+
+    def nodes(self) -> list[NodeInfo]:
+        """The camera nodes of the registry, connected or not (see ``state``)."""
+        return self._roster.nodes()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the registry answers."""
+        return self._roster.connected
+
+    def on_event(self, callback: Callable[[RigEvent], Any]) -> Callable[[RigEvent], Any]:
+        """Call ``callback(event)`` for every arrival, departure or change (see :class:`RigEvent`).
+
+        Callbacks run on the rig's threads and must return quickly; returns ``callback``.
+        """
+        return self._roster.on_event(callback)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the registry answered and every node it lists was tried; False on timeout."""
+        self._check_running()
+        return self._roster.wait_for(self._roster.settled, timeout)
+
+    def wait_for(self, predicate: Callable[[Rig], bool], timeout: float) -> bool:
+        """Wait until ``predicate(rig)`` is true, re-checked after every change; False on timeout."""
+        self._check_running()
+        return self._roster.wait_for(lambda: predicate(self), timeout)
+
+    def wait_for_cameras(self, count: int, timeout: float) -> bool:
+        """Wait until the rig has at least ``count`` cameras; False on timeout."""
+        return self.wait_for(lambda rig: len(rig.cameras()) >= count, timeout)
+
+    # -- dataset ---------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset captures go to, opened (and created) on first use.
+
+        Raises
+        ------
+        ValidationError
+            If no dataset was given, or its folder cannot be created or written.
+        PlantImagerError
+            If another controller uses it.
+        """
+        with self._dataset_lock:
+            if self._dataset is None:
+                if self._dataset_path is None:
+                    raise ValidationError("this rig has no dataset folder: give one (dataset=...)")
+                self._dataset = Dataset(self._dataset_path, template=self._template)
+            return self._dataset
+
+    def use_dataset(self, path: str | os.PathLike[str], *, template: str | None = None) -> Dataset:
+        """Send the next captures to another dataset (a new session); returns it, opened."""
+        new = Dataset(path, template=template if template is not None else self._template)
+        with self._dataset_lock:
+            old, self._dataset, self._dataset_path = self._dataset, new, new.root
+        if old is not None:
+            old.close()
+        return new
+
+    # -- capture ---------------------------------------------------------------------------------
+    def capture_all(self) -> CaptureRecord:
+        """Fire every camera of the rig at one instant and record the capture in the dataset.
+
+        See :meth:`capture`.
+        """
+        return self.capture(None)
+
+    def capture(self, cameras: Iterable[str] | None) -> CaptureRecord:
+        """Fire some cameras at one instant ``t0`` a few ms ahead; record the capture in the dataset.
+
+        The capture number and the cameras are recorded durably before any node is told; each
+        node fires all its cameras at ``t0`` and stores the images until they are downloaded.
+        Cameras that share a node with a chosen one fire too; their images are released at once.
+
+        Parameters
+        ----------
+        cameras : iterable of str or None
+            Rig-wide camera names (``node/cam0``) or node names (all their cameras); None for all.
+
+        Returns
+        -------
+        CaptureRecord
+            Every camera's actual capture time, the skew, the file names its images will get.
+
+        Raises
+        ------
+        ValidationError
+            Before anything is fired: unknown camera names, a dataset folder that cannot be
+            written, a file-name template that gives an unusable or taken name.
+        PlantImagerError
+            If the rig has no camera, or another controller uses the dataset.
+        RigError
+            If some cameras failed; ``failures`` maps each to its reason, and its ``record``
+            attribute holds the CaptureRecord of the others.
+        """
+        self._check_running()
+        wanted = self._select(cameras)
+        dataset = self.dataset
+        with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
+            nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
+            return self._trigger.capture(dataset, nodes, wanted)
+
+    def _select(self, cameras: Iterable[str] | None) -> dict[str, set[str]]:
+        """Node name -> the camera keys wanted on it."""
+        known = self._roster.cameras()
+        if not known:
+            raise PlantImagerError(
+                f"the rig has no camera: no camera node is registered with {self.registry_url}"
+            )
+        wanted: dict[str, set[str]] = {}
+        if cameras is None:
+            for cam in known:
+                wanted.setdefault(cam.node, set()).add(cam.key)
+            return wanted
+        names = [cameras] if isinstance(cameras, str) else list(cameras)
+        if not names:
+            raise ValidationError("no camera given (pass None to capture them all)")
+        unknown = []
+        for name in names:
+            matches = [cam for cam in known if name in (cam.key, cam.node)]
+            if not matches:
+                unknown.append(name)
+            for cam in matches:
+                wanted.setdefault(cam.node, set()).add(cam.key)
+        if unknown:
+            listing = ", ".join(cam.key for cam in known[:20]) + (", ..." if len(known) > 20 else "")
+            raise ValidationError(
+                f"unknown camera(s): {', '.join(map(repr, unknown))}; the rig has: {listing}"
+            )
+        return wanted
+
+    # -- download --------------------------------------------------------------------------------
+    def download_all(
+        self,
+        dest: str | os.PathLike[str] | None = None,
+        *,
+        jobs: int | None = None,
+        progress: Callable[[DownloadProgress], Any] | None = None,
+    ) -> DownloadReport:
+        """Fetch every image the cameras owe a dataset, verify it, write it, and release it.
+
+        Parameters
+        ----------
+        dest : path, optional
+            The dataset to complete; the rig's own by default. It must hold captures (a folder
+            that never received one is refused).
+        jobs : int, optional
+            How many nodes transfer at the same time (the rig's ``jobs`` by default).
+        progress : callable, optional
+            Called with a :class:`DownloadProgress` after each image, on a worker thread.
+
+        Returns
+        -------
+        DownloadReport
+
+        Raises
+        ------
+        ValidationError
+            If ``dest`` is not a dataset or cannot be written; nothing is fetched.
+        RigError
+            If some cameras could not deliver (their images stay owed for the next download);
+            its ``report`` attribute holds the DownloadReport.
+        """
+        self._check_running()
+        if dest is None or (
+            self._dataset_path is not None and Path(dest).expanduser().absolute() == self._dataset_path
+        ):
+            dataset, temporary = self.dataset, False
+        else:
+            root = Path(dest).expanduser().absolute()
+            if not (root / STATE_DIR).is_dir():
+                prepare_folder(root)  # explains a parent that is a file, a folder that is not writable...
+                raise ValidationError(f"{root} is not a dataset: nothing was ever captured into it")
+            dataset, temporary = Dataset(root), True
+        try:
+            download = Download(
+                self._roster, dataset, jobs=jobs or self.jobs, gate=self._gate, progress=progress
+            )
+            return download.run()
+        finally:
+            if temporary:
+                dataset.close()
+
+    # -- settings, shutdown, status --------------------------------------------------------------
+    def configure_all(
+        self,
+        *,
+        resolution: Iterable[int] | None = None,
+        encoding: str | None = None,
+        rotation: int | None = None,
+        quality: int | None = None,
+        controls: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Apply settings to every camera of the rig.
+
+        Returns
+        -------
+        dict of str to dict
+            Camera -> its settings afterwards.
+
+        Raises
+        ------
+        ValidationError
+            If a setting is not acceptable (nothing is sent).
+        RigError
+            If some nodes refused or did not answer; ``failures`` maps their cameras to the
+            reason, and its ``result`` attribute holds the settings of the others.
+        """
+        settings = check_settings(resolution, encoding, rotation, quality, controls)
+        self._check_running()
+        return self._configure({name: None for name in self._roster.ready_nodes()}, settings)
+
+    def configure(
+        self,
+        camera: str,
+        *,
+        resolution: Iterable[int] | None = None,
+        encoding: str | None = None,
+        rotation: int | None = None,
+        quality: int | None = None,
+        controls: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Apply settings to one camera (``node/cam0``) or to every camera of one node (``node``).
+
+        Returns and raises as :meth:`configure_all`; an unknown camera is a ValidationError.
+        """
+        settings = check_settings(resolution, encoding, rotation, quality, controls)
+        self._check_running()
+        wanted = self._select([camera])
+        name, keys = next(iter(wanted.items()))
+        node = self._roster.node(name)
+        index = None
+        if node is not None and camera != name:
+            index = next(c.index for c in node.cameras() if c.key in keys)
+        return self._configure({name: index}, settings)
+
+    def _configure(
+        self, targets: Mapping[str, int | None], settings: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        if not targets:
+            raise PlantImagerError(
+                f"the rig has no camera: no camera node is registered with {self.registry_url}"
+            )
+
+        def apply(node: RigNode, index: int | None) -> list[dict[str, Any]]:
+            result = node.call("configure", settings, index)
+            node.update_cameras(result)
+            return result
+
+        out: dict[str, dict[str, Any]] = {}
+        failures: dict[str, str] = {}
+        for name, (node, outcome) in self._fan_out(targets, apply).items():
+            if isinstance(outcome, BaseException):
+                cameras = node.cameras() if node is not None else []
+                keys = [c.key for c in cameras if targets[name] is None or c.index == targets[name]] or [name]
+                failures.update(dict.fromkeys(keys, describe_error(outcome)))
+                continue
+            for item in outcome:
+                out[f"{name}/{item.get('name')}"] = item
+        if failures:
+            error = RigError(f"configure: {len(failures)} camera(s) were not configured", failures)
+            error.result = out  # type: ignore[attr-defined]
+            raise error
+        return out
+
+    def shutdown_all(self) -> list[str]:
+        """Ask every camera node to stop; returns the names of those that agreed.
+
+        A node powers its host off only if it was started to allow it. Images still owed stay in
+        the nodes' spools and are downloaded once the nodes are back.
+
+        Raises
+        ------
+        RigError
+            If some nodes did not answer; its ``result`` attribute lists those that agreed.
+        """
+        self._check_running()
+        return self.shutdown(list(self._roster.ready_nodes()))
+
+    def shutdown(self, names: Iterable[str]) -> list[str]:
+        """Ask some camera nodes (by node name, or the node of a camera name) to stop.
+
+        Raises
+        ------
+        ValidationError
+            If a name is unknown (no node is told anything).
+        RigError
+            As :meth:`shutdown_all`.
+        """
+        self._check_running()
+        targets = dict.fromkeys(self._select(list(names)))
+        done, failures = [], {}
+        for name, (_node, outcome) in self._fan_out(targets, lambda node, _: node.call("shutdown")).items():
+            if isinstance(outcome, BaseException):
+                failures[name] = describe_error(outcome)
+            else:
+                done.append(name)
+        if failures:
+            error = RigError(f"shutdown: {len(failures)} node(s) did not answer", failures)
+            error.result = sorted(done)  # type: ignore[attr-defined]
+            raise error
+        return sorted(done)
+
+    def status(self) -> dict[str, Any]:
+        """Health of the rig: each node's ``status()`` and round trip, and the dataset's counts.
+
+        Returns
+        -------
+        dict
+            ``registry``, ``connected``, ``nodes`` (name -> node info and its status, or its
+            ``error``), ``dataset`` (:meth:`Dataset.summary`, or None without a dataset).
+        """
+        self._check_running()
+        infos = {info.name: info.as_dict() for info in self._roster.nodes()}
+        targets = {name: None for name in self._roster.ready_nodes()}
+        for name, (_node, outcome) in self._fan_out(targets, lambda node, _: node.call("status")).items():
+            info = infos.setdefault(name, {"name": name, "state": "gone"})
+            if isinstance(outcome, BaseException):
+                info["error"] = describe_error(outcome)
+            else:
+                info["status"] = outcome
+        summary = None
+        if self._dataset is not None:
+            summary = self._dataset.summary()
+        elif self._dataset_path is not None and (self._dataset_path / STATE_DIR).is_dir():
+            with Dataset(self._dataset_path, readonly=True) as dataset:
+                summary = dataset.summary()
+        return {
+            "registry": self.registry_url,
+            "connected": self.connected,
+            "nodes": infos,
+            "dataset": summary,
+        }
+
+    def _fan_out(
+        self, targets: Mapping[str, Any], call: Callable[[RigNode, Any], Any]
+    ) -> dict[str, tuple[RigNode | None, Any]]:
+        """Run ``call(node, argument)`` on every target node in parallel; name -> (node, result or error)."""
+        futures: dict[str, tuple[RigNode | None, Future[Any] | None]] = {}
+        for name, argument in targets.items():
+            node = self._roster.node(name)
+            futures[name] = (node, None if node is None else self._executor.submit(call, node, argument))
+        out: dict[str, tuple[RigNode | None, Any]] = {}
+        for name, (node, future) in futures.items():
+            if future is None:
+                out[name] = (None, PlantImagerError(f"node {name} is not connected"))
+                continue
+            try:
+                out[name] = (node, future.result())
+            except Exception as exc:
+                out[name] = (node, exc)
+        return out

@@ -1,0 +1,82 @@
+"""Sessions: one dataset folder per session under a captures folder, and which one is current."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from plantimager.commons.errors import ValidationError
+
+from .storage import write_atomically
+
+__all__ = ["DEFAULT_CAPTURES", "current_session", "prepare_folder", "session_folder"]
+
+logger = logging.getLogger(__name__)
+
+#: Where sessions go by default, relative to the working directory.
+DEFAULT_CAPTURES = Path("captures")
+_POINTER = ".session"
+
+
+def prepare_folder(root: Path, what: str = "dataset folder") -> None:
+    """Create ``root`` and its parents; a ValidationError naming the obstacle if that is impossible.
+
+    Raises
+    ------
+    ValidationError
+        If a parent is a file, or the folder cannot be created or written.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (root, *root.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            why = f"{blocker} is a file, not a folder"
+        else:
+            why = exc.strerror or str(exc)
+        raise ValidationError(f"cannot use {root} as a {what}: {why}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ValidationError(f"cannot use {root} as a {what}: it is not writable")
+
+
+def current_session(captures: Path) -> Path | None:
+    """The session folder last started under ``captures``, or None."""
+    try:
+        name = (Path(captures) / _POINTER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return Path(captures) / name if name and "/" not in name and not name.startswith(".") else None
+
+
+def session_folder(captures: Path, *, new: bool = False) -> Path:
+    """Return the current session folder under ``captures``, starting one if needed or asked.
+
+    A new session is named after the local time (``2024-06-11_15-30-00``) and remembered in
+    ``<captures>/.session``, so separate commands keep using it until a new one is started.
+
+    Raises
+    ------
+    ValidationError
+        If ``captures`` cannot be created or written.
+    """
+    captures = Path(captures).expanduser()
+    found = None if new else current_session(captures)
+    if found is not None:
+        return found
+    prepare_folder(captures, "captures folder")
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    name = stamp
+    for _ in range(100):
+        try:
+            (captures / name).mkdir()  # reserves the name, also against another process
+            break
+        except FileExistsError:
+            name = f"{stamp}_{secrets.token_hex(2)}"
+    else:
+        raise ValidationError(f"cannot find a free session name under {captures}")
+    write_atomically(captures / _POINTER, f"{name}\n".encode())
+    logger.info("new session %s", captures / name)
+    return captures / name

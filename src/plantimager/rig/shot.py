@@ -1,0 +1,82 @@
+"""The dataset's bookkeeping of captures and of each camera's image in them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["OWED", "CaptureState", "ShotPlan", "ShotState", "extension_for", "shots_by_node"]
+
+#: Shot states that still need work: fetch (``sent``, ``stored``) or release (``received``).
+OWED = ("sent", "stored", "received")
+
+
+def extension_for(encoding: Any) -> str:
+    """File extension of an image encoding (``jpeg`` -> ``jpeg``, ``png`` -> ``png``)."""
+    text = str(encoding or "jpeg").lower()
+    return text if text.isalnum() and len(text) <= 8 else "bin"
+
+
+@dataclass(frozen=True, slots=True)
+class ShotPlan:
+    """A camera to fire in a capture, as the rig plans it.
+
+    ``wanted`` is False for cameras that fire only because they share a node with a wanted one;
+    their images are released without being downloaded.
+    """
+
+    camera: str
+    node: str
+    node_id: str
+    camera_index: int
+    camera_name: str
+    ext: str
+    wanted: bool = True
+
+
+@dataclass(slots=True)
+class ShotState:
+    """What the dataset knows of one camera's image of one capture.
+
+    ``status`` is ``sent`` (result unknown), ``stored`` (the node stored it), ``failed`` (the node
+    reported a failure: nothing owed), ``received`` (written to the dataset, release pending),
+    ``done`` (released) or ``lost`` (the node no longer has it).
+    """
+
+    capture_no: int
+    data_code: str
+    camera: str
+    node: str
+    node_id: str
+    camera_index: int
+    camera_name: str
+    file: str
+    wanted: bool
+    template: str
+    status: str = "sent"
+    meta: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    sent_at: float = 0.0
+
+
+@dataclass(slots=True)
+class CaptureState:
+    """One capture of the dataset and its shots (camera -> ShotState)."""
+
+    capture_no: int
+    data_code: str
+    created: float
+    template: str
+    t0: float | None = None
+    lead_ms: float | None = None
+    skew_ms: float | None = None
+    shots: dict[str, ShotState] = field(default_factory=dict)
+
+
+def shots_by_node(shots: Iterable[ShotState]) -> dict[str, list[ShotState]]:
+    """Group shots by node name, keeping their order."""
+    out: dict[str, list[ShotState]] = {}
+    for shot in shots:
+        out.setdefault(shot.node, []).append(shot)
+    return out

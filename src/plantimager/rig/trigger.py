@@ -1,0 +1,216 @@
+"""Firing a capture: every chosen node gets the same instant ``t0``, all at once.
+
+The shots are recorded in the dataset before anything is sent; the capture command then goes to
+every node in parallel (one thread per node, each with the node's own client), and each node fires
+all its cameras at ``t0``. What the nodes answer (each camera's actual capture time, size, checksum
+and settings) is recorded, the skew computed, and the lead of the next capture adjusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from plantimager.commons.errors import RigError
+
+from .dataset import Dataset
+from .node import RigNode, describe_error, is_connection_error
+from .record import CaptureRecord, Shot
+from .shot import ShotPlan, ShotState, extension_for
+from .timing import LeadPolicy, skew_ms
+
+__all__ = ["FRESH_S", "Trigger"]
+
+logger = logging.getLogger(__name__)
+
+#: A node silent for longer than this is pinged before a capture, seconds.
+FRESH_S = 1.0
+_SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
+
+
+class Trigger:
+    """Fires captures on camera nodes and records them.
+
+    Parameters
+    ----------
+    executor : concurrent.futures.Executor
+        Runs one call per node (it needs at least as many threads as there are nodes to fire
+        them all at once).
+    lead : LeadPolicy
+        Picks how far ahead ``t0`` lies, and learns from each capture.
+    """
+
+    def __init__(self, executor: Executor, lead: LeadPolicy) -> None:
+        self.executor = executor
+        self.lead = lead
+
+    def capture(
+        self, dataset: Dataset, nodes: Mapping[str, RigNode], wanted: Mapping[str, set[str]]
+    ) -> CaptureRecord:
+        """Fire every camera of ``nodes`` at one instant; record and return the capture.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            Where the capture is recorded.
+        nodes : mapping
+            Node name -> node to fire.
+        wanted : mapping
+            Node name -> the camera keys wanted on it (the others are released at once).
+
+        Raises
+        ------
+        ValidationError
+            If the dataset refuses the file names (nothing is fired).
+        RigError
+            If some cameras did not capture; its ``record`` attribute holds the CaptureRecord.
+        """
+        reasons = self._preflight(nodes)
+        plans = [
+            ShotPlan(
+                cam.key,
+                cam.node,
+                cam.node_id,
+                cam.index,
+                cam.name,
+                extension_for(cam.encoding),
+                cam.key in wanted.get(name, ()),
+            )
+            for name, node in nodes.items()
+            for cam in node.cameras()
+        ]
+        shots = dataset.begin_capture(plans)
+        return self._fire(dataset, nodes, reasons, shots)
+
+    def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
+        """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can)."""
+        now = time.monotonic()
+        pings: dict[str, Future[Any]] = {
+            name: self.executor.submit(node.call, "ping")
+            for name, node in nodes.items()
+            if node.state != "ready" or now - node.last_contact > FRESH_S
+        }
+        reasons = {}
+        for name, future in pings.items():
+            try:
+                future.result()
+            except Exception as exc:
+                reasons[name] = f"not answering before the capture: {describe_error(exc)}"
+        return reasons
+
+    def _fire(
+        self,
+        dataset: Dataset,
+        nodes: Mapping[str, RigNode],
+        reasons: Mapping[str, str],
+        shots: list[ShotState],
+    ) -> CaptureRecord:
+        capture_no, data_code = shots[0].capture_no, shots[0].data_code
+        by_camera = {shot.camera: shot for shot in shots}
+        live = {name: node for name, node in nodes.items() if name not in reasons}
+        lead = self.lead.lead([node.round_trips.worst() for node in live.values()], len(live))
+        t0 = time.time() + lead
+        decided = time.perf_counter()
+        futures = {
+            name: self.executor.submit(self._send, node, data_code, t0, decided)
+            for name, node in live.items()
+        }
+        results: dict[str, dict[str, Any]] = {}
+        failures: dict[str, str] = {}
+        unknown: dict[str, str] = {}
+        dispatch = 0.0
+        for name in nodes:
+            keys = [shot.camera for shot in shots if shot.node == name]
+            if name in reasons:
+                failures.update(dict.fromkeys(keys, reasons[name]))
+                continue
+            try:
+                sent_after, answer = futures[name].result()
+                dispatch = max(dispatch, sent_after)
+            except Exception as exc:
+                text = f"start_capture: {describe_error(exc)}"
+                # No answer: the node may have fired all the same, so its images stay owed.
+                (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
+                continue
+            for meta in answer.get("cameras", []):
+                results[f"{name}/{meta.get('camera')}"] = meta
+            for camera, text in (answer.get("failures") or {}).items():
+                failures[f"{name}/{camera}"] = str(text)
+            for key in keys:
+                if key not in results and key not in failures:
+                    failures[key] = "the node's answer does not mention this camera"
+        results = {key: meta for key, meta in results.items() if key in by_camera}
+        failures = {key: text for key, text in failures.items() if key in by_camera}
+        wanted = {key: meta for key, meta in results.items() if by_camera[key].wanted}
+        skew = skew_ms(int(meta["captured_ns"]) for meta in wanted.values() if "captured_ns" in meta)
+        files = dataset.finish_capture(
+            capture_no,
+            t0=t0,
+            lead_ms=round(lead * 1e3, 3),
+            results=results,
+            failures=failures,
+            unknown=unknown,
+            skew_ms=skew,
+        )
+        late = [int(m["captured_ns"]) / 1e9 - t0 for m in results.values() if "captured_ns" in m]
+        self.lead.observe(late, dispatch, lead)
+        extra = [by_camera[key] for key in results if not by_camera[key].wanted]
+        self._release_unwanted(dataset, live, data_code, extra)
+        reported = {k: v for k, v in {**failures, **unknown}.items() if by_camera[k].wanted}
+        taken = sorted(
+            (
+                self._shot(by_camera[key], meta, files.get(key, by_camera[key].file), t0)
+                for key, meta in wanted.items()
+            ),
+            key=lambda shot: (shot.node, shot.camera_index),
+        )
+        dataset.flush()
+        record = CaptureRecord(
+            capture_no, data_code, dataset.root, t0, round(lead * 1e3, 3), tuple(taken), reported, skew
+        )
+        if reported:
+            error = RigError(f"capture {capture_no}: {len(reported)} camera(s) did not capture", reported)
+            error.record = record  # type: ignore[attr-defined]
+            raise error
+        return record
+
+    @staticmethod
+    def _send(node: RigNode, data_code: str, t0: float, decided: float) -> tuple[float, dict[str, Any]]:
+        sent_after = time.perf_counter() - decided
+        return sent_after, node.call("start_capture", data_code, t0, timed=False)
+
+    @staticmethod
+    def _shot(shot: ShotState, meta: Mapping[str, Any], file: str, t0: float) -> Shot:
+        captured = float(meta.get("captured_at", 0.0))
+        return Shot(
+            camera=shot.camera,
+            node=shot.node,
+            node_id=shot.node_id,
+            camera_index=shot.camera_index,
+            file=file,
+            captured_at=captured,
+            offset_ms=round((captured - t0) * 1e3, 4),
+            size=int(meta.get("size", 0)),
+            sha256=str(meta.get("sha256", "")),
+            settings={key: meta.get(key) for key in _SETTING_KEYS},
+        )
+
+    @staticmethod
+    def _release_unwanted(
+        dataset: Dataset, live: Mapping[str, RigNode], data_code: str, shots: list[ShotState]
+    ) -> None:
+        """Release the images of cameras that fired only because they share a node with a chosen one."""
+        by_node: dict[str, list[ShotState]] = {}
+        for shot in shots:
+            by_node.setdefault(shot.node, []).append(shot)
+        for name, items in by_node.items():
+            try:
+                live[name].call("release", data_code, [shot.camera_index for shot in items])
+            except Exception as exc:  # the next download releases them
+                logger.warning("node %s: could not release the extra images of %s: %s", name, data_code, exc)
+                continue
+            for shot in items:
+                dataset.mark_released(shot)

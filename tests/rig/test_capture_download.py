@@ -1,0 +1,129 @@
+"""End to end: camera nodes in their own processes, one rig, captures, downloads, the dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import pytest
+import simplejpeg
+from PIL import Image
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_capture_all_download_all_gives_a_complete_verified_dataset(spawn, make_rig, pending_of, tmp_path):
+    nodes = [spawn("n1", cameras=2), spawn("n2"), spawn("n3"), spawn("n4")]
+    for node in nodes:
+        node.ready()
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(5, 20), rig.nodes()
+    assert [c.key for c in rig.cameras()] == ["n1/cam0", "n1/cam1", "n2/cam0", "n3/cam0", "n4/cam0"]
+
+    first = rig.capture_all()
+    assert first.capture_no == 1 and not first.failures
+    assert [s.file for s in first.shots] == [
+        "idn1_d1_cam0.jpeg",
+        "idn1_d1_cam1.jpeg",
+        "idn2_d1_cam0.jpeg",
+        "idn3_d1_cam0.jpeg",
+        "idn4_d1_cam0.jpeg",
+    ]
+    times = [s.captured_at for s in first.shots]
+    assert first.skew_ms == pytest.approx((max(times) - min(times)) * 1e3, abs=1e-3)
+    assert all(s.size > 0 and len(s.sha256) == 64 for s in first.shots)
+
+    settings = rig.configure("n2/cam0", encoding="png")
+    assert settings["n2/cam0"]["encoding"] == "png"
+    second = rig.capture_all()
+    assert "idn2_d2_cam0.png" in [s.file for s in second.shots]
+
+    # Only one camera of a two-camera node: the other fires too, but its image is released at once.
+    third = rig.capture(["n1/cam1"])
+    assert [s.file for s in third.shots] == ["idn1_d3_cam1.jpeg"]
+    assert pending_of(nodes[:1])["n1"][third.data_code] == [1]
+
+    progress = []
+    report = rig.download_all(progress=progress.append)
+    assert not report.failures and report.owed == 0
+    assert len(report.files) == len(set(report.files)) == 11
+    assert [p.done for p in progress] == list(range(1, 12)) and all(p.ok and p.total == 11 for p in progress)
+    assert pending_of(nodes) == {node.name: {} for node in nodes}
+
+    images = sorted(p.name for p in dataset.iterdir() if not p.name.startswith("."))
+    expected = {s.file for record in (first, second, third) for s in record.shots}
+    assert set(images) == expected | {"manifest.json"}
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    entries = {entry["file"]: entry for entry in manifest["images"]}
+    assert set(entries) == expected and len(manifest["images"]) == 11
+    shots = {s.file: s for record in (first, second, third) for s in record.shots}
+    for name, entry in entries.items():
+        data = (dataset / name).read_bytes()
+        assert entry["size"] == len(data) == shots[name].size
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() == shots[name].sha256
+        if name.endswith(".png"):
+            with Image.open(io.BytesIO(data)) as img:
+                assert img.format == "PNG" and img.size == (320, 240)
+        else:
+            assert simplejpeg.decode_jpeg(data).shape == (240, 320, 3)
+        for key in (
+            "camera",
+            "node_id",
+            "camera_index",
+            "capture_no",
+            "requested_t0",
+            "captured_at",
+            "settings",
+        ):
+            assert entry[key] is not None, (name, key)
+        assert entry["camera"] == shots[name].camera and entry["captured_at"] == shots[name].captured_at
+        assert entry["settings"]["resolution"] == [320, 240]
+    assert [c["capture_no"] for c in manifest["captures"]] == [1, 2, 3]
+    assert manifest["captures"][2]["cameras"] == ["n1/cam1"]
+
+    again = rig.download_all()
+    assert again.files == () and again.owed == 0
+
+
+def test_capture_numbers_survive_a_controller_restart(spawn, make_rig, tmp_path):
+    node = spawn("solo").ready()
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(1, 20)
+    assert rig.capture_all().capture_no == 1
+    rig.close()
+
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(1, 20)
+    record = rig.capture_all()
+    assert record.capture_no == 2 and record.shots[0].file == "idsolo_d2_cam0.jpeg"
+    report = rig.download_all()
+    assert sorted(report.files) == ["idsolo_d1_cam0.jpeg", "idsolo_d2_cam0.jpeg"]
+    assert node.popen.poll() is None
+
+
+def test_custom_template_and_configure_all(spawn, make_rig, tmp_path):
+    spawn("a").ready()
+    spawn("b", cameras=2).ready()
+    rig = make_rig(dataset=tmp_path / "s", template="plant_{capture_no:03d}_{server_id}_{camera}.{ext}")
+    assert rig.wait_for_cameras(3, 20)
+    settings = rig.configure_all(rotation=90, controls={"Brightness": 0.1})
+    assert set(settings) == {"a/cam0", "b/cam0", "b/cam1"}
+    assert all(s["rotation"] == 90 and s["controls"]["Brightness"] == 0.1 for s in settings.values())
+    assert all(c.rotation == 90 for c in rig.cameras())
+    record = rig.capture_all()
+    assert [s.file for s in record.shots] == [
+        "plant_001_a_cam0.jpeg",
+        "plant_001_b_cam0.jpeg",
+        "plant_001_b_cam1.jpeg",
+    ]
+    assert all(s.settings["rotation"] == 90 for s in record.shots)
+    rig.download_all()
+    data = (tmp_path / "s" / "plant_001_b_cam1.jpeg").read_bytes()
+    assert simplejpeg.decode_jpeg(data).shape == (320, 240, 3)  # rotated by the node
+    status = rig.status()
+    assert status["dataset"]["images"] == 3 and status["dataset"]["owed"] == {}
+    assert {name: info["state"] for name, info in status["nodes"].items()} == {"a": "ready", "b": "ready"}
+    assert status["nodes"]["b"]["status"]["spool"]["pending_captures"] == 0

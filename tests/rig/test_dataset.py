@@ -1,0 +1,183 @@
+"""The dataset on its own: ledger, capture numbers, file names, durable writes, manifest, sessions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+
+import pytest
+
+from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.rig import Dataset, NameTemplate
+from plantimager.rig.ledger import Ledger
+from plantimager.rig.session import current_session, session_folder
+from plantimager.rig.shot import ShotPlan
+from plantimager.rig.timing import LeadPolicy, RoundTrips, skew_ms
+
+pytestmark = pytest.mark.timeout(30)
+
+PLANS = [
+    ShotPlan("n1/cam0", "n1", "id1", 0, "cam0", "jpeg"),
+    ShotPlan("n1/cam1", "n1", "id1", 1, "cam1", "png"),
+    ShotPlan("n2/cam0", "n2", "id2", 0, "cam0", "jpeg", wanted=False),
+]
+
+
+def meta_of(data: bytes, **extra) -> dict:
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "captured_at": 1.5, **extra}
+
+
+def test_ledger_drops_an_unfinished_last_record_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    with_ledger = Ledger(path)
+    with_ledger.append({"kind": "a", "n": 1})
+    with_ledger.append({"kind": "b", "n": 2}, durable=False)
+    with_ledger.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"kind": "c", "n"')  # a crash in the middle of a write
+    reopened = Ledger(path)
+    assert reopened.records == [{"kind": "a", "n": 1}, {"kind": "b", "n": 2}]
+    reopened.append({"kind": "d"})
+    reopened.close()
+    assert [r["kind"] for r in Ledger(path, readonly=True).records] == ["a", "b", "d"]
+    with pytest.raises(PlantImagerError, match="read-only"):
+        Ledger(path, readonly=True).append({"kind": "e"})
+
+
+def test_capture_numbers_are_durable_and_never_reused(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        first = dataset.begin_capture(PLANS)
+        second = dataset.begin_capture(PLANS[:1])
+        session = dataset.session_id
+    assert [s.capture_no for s in first] == [1, 1, 1] and second[0].capture_no == 2
+    assert first[0].data_code == f"{session}-d1" and first[0].file == "idn1_d1_cam0.jpeg"
+    assert first[1].file == "idn1_d1_cam1.png"
+    with Dataset(tmp_path / "ds") as dataset:  # a new controller on the same folder
+        assert dataset.session_id == session
+        assert dataset.next_capture_no == 3
+        assert [s.camera for s in dataset.owed()] == ["n1/cam0", "n1/cam1", "n2/cam0", "n1/cam0"]
+
+
+def test_images_are_written_once_verified_and_recorded_in_the_manifest(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        shots = dataset.begin_capture(PLANS)
+        jpeg, png = b"\xff\xd8jpeg bytes", b"\x89PNG bytes"
+        files = dataset.finish_capture(
+            1,
+            t0=1.0,
+            lead_ms=5.0,
+            results={"n1/cam0": meta_of(jpeg, encoding="jpeg"), "n1/cam1": meta_of(png, encoding="png")},
+            failures={"n2/cam0": "broken"},
+            unknown={},
+            skew_ms=0.5,
+        )
+        assert files == {"n1/cam0": "idn1_d1_cam0.jpeg", "n1/cam1": "idn1_d1_cam1.png"}
+        assert dataset.store_image(shots[0], jpeg, meta_of(jpeg, format="jpeg")) == "idn1_d1_cam0.jpeg"
+        # The node stored PNG although JPEG was planned: the name follows what was stored.
+        assert dataset.store_image(shots[1], png, meta_of(png, format="png")) == "idn1_d1_cam1.png"
+        dataset.mark_released(shots[0])
+        assert [(s.camera, s.status) for s in dataset.owed()] == [("n1/cam1", "received")]
+        dataset.flush()
+        manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert [e["file"] for e in manifest["images"]] == ["idn1_d1_cam0.jpeg", "idn1_d1_cam1.png"]
+    entry = manifest["images"][0]
+    assert entry["sha256"] == hashlib.sha256(jpeg).hexdigest() and entry["size"] == len(jpeg)
+    assert entry["requested_t0"] == 1.0 and entry["offset_ms"] == 500.0 and entry["node_id"] == "id1"
+    assert manifest["captures"][0]["skew_ms"] == 0.5 and manifest["captures"][0]["owed"] == []
+    assert (tmp_path / "ds" / "idn1_d1_cam0.jpeg").read_bytes() == jpeg
+    assert not [p for p in (tmp_path / "ds").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_file_in_the_way_is_never_overwritten(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        shots = dataset.begin_capture(PLANS[:1])
+        (tmp_path / "ds" / "idn1_d1_cam0.jpeg").write_bytes(b"someone else's file")
+        with pytest.raises(PlantImagerError, match="already exists and holds other bytes"):
+            dataset.store_image(shots[0], b"ours", meta_of(b"ours"))
+        assert (tmp_path / "ds" / "idn1_d1_cam0.jpeg").read_bytes() == b"someone else's file"
+        assert dataset.owed()[0].status == "sent"
+        # Names already taken are refused before a capture is recorded.
+        (tmp_path / "ds" / "idn1_d2_cam0.jpeg").write_bytes(b"")
+        with pytest.raises(ValidationError, match=r"names already taken .*n1/cam0 -> idn1_d2_cam0\.jpeg"):
+            dataset.begin_capture(PLANS[:1])
+        assert dataset.next_capture_no == 2
+
+
+def test_the_same_bytes_already_written_are_accepted(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        shots = dataset.begin_capture(PLANS[:1])
+        (tmp_path / "ds" / "idn1_d1_cam0.jpeg").write_bytes(b"ours")  # written before a crash
+        assert dataset.store_image(shots[0], b"ours", meta_of(b"ours")) == "idn1_d1_cam0.jpeg"
+        assert dataset.summary()["images"] == 1
+
+
+def test_one_controller_at_a_time_and_leftovers_are_cleaned(tmp_path):
+    with Dataset(tmp_path / "ds"):
+        with pytest.raises(PlantImagerError, match=f"in use by another controller \\(pid {os.getpid()}\\)"):
+            Dataset(tmp_path / "ds", lock_timeout=0.1)
+        with Dataset(tmp_path / "ds", readonly=True) as reader:
+            assert reader.summary()["captures"] == 0
+    (tmp_path / "ds" / ".tmp-0123").write_bytes(b"half an image")
+    with Dataset(tmp_path / "ds"):
+        assert not (tmp_path / "ds" / ".tmp-0123").exists()
+    with pytest.raises(PlantImagerError, match="is not a dataset"):
+        Dataset(tmp_path / "nothing", readonly=True)
+
+
+def test_a_new_template_is_remembered_and_checked(tmp_path):
+    with Dataset(tmp_path / "ds", template="{server_id}-{capture_no}-{camera_no}.{ext}") as dataset:
+        assert dataset.begin_capture(PLANS[:1])[0].file == "n1-1-0.jpeg"
+    with Dataset(tmp_path / "ds") as dataset:
+        assert dataset.template == NameTemplate("{server_id}-{capture_no}-{camera_no}.{ext}")
+    with pytest.raises(ValidationError):
+        Dataset(tmp_path / "ds", template="{server_id}/{capture_no}-{camera_no}")
+
+
+def test_manifest_writes_from_many_threads_stay_consistent(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        plans = [ShotPlan(f"n{i}/cam0", f"n{i}", "id", 0, "cam0", "jpeg") for i in range(16)]
+        shots = dataset.begin_capture(plans)
+        threads = [
+            threading.Thread(target=dataset.store_image, args=(s, b"x" * i, {})) for i, s in enumerate(shots)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        dataset.flush()
+        manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert len(manifest["images"]) == 16
+
+
+def test_sessions_are_remembered_under_the_captures_folder(tmp_path):
+    assert current_session(tmp_path) is None
+    first = session_folder(tmp_path)
+    assert session_folder(tmp_path) == first == current_session(tmp_path)
+    second = session_folder(tmp_path, new=True)
+    assert second != first and current_session(tmp_path) == second
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValidationError, match="is a file"):
+        session_folder(blocker / "captures")
+
+
+def test_lead_follows_round_trips_and_grows_after_a_slow_hand_over():
+    policy = LeadPolicy(min_lead=0.004, max_lead=1.0)
+    rtts = RoundTrips()
+    for value in (0.0002, 0.0004, 0.0003):
+        rtts.add(value)
+    assert rtts.worst() == 0.0004 and rtts.median() == 0.0003
+    assert policy.lead([0.010], 8) == pytest.approx(2 * (0.010 + 0.002 + 0.0016) + 0.001)  # a slow network
+    first = policy.lead([rtts.worst()], 8)
+    policy.observe([0.003], dispatch=0.0005, lead=first)  # late, but the request was in time
+    steady = policy.lead([rtts.worst()], 8)
+    assert 0.004 <= steady <= first
+    policy.observe([0.003], dispatch=0.003, lead=steady)  # the hand-over took most of the lead
+    # 2 x (worst round trip + worst hand-over) + 1 ms, plus the slow hand-over again
+    assert policy.lead([rtts.worst()], 8) == pytest.approx(2 * (0.0004 + 0.003) + 0.001 + 0.003)
+    for _ in range(20):
+        policy.observe([0.0], dispatch=0.0005, lead=0.005)
+    assert policy.lead([rtts.worst()], 8) == steady  # the slow one has left the window
+    assert skew_ms([1_000_000, 3_500_000, 2_000_000]) == 2.5 and skew_ms([]) is None

@@ -1,0 +1,89 @@
+"""``plantimager demo``: up, usable by ``plantimager rig``, and everything it started gone afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+import simplejpeg
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process (not a zombie) has this pid."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def start_demo(run_cli, captures: Path, nodes: int):
+    demo = run_cli("demo", "--nodes", str(nodes), "--captures", str(captures), "--registry-port", "0")
+    ready = demo.wait_for(r"^ready: (\d+) camera\(s\) on \d+ node\(s\), registry (tcp://\S+), captures")
+    pids = [int(m.group(1)) for line in demo.seen if (m := re.match(r"^node node\d+ pid (\d+) ", line))]
+    assert int(ready.group(1)) == nodes and len(pids) == nodes
+    return demo, ready.group(2), pids
+
+
+def test_demo_serves_a_rig_that_captures_and_downloads_then_stops_everything(run_cli, tmp_path):
+    captures = tmp_path / "captures"
+    demo, url, pids = start_demo(run_cli, captures, 3)
+    try:
+        assert f"plantimager rig capture --registry {url} --captures {captures}" in [
+            x.strip() for x in demo.seen
+        ]
+        common = ["--registry", url, "--captures", str(captures), "--expect", "3", "--wait", "20"]
+        code, output = run_cli("rig", "capture", *common).finish()
+        assert code == 0, output
+        code, output = run_cli("rig", "download", *common).finish()
+        assert code == 0, output
+        session = captures / (captures / ".session").read_text().strip()
+        names = sorted(p.name for p in session.iterdir() if p.suffix == ".jpeg")
+        assert names == ["idnode1_d1_cam0.jpeg", "idnode2_d1_cam0.jpeg", "idnode3_d1_cam0.jpeg"]
+        assert all(simplejpeg.decode_jpeg((session / n).read_bytes()).size for n in names)
+        assert len(json.loads((session / "manifest.json").read_text())["images"]) == 3
+        assert json.loads((captures / ".demo" / "pids.json").read_text()) == {
+            f"node{i}": pid for i, pid in enumerate(pids, 1)
+        }
+
+        os.kill(demo.pid, signal.SIGINT)
+        code, output = demo.finish()
+        assert code == 0, output
+        assert output.splitlines()[-1] == "demo stopped"
+        assert [pid for pid in pids if alive(pid)] == []
+        assert not (captures / ".demo" / "pids.json").exists()
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_demo_killed_outright_leaves_nodes_that_the_next_demo_stops(run_cli, tmp_path):
+    captures = tmp_path / "captures"
+    first, _, orphans = start_demo(run_cli, captures, 2)
+    try:
+        first.kill()  # no chance to clean up: its nodes live on
+        assert all(alive(pid) for pid in orphans)
+        second, _, pids = start_demo(run_cli, captures, 2)
+        assert "stopping 2 node(s) left by an earlier demo" in second.seen
+        assert [pid for pid in orphans if alive(pid)] == []
+        third = run_cli("demo", "--nodes", "1", "--captures", str(captures), "--registry-port", "0")
+        code, output = third.finish()
+        assert code == 1 and f"another demo (pid {second.pid}) is running with {captures}" in output
+        assert all(alive(pid) for pid in pids)  # the running demo's nodes are left alone
+        os.kill(second.pid, signal.SIGTERM)
+        code, output = second.finish()
+        assert code == 0, output
+        assert [pid for pid in pids if alive(pid)] == []
+    finally:
+        for pid in orphans + locals().get("pids", []):
+            with contextlib.suppress(ProcessLookupError):
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,101 @@
+"""Failures during a download lose nothing: a node killed, the controller killed, both restarted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+
+import pytest
+
+from plantimager.commons.errors import RigError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def check_dataset(folder, count):
+    """Every image of the manifest is there once, with its checksum; returns the file names."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = [entry["file"] for entry in manifest["images"]]
+    assert len(files) == len(set(files)) == count
+    on_disk = sorted(
+        p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name != "manifest.json"
+    )
+    assert on_disk == sorted(files)
+    for entry in manifest["images"]:
+        assert hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    return files
+
+
+def test_a_node_killed_during_download_fails_alone_and_delivers_after_restart(
+    spawn, make_rig, pending_of, tmp_path
+):
+    nodes = {name: spawn(name, cameras=2 if name == "b" else 1) for name in ("a", "b", "c")}
+    for node in nodes.values():
+        node.ready()
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(4, 20)
+    records = [rig.capture_all() for _ in range(4)]
+    assert all(len(r.shots) == 4 for r in records)
+
+    killed = []
+
+    def kill_b_on_first_image(event):
+        if not killed and not event.camera.startswith("b/"):
+            os.kill(nodes["b"].pid, signal.SIGKILL)
+            killed.append(nodes["b"].popen.wait(10))
+
+    with pytest.raises(RigError) as caught:
+        rig.download_all(jobs=2, progress=kill_b_on_first_image)
+    assert killed == [-signal.SIGKILL]
+    assert set(caught.value.failures) == {"b/cam0", "b/cam1"}
+    assert all("node b" in reason for reason in caught.value.failures.values())
+    report = caught.value.report
+    assert report.owed == 8 - sum(f.startswith("idb_") for f in report.files) > 0
+    assert pending_of([nodes["a"], nodes["c"]]) == {"a": {}, "c": {}}
+    first_files = set(report.files)
+
+    old_address = nodes["b"].address
+    restarted = spawn("b", cameras=2).ready()  # same spool and state folder
+    assert restarted.address != old_address
+    assert rig.wait_for(
+        lambda r: any(
+            n.name == "b" and n.address == restarted.address and n.state == "ready" for n in r.nodes()
+        ),
+        20,
+    )
+    report = rig.download_all()
+    assert not report.failures and report.owed == 0
+    assert first_files.isdisjoint(report.files)  # nothing fetched twice
+    files = check_dataset(dataset, 16)
+    assert sorted(files) == sorted(s.file for r in records for s in r.shots)
+    assert pending_of([nodes["a"], restarted, nodes["c"]]) == {"a": {}, "b": {}, "c": {}}
+
+
+def test_a_controller_killed_mid_download_resumes_without_loss(
+    spawn, registry, run_cli, pending_of, tmp_path
+):
+    nodes = [spawn("x", cameras=2).ready(), spawn("y").ready()]
+    dataset = tmp_path / "session"
+    common = ["--registry", registry.url, "--dataset", str(dataset), "--expect", "3", "--wait", "20"]
+    code, output = run_cli("rig", "capture", *common, "--count", "3").finish()
+    assert code == 0, output
+    assert "capture 3: 3 image(s)" in output
+
+    flag = tmp_path / "go-on"
+    pause = {"PLANTIMAGER_RIG_PAUSE_AFTER": f"2:{flag}"}
+    controller = run_cli("rig", "download", *common, "--jobs", "1", env=pause)
+    controller.wait_for("^paused after 2 images$")
+    controller.kill()
+    assert controller.popen.returncode == -signal.SIGKILL
+    assert len(check_dataset(dataset, 2)) == 2  # what was recorded before the kill is intact
+
+    code, output = run_cli("rig", "download", *common, "--json").finish()
+    assert code == 0, output
+    report, _ = json.JSONDecoder().raw_decode(output[output.index("{") :])
+    assert len(report["files"]) == 7 and report["owed"] == 0 and report["failures"] == {}
+    check_dataset(dataset, 9)
+    assert pending_of(nodes) == {"x": {}, "y": {}}
+    assert not flag.exists()
