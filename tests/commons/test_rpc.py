@@ -493,3 +493,12 @@ def test_numbers_are_not_silently_turned_into_string_arguments(client):
     with pytest.raises(RemoteError, match="argument 'message' must be a string, got int"):
         client.echo(5)
     assert client.add(2.0, 3) == 5  # structural conversions JSON needs still apply
+
+
+def test_limit_waits_caps_advertised_timeouts(client, server):
+    client.limit_waits(50, {"echo": 1000})
+    assert client._json_methods["echo"] == 1000 and client._json_methods["slow"] == 50
+    with pytest.raises(RPCTimeoutError, match="50 ms"):
+        client.slow()
+    server.release_slow.set()
+    assert client.echo("still usable") == "Echo: still usable"

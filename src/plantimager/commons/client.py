@@ -238,6 +238,12 @@ class RPCClient:
         The server's registry name (empty if it is not registered).
     url : str
         The server URL.
+
+    Notes
+    -----
+    A call waits as long as the server advertises for the method (at most ten minutes when it
+    advertises no limit). :meth:`limit_waits` lowers these waits, e.g. for a controller that must
+    notice a dead device quickly.
     """
 
     _rpc_interface: type | None = None
@@ -303,6 +309,23 @@ class RPCClient:
     def _request(self, message: dict[str, Any], timeout: int | None) -> dict[str, Any]:
         frames = self._conn.request(encode(message), timeout)
         return decode_object(frames[0])
+
+    def limit_waits(self, default_ms: int | None = None, per_method: dict[str, int] | None = None) -> None:
+        """Cap how long calls wait for a reply, below what the server advertises.
+
+        Parameters
+        ----------
+        default_ms : int, optional
+            Longest wait for any method, in ms.
+        per_method : dict of str to int, optional
+            Longest wait for particular methods, in ms (takes precedence over ``default_ms``).
+        """
+        per_method = per_method or {}
+        for table in (self._json_methods, self._buffer_methods):
+            for name, advertised in table.items():
+                cap = per_method.get(name, default_ms)
+                if cap is not None:
+                    table[name] = cap if advertised is None else min(int(advertised), int(cap))
 
     def execute(self, method_name: str, params: dict[str, Any]) -> tuple[bool, Any]:
         """Run the remote method ``method_name``.

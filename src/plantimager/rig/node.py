@@ -75,17 +75,9 @@ class NodeClient(_NodeInterface, RPCClient):
     """
 
     def __init__(self, context: zmq.Context, url: str, limits: CallLimits) -> None:
-        self._limits = limits
         super().__init__(context, url, timeout=limits.connect)
-
-    def _load_inventory(self, inventory: dict[str, Any]) -> None:
-        # The client waits as long as the server advertises; a rig waits less (see CallLimits).
-        super()._load_inventory(inventory)
-        caps = {"start_capture": self._limits.capture, "retrieve_still": self._limits.transfer}
-        for table in (self._json_methods, self._buffer_methods):
-            for name, advertised in table.items():
-                cap = caps.get(name, self._limits.call)
-                table[name] = cap if advertised is None else min(int(advertised), cap)
+        # A client waits as long as the server advertises; a rig waits less (see CallLimits).
+        self.limit_waits(limits.call, {"start_capture": limits.capture, "retrieve_still": limits.transfer})
 
     def serves(self, method: str) -> bool:
         """Whether the node advertises the remote method ``method``."""
