@@ -95,20 +95,22 @@ def demo(
             the_demo.start(timeout)
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
-        options = []
+        registry_option = []
         if the_demo.registry_url != DEFAULT_REGISTRY_URL:
-            options += ["--registry", the_demo.registry_url]
+            registry_option = ["--registry", the_demo.registry_url]
+        captures_option = []
         if captures.expanduser().absolute() != DEFAULT_CAPTURES.absolute():
-            options += ["--captures", str(the_demo.captures)]
-        extra = "".join(f" {shlex.quote(option)}" for option in options)
+            captures_option = ["--captures", str(the_demo.captures)]
         click.echo("")
         click.echo("In another terminal (with the virtual environment active):")
-        for command, what in (
-            ("list", "the cameras (--watch: follow arrivals and departures)"),
-            ("capture", "fire every camera at the same instant"),
-            ("download", "fetch the images into the session folder"),
-            ("status", "nodes, spools, what the cameras still owe"),
+        for command, uses_captures, what in (
+            ("list", False, "the cameras (--watch: follow arrivals and departures)"),
+            ("capture", True, "fire every camera at the same instant"),
+            ("download", True, "fetch the images into the session folder"),
+            ("status", True, "nodes, spools, what the cameras still owe"),
         ):
+            options = registry_option + (captures_option if uses_captures else [])
+            extra = "".join(f" {shlex.quote(option)}" for option in options)
             click.echo(f"  plantimager rig {command}{extra}")
             click.echo(f"      {what}")
         click.echo("Ctrl-C stops the demo.")
