@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,17 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def start_demo(run_cli, captures: Path, nodes: int):
-    demo = run_cli("demo", "--nodes", str(nodes), "--captures", str(captures), "--registry-port", "0")
+def start_demo(run_cli, captures: Path, nodes: int, *web: str):
+    demo = run_cli(
+        "demo",
+        "--nodes",
+        str(nodes),
+        "--captures",
+        str(captures),
+        "--registry-port",
+        "0",
+        *(web or ["--no-web"]),
+    )
     ready = demo.wait_for(r"^ready: (\d+) camera\(s\) on \d+ node\(s\), registry (tcp://\S+), captures")
     pids = [int(m.group(1)) for line in demo.seen if (m := re.match(r"^node node\d+ pid (\d+) ", line))]
     assert int(ready.group(1)) == nodes and len(pids) == nodes
@@ -34,8 +44,13 @@ def start_demo(run_cli, captures: Path, nodes: int):
 
 def test_demo_serves_a_rig_that_captures_and_downloads_then_stops_everything(run_cli, tmp_path):
     captures = tmp_path / "captures"
-    demo, url, pids = start_demo(run_cli, captures, 3)
+    demo, url, pids = start_demo(run_cli, captures, 3, "--web-port", "0")
     try:
+        page = next(
+            m for line in demo.seen if (m := re.match(r"^web page: (http://127\.0\.0\.1:\d+/)$", line))
+        )
+        with urllib.request.urlopen(page.group(1), timeout=20) as response:
+            assert response.status == 200 and b"Capture All" in response.read()
         hints = [x.strip().split()[2:] for x in demo.seen if x.strip().startswith("plantimager rig ")]
         assert [h[0] for h in hints] == ["list", "capture", "download", "status"]
         assert ["capture", "--registry", url, "--captures", str(captures)] in hints

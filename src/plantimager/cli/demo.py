@@ -63,6 +63,14 @@ def _parse_resolution(
     show_default=True,
     help="Seconds to wait for the cameras.",
 )
+@click.option("--web/--no-web", default=True, show_default=True, help="Serve the web page.")
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port of the web page on 127.0.0.1 (0: picked by the system).",
+)
 def demo(
     nodes: int,
     cameras: int,
@@ -70,8 +78,11 @@ def demo(
     registry_port: int,
     resolution: tuple[int, int] | None,
     timeout: float,
+    web: bool,
+    web_port: int,
 ) -> None:
-    """Run a whole rig on this machine: registry, simulated cameras (one process per node), controller.
+    """Run a whole rig on this machine: registry, simulated cameras (one process per node), controller
+    and its web page.
 
     Ctrl-C or SIGTERM stops everything it started.
     """
@@ -88,6 +99,7 @@ def demo(
         cameras_per_node=cameras,
         registry_port=registry_port,
         resolution=resolution,
+        web_port=web_port if web else None,
         say=click.echo,
     )
     try:

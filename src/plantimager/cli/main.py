@@ -19,6 +19,7 @@ _COMMANDS = {
     "camera": "camera",
     "rig": "rig",
     "demo": "demo",
+    "web": "web",
 }
 
 

@@ -33,24 +33,13 @@ from .rig import Rig
 from .session import prepare_folder
 from .storage import write_atomically
 
-__all__ = ["Demo", "start_web"]
+__all__ = ["Demo"]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a node gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
 _LAUNCH = ("-c", "from plantimager.cli.main import main; main()")
-
-
-def start_web(rig: Rig, captures: Path) -> Callable[[], None] | None:
-    """Start the web page of the demo; return the function that stops it (None: no web page yet).
-
-    This is where the web app plugs in: serve the live camera list, previews, Capture All,
-    Download All and Shutdown All of ``rig`` (and the images under ``captures``) on 127.0.0.1,
-    and return a function that stops the server. The demo calls it once the cameras are up and
-    calls the returned function when it stops.
-    """
-    return None
 
 
 class Demo:
@@ -68,6 +57,8 @@ class Demo:
         Port of the registry on 127.0.0.1 (0: picked by the system).
     resolution : tuple of int, optional
         Still resolution of every camera (the dummy backend's default otherwise).
+    web_port : int, optional
+        Serve the web page on 127.0.0.1 at this port (0: picked by the system); None: no page.
     say : callable
         Where the demo writes what it does (one line per call).
 
@@ -85,6 +76,7 @@ class Demo:
         cameras_per_node: int = 1,
         registry_port: int = 5555,
         resolution: tuple[int, int] | None = None,
+        web_port: int | None = None,
         say: Callable[[str], Any] = print,
     ) -> None:
         if not 1 <= nodes <= 64 or not 1 <= cameras_per_node <= 8:
@@ -97,6 +89,7 @@ class Demo:
         self.cameras_per_node = cameras_per_node
         self.registry_port = registry_port
         self.resolution = resolution
+        self.web_port = web_port
         self.say = say
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.registry_url = ""
@@ -143,7 +136,10 @@ class Demo:
                     f"only {len(self.rig.cameras())} of {expected} cameras came up within {timeout:g} s; "
                     f"see the node logs in {self.home}"
                 )
-            self._stop_web = start_web(self.rig, self.captures)
+            if self.web_port is not None:
+                from plantimager.web import start_web  # the web stack loads only when asked for
+
+                self._stop_web = start_web(self.rig, self.captures, port=self.web_port, say=self.say)
         except BaseException:
             self.stop()
             raise

@@ -1,0 +1,243 @@
+"""Fixtures of the web tests: a real rig (registry, camera node processes, controller), the web app
+served by uvicorn on 127.0.0.1, and Debian's chromium driven by Playwright.
+
+Every node process is stopped by its pid and the server by its handle in the fixtures' teardown.
+Tests synchronise on printed lines, replies, rig events and Playwright's auto-waiting, never on
+fixed sleeps. A browser test that fails leaves a screenshot in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import zmq
+
+from helpers.process import LAUNCH, WAIT, Child
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.rig import CallLimits, Rig
+from plantimager.web import WebServer, create_app
+
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SMALL = "320x240"
+
+
+class Node(Child):
+    """``plantimager camera`` with dummy cameras, registered under ``name``."""
+
+    def __init__(self, name: str, registry_url: str, home: Path, cameras: int = 1) -> None:
+        self.name = name
+        super().__init__(
+            [
+                *LAUNCH,
+                "camera",
+                "--backend",
+                "dummy",
+                "--cameras",
+                str(cameras),
+                "--registry",
+                registry_url,
+                "--spool",
+                str(home / "spool"),
+                "--state-dir",
+                str(home / "state"),
+                "--bind",
+                "tcp://127.0.0.1:0",
+                "--stream-port",
+                "0",
+                "--name",
+                name,
+                "--resolution",
+                SMALL,
+            ]
+        )
+
+    def ready(self) -> Node:
+        """Wait until the node serves and is registered."""
+        self.wait_for(rf"^registered as {re.escape(self.name)} with ")
+        return self
+
+    def stop(self, timeout: float = WAIT) -> None:
+        """SIGINT by pid, then SIGKILL if it does not exit in time."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout)
+        self.kill()
+
+
+class Rigging:
+    """A registry, camera nodes, a rig and its web app served on a free loopback port.
+
+    Parameters
+    ----------
+    home : Path
+        Folder of the nodes' spools and of the captures.
+    refresh : float
+        The app's periodic re-check of the rig (long: only rig events make the page change).
+    """
+
+    def __init__(self, home: Path, *, refresh: float = 30.0) -> None:
+        self.home = home
+        self.captures = home / "captures"
+        self.ctx = zmq.Context()
+        self.registry = DeviceRegistry(self.ctx, "127.0.0.1", 0, heartbeat_interval=0.2)
+        self.registry.start()
+        self.nodes: dict[str, Node] = {}
+        self.rig: Rig | None = None
+        self.server: WebServer | None = None
+        self.refresh = refresh
+
+    def spawn(self, *names: str, cameras: int = 1) -> list[Node]:
+        """Start camera nodes and wait until each is registered."""
+        started = [Node(n, self.registry.url, self.home / "nodes" / n, cameras) for n in names]
+        for node in started:
+            self.nodes[node.name] = node
+        return [node.ready() for node in started]
+
+    def serve(self, expect: int) -> Rigging:
+        """Start the rig, wait for ``expect`` cameras, and serve the web app."""
+        limits = CallLimits(connect=2000, call=1500, capture=20_000, transfer=5000)
+        self.rig = Rig(self.registry.url, context=self.ctx, limits=limits, health_interval=0.3).start()
+        assert self.rig.wait_for_cameras(expect, 20), self.rig.nodes()
+        app = create_app(self.rig, captures=self.captures, refresh=self.refresh)
+        self.server = WebServer(app, "127.0.0.1", 0).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    @property
+    def web(self) -> Any:
+        assert self.server is not None
+        return self.server.web
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        if self.rig is not None:
+            self.rig.close()
+        for node in self.nodes.values():
+            node.stop(10)
+        self.registry.stop()
+        self.ctx.destroy(linger=0)
+
+
+@contextlib.contextmanager
+def rigging(home: Path, nodes: list[str], *, refresh: float = 30.0) -> Iterator[Rigging]:
+    """A :class:`Rigging` with ``nodes`` started and served; everything stopped afterwards."""
+    rig = Rigging(home, refresh=refresh)
+    try:
+        rig.spawn(*nodes)
+        yield rig.serve(len(nodes))
+    finally:
+        rig.close()
+
+
+@pytest.fixture(scope="session")
+def make_rigging() -> Callable[..., contextlib.AbstractContextManager[Rigging]]:
+    """``with make_rigging(home, ["node1", ...]) as bundle:`` a served rig (see :func:`rigging`)."""
+    return rigging
+
+
+@pytest.fixture(scope="module")
+def http(request: pytest.FixtureRequest) -> Iterator[Callable[[str], httpx.Client]]:
+    """``http(base_url)``: an httpx client of the live server (closed at the end of the module)."""
+    clients: list[httpx.Client] = []
+
+    def make(base_url: str) -> httpx.Client:
+        client = httpx.Client(base_url=base_url, timeout=20)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+# -- the browser ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, driven by Playwright (fails, never skips, when chromium is missing)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. `make test` "
+            "installs it (apt-get install chromium); or run `make browsers` once."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+_REPORTS = pytest.StashKey[dict[str, Any]]()
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(_REPORTS, {})
+    return any(r.failed for r in reports.values())
+
+
+@pytest.fixture
+def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """``new_page(width=1280, height=900)``: a page in a fresh browser context.
+
+    Every page is screenshotted into ``test-artifacts/`` if the test fails; JavaScript errors of
+    the page fail the test.
+    """
+    contexts: list[Any] = []
+    pages: list[Any] = []
+    errors: list[str] = []
+
+    def make(width: int = 1280, height: int = 900) -> Any:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        pages.append(page)
+        return page
+
+    yield make
+    if _failed(request.node):
+        ARTIFACTS.mkdir(exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-150:]
+        for number, page in enumerate(pages):
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"{stem}-{number}.png"), full_page=True)
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
