@@ -9,20 +9,21 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    nodes one after another, (a) waiting for each reply before the next node (a request/reply
    client), and (b) fire-and-forget (each request handed to its own thread as the loop goes, like
    PEPI's oneway calls). Median and p99 over ``--captures`` captures (at least 30). Target: p99
-   skew at most 2 ms with 16 nodes (goal 1 ms).
+   skew at most 2 ms with 16 nodes (goal 1 ms). The nodes run with their default settle time (they
+   encode and store a few ms after ``t0``), and again with none (``settle_ms=0``: they encode and
+   store as soon as they have fired), to show what it buys.
 2. **Download of one capture.** ``Rig.download_all()`` after a 12 MP capture (not timed): fetch
    every image, verify size and SHA-256, write it durably into the dataset, record it, release it on
-   the node. Floor: raw pyzmq REQ/REP, zero-copy, fetching the same bytes from as many server
-   processes with the same number of transfers at once (4), and the same again writing and fsyncing
-   each file (the least a downloader that keeps what it fetches must do). Target: at most 1.5x the
-   raw transfer.
+   the node. Twice: with the plain dummy views (about 0.5 MB per JPEG), and with camera-like noise
+   (``noise=12``, about 3 MB per JPEG, like a 12 MP Raspberry Pi HQ camera). Floors: raw pyzmq
+   REQ/REP, zero-copy, fetching the same bytes from as many server processes with the same number of
+   transfers at once (4), and the same again writing and fsyncing each file (the least a downloader
+   that keeps what it fetches must do). Target: at most 1.5x the raw transfer, for the 3 MB images.
+   The cost of each step of a download, measured alone on one image, is printed below the table.
 
-On this machine every simulated node shares the same few CPUs, so the work a node does right after
-firing (encoding and storing its image, which in a real rig runs on that node's own CPU) delays the
-nodes still waiting for ``t0``. Two things limit that here: the skew rounds use 64x64 images
-(``--skew-resolution``), and the skew is measured a second time with nodes whose camera hands the
-frame over 3 ms after taking it (``--post-fire-pause``), so that they store it only once their
-neighbours have fired: what one CPU per node gives a real rig.
+On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
+rounds use 64x64 images (``--skew-resolution``) so that the CPU a node spends after firing stays
+small.
 
 The variants are timed round by round in rotating order, so machine noise hits them alike. Every
 process is stopped by its handle at the end, also on errors and Ctrl-C. Nothing leaves 127.0.0.1.
@@ -33,6 +34,7 @@ Run: ``python bench/capture.py [--quick] [--captures N] [--downloads N]``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import queue
@@ -52,12 +54,14 @@ from _common import ChildLink, Children, machine_info, markdown_table
 from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCClient
-from plantimager.rig import Rig
+from plantimager.rig import CallLimits, Rig
 
 __all__ = ["main"]
 
 HOST = "127.0.0.1"
 DOWNLOAD_RESOLUTION = (4056, 3040)
+#: Noise of the dummy cameras that gives camera-like JPEG sizes (about 3 MB at 12 MP).
+NOISE = 12
 JOBS = 4
 MB = 1_000_000
 
@@ -75,25 +79,15 @@ def camera_node(
     node_name: str,
     registry: str,
     resolution: tuple[int, int],
-    post_fire_pause: float = 0.0,
+    settle_ms: float | None = None,
+    noise: int = 0,
 ) -> None:
     """A camera node with one dummy camera, registered as ``node_name``; stops when the benchmark says.
 
-    With ``post_fire_pause`` (seconds), the camera returns each frame that much later: the node
-    encodes and stores it later, while its capture time is unchanged (taken when the call starts).
+    ``settle_ms`` None keeps the node's default; ``noise`` is the dummy camera's (0: plain views).
     """
-    from plantimager.camera import dummy
+    from plantimager.camera.capture import DEFAULT_SETTLE_MS
     from plantimager.camera.runner import run_node
-
-    if post_fire_pause > 0:
-        take = dummy.DummyBackend.capture
-
-        def capture_then_pause(self: dummy.DummyBackend) -> Any:
-            frame = take(self)
-            time.sleep(post_fire_pause)
-            return frame
-
-        dummy.DummyBackend.capture = capture_then_pause  # type: ignore[method-assign]
 
     def registered(accepted: str) -> None:
         link.ready({"name": accepted})
@@ -108,6 +102,8 @@ def camera_node(
         state_dir=Path(home) / "state",
         name=node_name,
         resolution=resolution,
+        backend_options={"noise": noise},
+        settle_ms=DEFAULT_SETTLE_MS if settle_ms is None else settle_ms,
         stop=link.stopping,
         on_registered=registered,
     )
@@ -204,13 +200,19 @@ def raw_fetch(
 
 def bench_rig(
     nodes: int,
+    folder: Path,
+    *,
     captures: int,
     downloads: int,
-    folder: Path,
     resolution: tuple[int, int],
-    post_fire_pause: float = 0.0,
+    settle_ms: float | None = None,
+    noise: int = 0,
+    steps: list[list[str]] | None = None,
 ) -> list[list[str]]:
-    """The figures for one rig size (no download figure when ``downloads`` is 0); the table rows."""
+    """The figures for one rig (skew rounds if ``captures``, a download figure if ``downloads``).
+
+    With ``steps``, the cost of each step of a download, measured alone, is added to it.
+    """
     context = zmq.Context()
     registry = DeviceRegistry(context, HOST, 0)
     registry.start()
@@ -225,23 +227,29 @@ def bench_rig(
                     node_name=name,
                     registry=registry.url,
                     resolution=resolution,
-                    post_fire_pause=post_fire_pause,
+                    settle_ms=settle_ms,
+                    noise=noise,
                 )
             children.wait_ready(120)
-            with Rig(registry.url, dataset=folder / "skew", context=context) as rig:
+            rows: list[list[str]] = []
+            # Configuring 12 MP on many nodes sharing 2 CPUs takes a while: allow 30 s per call.
+            limits = CallLimits(call=30_000)
+            with Rig(registry.url, dataset=folder / "skew", context=context, limits=limits) as rig:
                 if not rig.wait_for_cameras(nodes, 30):
                     raise RuntimeError(f"only {len(rig.cameras())} of {nodes} cameras came up")
-                rows = bench_skew(rig, context, captures, post_fire_pause)
-                rig.download_all()  # what the skew rounds left on the nodes (not timed)
+                if captures:
+                    rows += bench_skew(rig, context, captures, settle_ms)
+                    rig.download_all()  # what the skew rounds left on the nodes (not timed)
                 if downloads:
-                    rows += bench_download(rig, children, context, folder, downloads)
+                    target = "<= 1.5x" if noise else ""
+                    rows += bench_download(rig, children, context, folder, downloads, target, steps)
             return rows
     finally:
         registry.stop()
         context.destroy(linger=0)
 
 
-def bench_skew(rig: Rig, context: zmq.Context, captures: int, post_fire_pause: float) -> list[list[str]]:
+def bench_skew(rig: Rig, context: zmq.Context, captures: int, settle_ms: float | None) -> list[list[str]]:
     """Capture skew of ``capture_all`` and of both sequential floors, round by round; the table rows."""
     nodes = rig.nodes()
     clients = [NodeClient(context, node.address, timeout=5000) for node in nodes]
@@ -273,8 +281,7 @@ def bench_skew(rig: Rig, context: zmq.Context, captures: int, post_fire_pause: f
             client.close()
     n = len(nodes)
     label = f"capture skew, {n} cameras (ms, median / p99 over {len(ours)})"
-    if post_fire_pause:
-        label += f", nodes storing {post_fire_pause * 1e3:g} ms after firing"
+    label += ", nodes settling 0 ms (storing at once)" if settle_ms == 0 else ""
     lead = f"capture_all (lead {statistics.median(leads):.1f} ms)"
     rows = []
     for floor_name, floor in (
@@ -292,7 +299,7 @@ def bench_skew(rig: Rig, context: zmq.Context, captures: int, post_fire_pause: f
                 f"{lead}: {statistics.median(ours):.3f} / {p99(ours):.3f}",
                 f"{floor_name}: {statistics.median(floor):.3f} / {p99(floor):.3f}",
                 f"{ratio:.3f}x (p99 {p99(ours) / p99(floor):.3f}x)",
-                "p99 <= 2 ms" if n >= 16 else "",
+                "p99 <= 2 ms" if n >= 16 and settle_ms != 0 else "",
             ]
         )
     return rows
@@ -312,7 +319,13 @@ def _floor(series: list[float], trigger: Any, clients: list[NodeClient], number:
 
 
 def bench_download(
-    rig: Rig, children: Children, context: zmq.Context, folder: Path, downloads: int
+    rig: Rig,
+    children: Children,
+    context: zmq.Context,
+    folder: Path,
+    downloads: int,
+    target: str,
+    steps: list[list[str]] | None = None,
 ) -> list[list[str]]:
     """Time to download one 12 MP capture beside raw pyzmq moving the same bytes; the table rows."""
     rig.use_dataset(folder / "download")
@@ -320,6 +333,8 @@ def bench_download(
     record = rig.capture_all()  # warm-up, and the bytes the raw servers will send
     rig.download_all(jobs=JOBS)
     payloads = [(rig.dataset.root / shot.file).read_bytes() for shot in record.shots]
+    if steps is not None and not steps:  # once is enough
+        steps += step_costs(payloads[0], folder / "steps", rig.nodes()[0].address, context)
     for i, payload in enumerate(payloads):
         children.start(f"raw{i:02d}", raw_server, payload=payload)
     addresses = [info["address"] for name, info in children.wait_ready(120).items() if name.startswith("raw")]
@@ -364,8 +379,8 @@ def bench_download(
         f"download_all: {mine * 1e3:.1f} / {np.percentile(ours, 90) * 1e3:.1f} ({total / mine / MB:.0f} MB/s)"
     )
     rows = []
-    for floor_name, series, target in (
-        (f"raw pyzmq, {JOBS} at once", floor, "<= 1.5x"),
+    for floor_name, series, goal in (
+        (f"raw pyzmq, {JOBS} at once", floor, target),
         (f"raw pyzmq, {JOBS} at once, each file written and fsynced", saved, ""),
     ):
         base = statistics.median(series)
@@ -376,10 +391,60 @@ def bench_download(
                 f"{floor_name}: {base * 1e3:.1f} / {np.percentile(series, 90) * 1e3:.1f} "
                 f"({raw_total / base / MB:.0f} MB/s)",
                 f"{mine / base:.2f}x",
-                target,
+                goal,
             ]
         )
     return rows
+
+
+def step_costs(payload: bytes, folder: Path, address: str, context: zmq.Context) -> list[list[str]]:
+    """The cost of each step of downloading one image, measured alone (median of 20), as rows."""
+    from plantimager.camera.spool import Spool
+    from plantimager.rig.ledger import Ledger
+    from plantimager.rig.storage import fsync_dir, link_new, write_durably
+
+    folder.mkdir()
+    ledger = Ledger(folder / "ledger.jsonl")
+    spool = Spool(folder / "spool")
+    client = NodeClient(context, address, timeout=5000)
+    record = {"kind": "received", "capture_no": 1, "camera": "n/cam0", "file": "x.jpeg", "meta": {}}
+    counter = iter(range(10**9))
+
+    def write() -> None:
+        number = next(counter)
+        tmp, final = folder / f".tmp-{number}", folder / f"image-{number}.jpeg"
+        write_durably(tmp, payload)
+        link_new(tmp, final, "")
+        tmp.unlink()
+
+    def record_one() -> None:
+        fsync_dir(folder)
+        ledger.append_many([record])
+
+    def release() -> float:  # the node's side of a release: two deletions and a folder fsync
+        code = f"c{next(counter)}"
+        spool.put(code, "cam0", payload, {}, ext="jpeg")
+        started = time.perf_counter()
+        spool.release(code)
+        return time.perf_counter() - started
+
+    def timed(step: Any) -> float:
+        started = time.perf_counter()
+        step()
+        return time.perf_counter() - started
+
+    measured = {
+        "SHA-256 of the bytes": [timed(lambda: hashlib.sha256(payload).digest()) for _ in range(20)],
+        "write, fsync and link a new file": [timed(write) for _ in range(20)],
+        "record it: folder fsync, ledger write and fsync": [timed(record_one) for _ in range(20)],
+        "a short call's round trip (ping)": [timed(client.ping) for _ in range(20)],
+        "the node's side of a release (two deletions, folder fsync)": [release() for _ in range(20)],
+    }
+    client.close()
+    spool.close()
+    ledger.close()
+    size = f"{len(payload) / MB:.2f} MB"
+    return [[f"{name} ({size})", f"{statistics.median(v) * 1e3:.2f}"] for name, v in measured.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,10 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         "--skew-resolution", default="64x64", help="image size of the skew rounds, WxH (default 64x64)"
     )
     parser.add_argument(
-        "--post-fire-pause",
-        type=float,
-        default=3.0,
-        help="ms the simulated nodes wait after firing before storing, in the extra skew rows (0: none)",
+        "--no-settle-rows",
+        action="store_true",
+        help="skip the skew rounds of nodes that store at once (settle 0 ms)",
     )
     args = parser.parse_args(argv)
     captures = max(30, args.captures)
@@ -407,21 +471,34 @@ def main(argv: list[str] | None = None) -> int:
     print("# Rig benchmark: capture skew and download\n")
     print("\n".join(f"- {k}: {v}" for k, v in info.items()), "\n")
     rows: list[list[str]] = []
+    steps: list[list[str]] = []
+    runs: list[dict[str, Any]] = [
+        {"captures": captures, "downloads": downloads},  # default settle, plain views (~0.5 MB)
+        # camera-like JPEGs (~3 MB), at full resolution from the start
+        {
+            "captures": 0,
+            "downloads": downloads,
+            "noise": NOISE,
+            "resolution": DOWNLOAD_RESOLUTION,
+            "steps": steps,
+        },
+    ]
+    if not args.no_settle_rows:
+        runs.append({"captures": captures, "downloads": 0, "settle_ms": 0.0})
     try:
         for nodes in sizes:
-            with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
-                started = time.monotonic()
-                rows += bench_rig(nodes, captures, downloads, Path(tmp), resolution)
-            if args.post_fire_pause > 0:
+            started = time.monotonic()
+            for run in runs:
                 with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
-                    pause = args.post_fire_pause / 1e3
-                    rows += bench_rig(nodes, captures, 0, Path(tmp), resolution, pause)
-                print(f"- {nodes} nodes measured in {time.monotonic() - started:.0f} s", file=sys.stderr)
+                    rows += bench_rig(nodes, Path(tmp), **{"resolution": resolution, **run})
+            print(f"- {nodes} nodes measured in {time.monotonic() - started:.0f} s", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     header = ["measure", "ours", "floor (same run)", "ours / floor", "target"]
     print(markdown_table(header, rows))
+    print("\nCost of each step of a download, measured alone on one image (ms, median of 20):\n")
+    print(markdown_table(["step", "ms"], steps))
     return 0
 
 

@@ -49,13 +49,19 @@ class Node(Child):
 
     def ready(self) -> tuple[str, str, list[str]]:
         """Wait for the start-up lines; return (node id, address, stream URLs)."""
-        match = self.wait_for(r"^node (\w+) listening on (tcp://\S+)$")
+        match = self.wait_for(r"^node ([\w-]+) listening on (tcp://\S+)$")
         urls = []
         while True:
             line = self.wait_for(r"^(stream \S+: (http://\S+)|spool .*)$")
             if line.group(2) is None:
                 return match.group(1), match.group(2), urls
             urls.append(line.group(2))
+
+
+def stop(node: Node) -> None:
+    """SIGINT by pid; the node must exit cleanly."""
+    node.popen.send_signal(signal.SIGINT)
+    assert node.popen.wait(WAIT) == 0
 
 
 def node_args(tmp_path: Path, registry_url: str, cameras: int = 2) -> list[str]:
@@ -109,6 +115,42 @@ def test_cli_serves_while_the_registry_is_down_and_stops_on_sigterm(ctx, tmp_pat
         assert node.popen.wait(WAIT) == 0
     finally:
         node.kill()
+
+
+def test_nodes_sharing_a_host_register_under_distinct_stable_names(registry, tmp_path):
+    """Two nodes on one host, each with its own state folder, no --name: two registry entries."""
+    homes = [tmp_path / "one", tmp_path / "two"]
+    nodes = [Node(*node_args(home, registry.url, cameras=1)) for home in homes]
+    try:
+        ids = [node.ready()[0] for node in nodes]
+        for node, node_id in zip(nodes, ids, strict=True):
+            node.wait_for(rf"^registered as {re.escape(node_id)} with ")
+        assert ids[0] != ids[1]
+        assert set(ids) <= set(registry.get_devices())
+        stop(nodes[0])
+        again = Node(*node_args(homes[0], registry.url, cameras=1))
+        nodes.append(again)
+        assert again.ready()[0] == ids[0]  # the same node restarted keeps its id and its name
+        again.wait_for(rf"^registered as {re.escape(ids[0])} with ")
+        assert set(ids) <= set(registry.get_devices())
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_cli_refuses_a_bad_name_and_settle_time(tmp_path):
+    base = [*LAUNCH, "camera", "--spool", str(tmp_path / "s"), "--registry", ""]
+    for option, value, message in (
+        ("--name", "../up", "invalid node name '../up'"),
+        ("--name", "a b", "invalid node name 'a b'"),
+        ("--settle-ms", "-1", "--settle-ms"),
+    ):
+        result = subprocess.run(
+            [*base, option, value], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=WAIT
+        )
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+    assert not (tmp_path / "s").exists()  # refused before anything started
 
 
 def test_cli_refuses_an_unknown_backend(tmp_path):

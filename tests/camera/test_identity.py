@@ -1,8 +1,9 @@
-"""Tests of the node identity: each source in order, and persistence of the fallback."""
+"""Tests of the node identity: each source in order, one id per state folder, persistence."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ X86_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Some CPU
 MACHINE_ID = "3D1219C7C4C5404AAA1F6D2A48ADFDA4\n"
 
 
+@pytest.fixture(autouse=True)
+def default_state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The default state folder of these tests (never the user's)."""
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "plantimager"
+
+
 @pytest.fixture
 def paths(tmp_path: Path) -> dict[str, Path]:
     return {
@@ -39,11 +48,48 @@ def identity(paths: dict[str, Path]) -> str:
     )
 
 
-def test_raspberry_pi_serial_comes_first(paths: dict[str, Path]) -> None:
+def test_raspberry_pi_serial_comes_first(paths: dict[str, Path], default_state: Path) -> None:
     paths["cpuinfo"].write_text(PI_CPUINFO)
     paths["etc"].write_text(MACHINE_ID)
-    assert identity(paths) == "0000000079b7fd52"  # as PEPI reported it, lower-cased
-    assert not paths["state"].exists()
+    machine_ids = (paths["etc"], paths["dbus"])
+    # One node per Pi, state in the default folder: the serial as PEPI reported it, lower-cased.
+    assert node_identity(cpuinfo=paths["cpuinfo"], machine_id_files=machine_ids) == "0000000079b7fd52"
+    assert node_identity(default_state, cpuinfo=paths["cpuinfo"]) == "0000000079b7fd52"
+    assert not default_state.exists()
+    # Another state folder: another node on this Pi, so an id of its own.
+    assert re.fullmatch(r"0000000079b7fd52-[0-9a-f]{6}", identity(paths))
+
+
+def test_a_systemd_state_directory_is_the_default(
+    paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", f"{paths['state']}:/elsewhere")
+    assert default_state_dir() == paths["state"]
+    paths["cpuinfo"].write_text(PI_CPUINFO)
+    assert identity(paths) == "0000000079b7fd52"  # the deployed unit passes that folder explicitly
+
+
+def test_nodes_sharing_a_host_get_distinct_stable_ids(paths: dict[str, Path], tmp_path: Path) -> None:
+    paths["cpuinfo"].write_text(X86_CPUINFO)
+    paths["etc"].write_text(MACHINE_ID)
+    first = identity(dict(paths, state=tmp_path / "node1"))
+    second = identity(dict(paths, state=tmp_path / "node2"))
+    assert first != second
+    for value in (first, second):
+        assert re.fullmatch(r"3d1219c7c4c5404a-[0-9a-f]{6}", value)
+    # Restarts (new calls, reading the kept ids) give the same ids.
+    assert identity(dict(paths, state=tmp_path / "node1")) == first
+    assert identity(dict(paths, state=tmp_path / "node2")) == second
+    # The default folder is one more node's.
+    plain = node_identity(cpuinfo=paths["cpuinfo"], machine_id_files=(paths["etc"],))
+    assert plain not in (first, second) and plain.startswith("3d1219c7c4c5404a-")
+
+
+def test_an_unwritable_state_folder_falls_back_to_the_host_id(paths: dict[str, Path]) -> None:
+    paths["etc"].write_text(MACHINE_ID)
+    blocker = paths["state"].parent / "a-file"
+    blocker.write_text("not a directory")
+    assert identity(dict(paths, state=blocker / "state")) == "3d1219c7c4c5404a"
 
 
 @pytest.mark.parametrize(
@@ -53,15 +99,16 @@ def test_raspberry_pi_serial_comes_first(paths: dict[str, Path]) -> None:
 def test_unusable_serial_falls_back_to_machine_id(paths: dict[str, Path], serial_line: str) -> None:
     paths["cpuinfo"].write_text(PI_CPUINFO.replace("Serial\t\t: 0000000079B7FD52", serial_line))
     paths["etc"].write_text(MACHINE_ID)
-    assert identity(paths) == "3d1219c7c4c5404a"
+    assert identity(paths).startswith("3d1219c7c4c5404a-")
 
 
 def test_machine_id_when_no_serial(paths: dict[str, Path]) -> None:
     paths["cpuinfo"].write_text(X86_CPUINFO)
     paths["etc"].write_text(MACHINE_ID)
     paths["dbus"].write_text("ffffffffffffffffffffffffffffffff\n")
-    assert identity(paths) == "3d1219c7c4c5404a"
-    assert not paths["state"].exists()
+    value = identity(paths)
+    assert re.fullmatch(r"3d1219c7c4c5404a-[0-9a-f]{6}", value)
+    assert value.endswith((paths["state"] / "node-id").read_text()[:6])
 
 
 @pytest.mark.parametrize("etc_content", [None, "", "uninitialized\n", "0" * 32 + "\n", "abc\n"])
@@ -69,7 +116,7 @@ def test_dbus_machine_id_when_etc_unusable(paths: dict[str, Path], etc_content: 
     if etc_content is not None:
         paths["etc"].write_text(etc_content)
     paths["dbus"].write_text("0123456789abcdef0123456789abcdef")
-    assert identity(paths) == "0123456789abcdef"
+    assert identity(paths).startswith("0123456789abcdef-")
 
 
 def test_persisted_id_when_nothing_else(paths: dict[str, Path]) -> None:
@@ -115,6 +162,7 @@ def test_ids_are_filename_safe(paths: dict[str, Path]) -> None:
 
 
 def test_default_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert default_state_dir() == tmp_path / "xdg" / "plantimager"
     monkeypatch.delenv("XDG_STATE_HOME")

@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -349,6 +350,42 @@ def test_capture_time_window(make_node):
     assert node.spool.pending() == {}
     record = node.start_capture("slightly-late", time.time() - 0.5)  # within the window: fires at once
     assert record["cameras"][0]["captured_ns"] > record["requested_ns"]
+
+
+def test_storing_waits_for_the_settle_time_after_the_instant(make_node):
+    node = make_node(2, settle_ms=40)
+    assert node.status()["settle_ms"] == 40
+    record = node.start_capture("settled", time.time() + 0.02)
+    assert record["settle_ms"] == 40 and record["failures"] == {}
+    for meta in record["cameras"]:
+        assert meta["captured_ns"] < meta["store_started_ns"]
+        assert meta["store_started_ns"] >= record["requested_ns"] + 40_000_000
+    # A capture "now" is not synchronised: nothing waits.
+    now = node.start_capture("now")
+    assert now["settle_ms"] == 0
+    assert all(m["store_started_ns"] >= m["captured_ns"] for m in now["cameras"])
+    # With no settle time the storing starts once every camera has fired.
+    quick = make_node(2, settle_ms=0).start_capture("quick", time.time() + 0.02)
+    assert quick["settle_ms"] == 0
+    fired = max(m["captured_ns"] for m in quick["cameras"])
+    assert all(fired <= m["store_started_ns"] for m in quick["cameras"])
+    for bad in (-1, 1e9, float("nan"), True, "5"):
+        with pytest.raises(ValidationError, match="settle_ms"):
+            make_node(1, settle_ms=bad)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority and timer slack")
+def test_storing_threads_run_at_a_lower_priority_and_firing_threads_wake_on_time(make_node):
+    node = make_node(1)
+    node.start_capture("warm")  # both threads have started and run a job
+    threads = {t.name: t for t in threading.enumerate()}
+    firing, storing = threads["fire-cam0"], threads["store-cam0"]
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, firing.native_id) == base
+    assert os.getpriority(os.PRIO_PROCESS, storing.native_id) == min(19, base + 10)
+    slack = Path(f"/proc/self/task/{firing.native_id}/timerslack_ns")
+    if slack.exists():
+        assert slack.read_text().strip() == "1"
 
 
 def test_failing_camera_is_reported_and_others_kept(make_node):

@@ -239,7 +239,7 @@ def test_red_scene_is_red_in_jpeg_png_and_previews(
     spool = Spool(tmp_path / "spool")
     node = CameraNodeServer(
         plantimager_context, LOOPBACK_URL, backends=[Picamera2Backend(0, (640, 480))], spool=spool,
-        stream_port=None,
+        stream_port=None, node_id="red",
     )  # fmt: skip
     try:
         data, info = node.get_image()

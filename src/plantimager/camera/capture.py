@@ -1,19 +1,27 @@
 """Synchronised capture of every camera of a node into the spool.
 
-Each camera has its own worker thread, started once and kept. A capture hands every worker the same
-wall-clock instant ``at``; each sleeps until about 2 ms before it, then spins on ``time.time_ns()``
-(yielding the interpreter lock on every turn, so the workers of one node spin side by side), fires
-its camera, encodes the frame and stores it durably in the spool. The cameras of a node thus fire
-together, and nodes whose clocks agree fire together too. Each capture records the requested
-instant and each camera's actual one, so the controller can report the skew.
+Each camera has a firing thread and a storing thread, started once and kept. A capture hands every
+firing thread the same wall-clock instant ``at``; each sleeps until 1 ms before it, then in turns
+of 50 us (the thread's timer slack is lowered so that sleeps end on time), spins the last 50 us on
+``time.time_ns()`` and fires its camera. The frame then goes to the camera's storing thread, which
+waits until every camera of the node has fired and ``settle_ms`` have passed since ``at``, then
+encodes the frame and stores it durably in the spool. The storing threads run at a lower OS priority
+(best effort), so encoding never takes a CPU from a camera about to fire, on this node or on a
+neighbour sharing the host. The cameras of a node thus fire together, and nodes whose clocks agree
+fire together too. Each capture records the requested instant and each camera's actual one, so the
+controller can report the skew.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import math
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,30 +31,49 @@ from typing import Any
 
 from plantimager.commons.errors import RigError, ValidationError
 
+from .backend import Frame
 from .names import validate_name
 from .slot import EXTENSIONS, CameraSlot, encode_image, rotate, transcode
 from .spool import Spool
 
 __all__ = [
     "CAPTURE_BUDGET_S",
+    "DEFAULT_SETTLE_MS",
+    "MAX_SETTLE_MS",
     "SPIN_NS",
+    "STORE_NICE",
+    "TURN_NS",
+    "WAKE_NS",
     "CameraWorker",
     "CaptureRunner",
     "check_capture_time",
+    "check_settle_ms",
     "collect_stills",
+    "lower_thread_priority",
+    "sleep_until",
+    "tighten_timer_slack",
     "wait_until",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: How long before the instant a worker stops sleeping and starts spinning, in ns.
-SPIN_NS = 2_000_000
-_BUSY_NS = 200_000
-_SPIN_SLEEP_S = 20e-6
+#: From this long before the instant, a firing thread sleeps in short turns, in ns.
+WAKE_NS = 1_000_000
+#: Length of those turns, in ns.
+TURN_NS = 50_000
+#: The last part of the wait, a busy loop, in ns.
+SPIN_NS = 50_000
+#: Default time after the capture instant before a node starts encoding and storing, in ms.
+DEFAULT_SETTLE_MS = 5.0
+#: Longest settle time accepted, in ms.
+MAX_SETTLE_MS = 1000.0
+#: How much lower the OS priority (higher nice value) of the storing threads is.
+STORE_NICE = 10
 #: How long a camera waits for the others to fire before encoding anyway, in seconds.
 FIRE_BARRIER_S = 5.0
 #: Longest time a capture may take once fired (frame, encode, fsync), in seconds.
 CAPTURE_BUDGET_S = 60.0
+_PR_SET_TIMERSLACK = 29
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -88,35 +115,86 @@ def check_capture_time(at: float | None, max_ahead: float, max_late: float) -> i
     return at_ns
 
 
-def wait_until(at_ns: int) -> None:
-    """Return at wall-clock instant ``at_ns``: sleep until ~2 ms before, then spin.
+def check_settle_ms(value: float) -> float:
+    """Validate a settle time in ms (0 to :data:`MAX_SETTLE_MS`) and return it as a float.
 
-    The first part of the spin sleeps 20 us per turn, which leaves the interpreter lock free for
-    the other cameras' workers spinning beside this one; only the last 0.2 ms is a busy loop. An
+    Raises
+    ------
+    ValidationError
+        If ``value`` is not a finite number in range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(f"settle_ms must be a number of milliseconds, got {value!r}")
+    if not 0 <= value <= MAX_SETTLE_MS:
+        raise ValidationError(f"settle_ms must be between 0 and {MAX_SETTLE_MS:g}, got {value!r}")
+    return float(value)
+
+
+def wait_until(at_ns: int) -> None:
+    """Return at wall-clock instant ``at_ns``: sleep, then sleep in short turns, then spin briefly.
+
+    The thread sleeps until :data:`WAKE_NS` before the instant, then in turns of :data:`TURN_NS`
+    until :data:`SPIN_NS` before it, then spins on ``time.time_ns()``. The turns keep the process
+    ready to run (its memory in cache), so its last wake-up is quick even on a host whose CPUs
+    several nodes share, and each turn lets go of the CPU and of the interpreter lock for the other
+    cameras; the busy part is kept short, as it holds a CPU another node may need to fire. The
+    sleeps end on time once the thread's timer slack is lowered (:func:`tighten_timer_slack`). An
     instant in the past returns at once. The caller bounds how far ahead it lies.
     """
     while True:
         remaining = at_ns - time.time_ns()
         if remaining <= 0:
             return
-        if remaining > SPIN_NS:
-            time.sleep(min((remaining - SPIN_NS) / 1e9, 0.25))
-        elif remaining > _BUSY_NS:
-            time.sleep(_SPIN_SLEEP_S)
+        if remaining > WAKE_NS:
+            time.sleep(min((remaining - WAKE_NS) / 1e9, 0.25))
+        elif remaining > SPIN_NS:
+            time.sleep(min(TURN_NS, remaining - SPIN_NS) / 1e9)
+
+
+def sleep_until(at_ns: int) -> None:
+    """Sleep until wall-clock instant ``at_ns`` (no spinning: for waits that need no precision)."""
+    while (remaining := at_ns - time.time_ns()) > 0:
+        time.sleep(min(remaining / 1e9, 0.25))
+
+
+def tighten_timer_slack() -> None:
+    """Let the calling thread's sleeps end on time (Linux timer slack 1 ns instead of 50 us).
+
+    Best effort: does nothing where ``prctl`` is not available.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+
+def lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by ``increment``; best effort, on Linux only.
+
+    Linux keeps a nice value per thread, which ``setpriority`` reaches by the thread's id.
+    """
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
 
 
 # -- per-camera worker ---------------------------------------------------------------------------
 class CameraWorker(threading.Thread):
-    """The thread that fires one camera; jobs run one after the other.
+    """A thread of one camera (firing, or storing); jobs run one after the other.
 
     Parameters
     ----------
     name : str
         Thread name.
+    setup : callable, optional
+        Run first on the thread (e.g. :func:`tighten_timer_slack`).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, setup: Callable[[], None] | None = None) -> None:
         super().__init__(name=name, daemon=True)
+        self._setup = setup
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
 
     def submit(self, job: Callable[[], Any]) -> Future[Any]:
@@ -127,6 +205,8 @@ class CameraWorker(threading.Thread):
 
     def run(self) -> None:
         """Run queued jobs until :meth:`stop`."""
+        if self._setup is not None:
+            self._setup()
         while True:
             item = self._jobs.get()
             if item is None:
@@ -160,33 +240,59 @@ class CaptureRunner:
         Recorded in every capture's metadata.
     max_ahead, max_late : float
         Window accepted for the capture instant, seconds (see :func:`check_capture_time`).
+    settle_ms : float
+        In a capture at a given instant, how long after it the node waits before encoding and
+        storing, in ms (0: as soon as every camera of the node has fired). On a host shared by
+        several nodes this keeps one node's encoding from delaying another's firing.
+    store_nice : int
+        How much to lower the OS priority of the storing threads (0: not at all); best effort.
+
+    Raises
+    ------
+    ValidationError
+        If ``settle_ms`` is out of range.
     """
 
     def __init__(
-        self, slots: Sequence[CameraSlot], spool: Spool, node_id: str, *, max_ahead: float, max_late: float
+        self,
+        slots: Sequence[CameraSlot],
+        spool: Spool,
+        node_id: str,
+        *,
+        max_ahead: float,
+        max_late: float,
+        settle_ms: float = DEFAULT_SETTLE_MS,
+        store_nice: int = STORE_NICE,
     ) -> None:
         self.slots = list(slots)
         self.spool = spool
         self.node_id = node_id
         self.max_ahead = float(max_ahead)
         self.max_late = float(max_late)
+        self.settle_ms = check_settle_ms(settle_ms)
         self.count = 0
         self._lock = threading.Lock()
-        self._workers = [CameraWorker(f"capture-{slot.name}") for slot in self.slots]
-        for worker in self._workers:
+        self._firing = [CameraWorker(f"fire-{slot.name}", tighten_timer_slack) for slot in self.slots]
+        self._storing = [
+            CameraWorker(f"store-{slot.name}", functools.partial(lower_thread_priority, store_nice))
+            for slot in self.slots
+        ]
+        for worker in (*self._firing, *self._storing):
             worker.start()
 
     def capture(self, data_code: str, at: float | None = None) -> dict[str, Any]:
         """Fire every camera at ``at`` and store the images under ``data_code``.
 
         Captures are serialised: a second call waits for the first. Cameras that fail are listed
-        under ``failures``; the others are stored.
+        under ``failures``; the others are stored. With ``at`` given, encoding and storing start
+        :attr:`settle_ms` after it.
 
         Returns
         -------
         dict
-            ``{"data_code", "node", "requested_at", "requested_ns", "cameras": [metadata of each
-            stored image, in camera order], "failures": {camera name: reason}}``.
+            ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras":
+            [metadata of each stored image, in camera order], "failures": {camera name: reason}}``;
+            the metadata of an image holds ``store_started_ns``, when its encoding began.
 
         Raises
         ------
@@ -198,12 +304,21 @@ class CaptureRunner:
         validate_name(data_code, kind="data code")
         with self._lock:
             at_ns = check_capture_time(at, self.max_ahead, self.max_late)
-            futures = []
+            settle_ns = round(self.settle_ms * 1e6) if at is not None else 0
             fired = threading.Barrier(len(self.slots))
-            for slot, worker in zip(self.slots, self._workers, strict=True):
-                settings = slot.snapshot()
-                futures.append(worker.submit(self._job(slot, data_code, at_ns, fired, *settings)))
-            deadline = time.monotonic() + max(0.0, (at_ns - time.time_ns()) / 1e9) + CAPTURE_BUDGET_S
+            futures = []
+            for slot, firing, storing in zip(self.slots, self._firing, self._storing, strict=True):
+                # Both jobs are queued now: at the instant only the firing threads wake up; the
+                # storing thread, already asleep until the settle time, then finds the frame ready.
+                frame: Future[Frame] = Future()
+                encoding, quality, rotation = slot.snapshot()
+                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame))
+                job = functools.partial(
+                    self._store, slot, data_code, at_ns, settle_ns, frame, encoding, quality, rotation
+                )
+                futures.append(storing.submit(job))
+            ahead = max(0.0, (at_ns + settle_ns - time.time_ns()) / 1e9)
+            deadline = time.monotonic() + ahead + CAPTURE_BUDGET_S
             stored: list[dict[str, Any]] = []
             failures: dict[str, str] = {}
             for slot, future in zip(self.slots, futures, strict=True):
@@ -222,54 +337,69 @@ class CaptureRunner:
             "node": self.node_id,
             "requested_at": at_ns / 1e9,
             "requested_ns": at_ns,
+            "settle_ms": settle_ns / 1e6,
             "cameras": stored,
             "failures": failures,
         }
 
-    def _job(
+    @staticmethod
+    def _fire(slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame]) -> None:
+        # On the camera's firing thread. Nobody waits on ``frame`` until the settle time has passed,
+        # so handing it over wakes no other thread at the instant.
+        wait_until(at_ns)
+        try:
+            taken = slot.backend.capture()
+        except BaseException as exc:
+            frame.set_exception(exc)
+            raise
+        finally:
+            # Nothing is encoded before every camera has fired, so encoding never delays one.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                fired.wait(FIRE_BARRIER_S)
+        frame.set_result(taken)
+
+    def _store(
         self,
         slot: CameraSlot,
         data_code: str,
         at_ns: int,
-        fired: threading.Barrier,
+        settle_ns: int,
+        frame_future: Future[Frame],
         encoding: str,
         quality: int,
         rotation: int,
-    ) -> Callable[[], dict[str, Any]]:
-        def shoot() -> dict[str, Any]:
-            wait_until(at_ns)
-            try:
-                frame = slot.backend.capture()
-            finally:
-                # Encoding waits until every camera has fired, so it never delays another camera.
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    fired.wait(FIRE_BARRIER_S)
-            image = rotate(frame.image, rotation)
-            data = encode_image(image, encoding, quality)
-            width, height = frame.resolution
-            meta = {
-                "camera_index": slot.index,
-                "node": self.node_id,
-                "backend": slot.backend.name,
-                "requested_at": at_ns / 1e9,
-                "requested_ns": at_ns,
-                "captured_at": frame.captured_ns / 1e9,
-                "captured_ns": frame.captured_ns,
-                "sensor_timestamp_ns": frame.sensor_timestamp_ns,
-                "resolution": [width, height],
-                "shape": list(image.shape),
-                "encoding": encoding,
-                "quality": quality if encoding == "jpeg" else None,
-                "rotation": rotation,
-                "controls": _jsonable(frame.metadata),
-            }
-            return self.spool.put(data_code, slot.name, data, meta, ext=EXTENSIONS[encoding]).meta
-
-        return shoot
+    ) -> dict[str, Any]:
+        # On the camera's storing thread (lower priority): wait for the settle time, then for the
+        # frame, then encode and store it.
+        sleep_until(at_ns + settle_ns)
+        ahead = max(0.0, (at_ns - time.time_ns()) / 1e9)
+        frame = frame_future.result(timeout=ahead + CAPTURE_BUDGET_S)
+        started_ns = time.time_ns()
+        image = rotate(frame.image, rotation)
+        data = encode_image(image, encoding, quality)
+        width, height = frame.resolution
+        meta = {
+            "camera_index": slot.index,
+            "node": self.node_id,
+            "backend": slot.backend.name,
+            "requested_at": at_ns / 1e9,
+            "requested_ns": at_ns,
+            "captured_at": frame.captured_ns / 1e9,
+            "captured_ns": frame.captured_ns,
+            "sensor_timestamp_ns": frame.sensor_timestamp_ns,
+            "store_started_ns": started_ns,
+            "resolution": [width, height],
+            "shape": list(image.shape),
+            "encoding": encoding,
+            "quality": quality if encoding == "jpeg" else None,
+            "rotation": rotation,
+            "controls": _jsonable(frame.metadata),
+        }
+        return self.spool.put(data_code, slot.name, data, meta, ext=EXTENSIONS[encoding]).meta
 
     def close(self) -> None:
         """Stop the worker threads (a capture in progress finishes first)."""
-        for worker in self._workers:
+        for worker in (*self._firing, *self._storing):
             worker.stop()
 
 

@@ -4,7 +4,13 @@ Camera ``index`` sees view ``index`` of the set (modulo its size), so the camera
 the nodes of a rig numbered one after the other, see neighbouring azimuths of the same plant.
 Stills are the view resized to the current resolution (cropped to its aspect ratio first); the
 latest rendering is kept (one for stills, one for previews, keyed by resolution and control values),
-so capturing again with the same settings is nearly free.
+so capturing again with the same settings is nearly free. The still is rendered ahead, when the
+camera is made and whenever its resolution or controls change, so a capture never renders at the
+instant it fires (as a real camera streams frames all the time).
+
+A real sensor's noise makes a 12 MP JPEG about 3 MB; the smooth synthetic views give a sixth of
+that. ``noise`` adds deterministic pseudo-random noise of that amplitude to stills (12 gives about
+3 MB at 4056x3040), for benchmarks that need camera-like file sizes.
 
 A few controls are simulated and visibly change the image, so tests can see that settings were
 applied: ``ExposureTime`` and ``AnalogueGain`` scale the light, ``Brightness`` shifts it and
@@ -52,6 +58,8 @@ _BAND_STEP = 8
 _BAND_GAIN = 40
 _BIT_SQUARE = 8
 _BITS = 16
+_MAX_NOISE = 64
+_NOISE_TILE = 512
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -101,11 +109,26 @@ def _tone_table(controls: dict[str, float]) -> list[int] | None:
     return table.tolist()
 
 
-def _render(source: Image.Image, size: tuple[int, int], table: list[int] | None) -> np.ndarray:
+def _render(
+    source: Image.Image, size: tuple[int, int], table: list[int] | None, noise: int, seed: int
+) -> np.ndarray:
     img = source if source.size == size else ImageOps.fit(source, size, Image.Resampling.BILINEAR)
     if table is not None:
         img = img.point(table * 3)
-    out = np.ascontiguousarray(np.asarray(img))
+    out = np.array(img, dtype=np.uint8)
+    if noise:
+        # In uint8 without overflow: squeeze the values into [0, 255 - 2 noise], then add a tile of
+        # noise in [0, 2 noise] over the whole image (a JPEG encoder gains nothing from the repeats).
+        np.clip(out, noise, 255 - noise, out=out)
+        out -= noise
+        tile = np.random.default_rng(seed).integers(
+            0, 2 * noise + 1, size=(_NOISE_TILE, _NOISE_TILE, 3), dtype=np.uint8
+        )
+        height, width = out.shape[:2]
+        for y in range(0, height, _NOISE_TILE):
+            for x in range(0, width, _NOISE_TILE):
+                part = out[y : y + _NOISE_TILE, x : x + _NOISE_TILE]
+                part += tile[: part.shape[0], : part.shape[1]]
     out.flags.writeable = False
     return out
 
@@ -124,11 +147,13 @@ class DummyBackend(CameraBackend):
         arrays. Defaults to the plant views shipped with the package.
     max_resolution : tuple of int, optional
         Largest still resolution.
+    noise : int
+        Amplitude (0-64) of the deterministic noise added to every still pixel; 0 adds none.
 
     Raises
     ------
     ValidationError
-        If ``index`` is negative or the images are unusable.
+        If ``index`` is negative, ``noise`` is out of range or the images are unusable.
     FileNotFoundError
         If the image folder does not exist.
     """
@@ -140,10 +165,14 @@ class DummyBackend(CameraBackend):
         images: str | os.PathLike[str] | Sequence[np.ndarray] | None = None,
         *,
         max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION,
+        noise: int = 0,
     ) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
+        if isinstance(noise, bool) or not isinstance(noise, int) or not 0 <= noise <= _MAX_NOISE:
+            raise ValidationError(f"noise must be an int in [0, {_MAX_NOISE}], got {noise!r}")
         self.index = index
+        self.noise = noise
         self._max = clamp_resolution(*max_resolution, maximum=(65535, 65535))
         if images is None:
             from plantimager.commons.examples.scene import default_image_dir
@@ -169,6 +198,7 @@ class DummyBackend(CameraBackend):
         self._frames = 0
         self._previews = 0
         self._closed = False
+        self._warm()
         logger.debug("dummy camera %d shows %s", index, self.source_name)
 
     # -- CameraBackend -------------------------------------------------------------------------
@@ -192,6 +222,7 @@ class DummyBackend(CameraBackend):
         applied = clamp_resolution(width, height, self._max)
         with self._lock:
             self._resolution = applied
+        self._warm()
         return applied
 
     @property
@@ -208,6 +239,7 @@ class DummyBackend(CameraBackend):
     def _apply_controls(self, values: dict[str, float]) -> None:
         with self._lock:
             self._controls.update(values)
+        self._warm()
 
     def capture(self) -> Frame:
         """Return the camera's view at the current resolution with the current controls applied.
@@ -232,7 +264,7 @@ class DummyBackend(CameraBackend):
             controls = dict(self._controls)
             self._previews += 1
             number = self._previews
-        out = self._cached(LORES_SIZE, controls).copy()
+        out = self._cached(LORES_SIZE, controls, still=False).copy()
         width = out.shape[1]
         x0 = (number * _BAND_STEP) % (width + _BAND_WIDTH) - _BAND_WIDTH
         band = out[:, max(x0, 0) : max(x0 + _BAND_WIDTH, 0)]
@@ -253,14 +285,22 @@ class DummyBackend(CameraBackend):
         if self._closed:
             raise PlantImagerError(f"camera {self.name} is closed")
 
-    def _cached(self, size: tuple[int, int], controls: dict[str, float]) -> np.ndarray:
+    def _warm(self) -> None:
+        # Render the still of the current settings now, not when the camera fires.
+        with self._lock:
+            if self._closed:
+                return
+            resolution, controls = self._resolution, dict(self._controls)
+        self._cached(resolution, controls)
+
+    def _cached(self, size: tuple[int, int], controls: dict[str, float], *, still: bool = True) -> np.ndarray:
+        slot = not still
         key = (size, tuple(sorted(controls.items())))
-        slot = size == LORES_SIZE
         with self._lock:
             entry = self._cache.get(slot)
             if entry is not None and entry[0] == key:
                 return entry[1]
-        image = _render(self._source, size, _tone_table(controls))
+        image = _render(self._source, size, _tone_table(controls), self.noise if still else 0, self.index)
         with self._lock:
             self._cache[slot] = (key, image)
         return image

@@ -4,17 +4,26 @@ The controller keys its bookkeeping (what each node still owes, the ``id{node}``
 names) by this id, so it must not change when the node process or the host restarts. PEPI's base
 server drew a fresh ``uuid4`` per start; only its Raspberry Pi server used the CPU serial.
 
-Sources, first usable one wins:
+The host's id, first usable source wins:
 
 1. the Raspberry Pi CPU serial (``Serial`` line of ``/proc/cpuinfo``, when present and not all
    zeros), lower-cased and kept as printed, e.g. ``0000000079b7fd52`` (the same id PEPI reported, so
    file names of a rig moved over from PEPI keep their ``id`` part);
 2. the systemd/D-Bus machine id (``/etc/machine-id``, then ``/var/lib/dbus/machine-id``): its first
-   16 hex digits;
-3. a random id created on first use and kept in ``<state_dir>/node-id`` (written atomically): its
-   first 16 hex digits.
+   16 hex digits.
 
-Every id returned is lower-case hex, so it is safe in file names.
+Several nodes may run on one host (a simulated rig, a test bench), each with its own state folder,
+and a node registers under its id: the id must then differ between them. So:
+
+* a Raspberry Pi whose node keeps its state in the default folder (one node per Pi, as deployed)
+  is its CPU serial alone;
+* any other node is the host id, ``-``, and 6 hex digits kept in its state folder, e.g.
+  ``3d1219c7c4c5404a-5be0c2``: unique per state folder, and the same across restarts of the node;
+* a host without an id gets a random id kept in its state folder: 16 hex digits.
+
+The kept digits are those of a random id created on first use in ``<state_dir>/node-id`` (written
+atomically). One state folder belongs to one node: two nodes sharing one get the same id. Every id
+is lower-case hex digits and at most one ``-``, so it is safe in file names.
 """
 
 from __future__ import annotations
@@ -39,22 +48,34 @@ DEFAULT_MACHINE_ID_FILES: tuple[Path, ...] = (Path("/etc/machine-id"), Path("/va
 """Machine-id files, in the order they are tried."""
 
 _ID_LENGTH = 16
+_SUFFIX_LENGTH = 6
 _SERIAL_RE = re.compile(r"[0-9a-f]{1,32}")
 _HEX32_RE = re.compile(r"[0-9a-f]{32}")
 _STATE_FILE = "node-id"
 
 
 def default_state_dir() -> Path:
-    """Return where the fallback id is kept when no ``state_dir`` is given.
+    """Return the state folder of a node started without one.
 
     Returns
     -------
     pathlib.Path
-        ``$XDG_STATE_HOME/plantimager`` if that variable is set, else
+        ``$STATE_DIRECTORY`` (set by systemd for a service with ``StateDirectory=``; its first
+        folder) if that variable is set, else ``$XDG_STATE_HOME/plantimager`` if that one is, else
         ``~/.local/state/plantimager``.
     """
+    service = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if service:
+        return Path(service)
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "plantimager"
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.expanduser().resolve() == b.expanduser().resolve()
+    except (OSError, RuntimeError):
+        return os.path.abspath(a.expanduser()) == os.path.abspath(b.expanduser())
 
 
 def _read_text(path: Path) -> str | None:
@@ -131,16 +152,13 @@ def node_identity(
     cpuinfo: Path = DEFAULT_CPUINFO,
     machine_id_files: Sequence[Path] = DEFAULT_MACHINE_ID_FILES,
 ) -> str:
-    """Return this node's stable id.
-
-    Tries the Raspberry Pi CPU serial, then the machine id, then an id persisted in
-    ``state_dir`` (created on first use); see the module documentation for details.
+    """Return this node's stable id (see the module documentation for the rule).
 
     Parameters
     ----------
     state_dir : pathlib.Path, optional
-        Directory for the fallback id file ``node-id``; defaults to :func:`default_state_dir`.
-        Only touched when neither the serial nor a machine id is usable.
+        The node's state folder, where ``node-id`` is kept; defaults to :func:`default_state_dir`.
+        Not touched on a Raspberry Pi using the default folder.
     cpuinfo : pathlib.Path, optional
         The cpuinfo file to read (tests pass a temporary file).
     machine_id_files : sequence of pathlib.Path, optional
@@ -149,18 +167,32 @@ def node_identity(
     Returns
     -------
     str
-        1 to 32 lower-case hex digits (16 for the machine-id and persisted sources, the serial as
-        printed for a Raspberry Pi).
+        The Pi serial as printed; or the host id, ``-`` and 6 hex digits; or 16 hex digits when the
+        host has no id. If the state folder cannot be written but the host has an id, the host id
+        alone (with a warning: other nodes on the host would take its registry entry).
 
     Raises
     ------
     OSError
-        If the fallback id has to be created and ``state_dir`` is not writable.
+        If the host has no id and ``state_dir`` is not writable.
     """
+    default = default_state_dir()
+    folder = default if state_dir is None else Path(state_dir)
     serial = _pi_serial(cpuinfo)
-    if serial is not None:
+    if serial is not None and _same_folder(folder, default):
         return serial
-    machine = _machine_id(machine_id_files)
-    if machine is not None:
-        return machine
-    return _persisted_id(default_state_dir() if state_dir is None else Path(state_dir))
+    host = serial or _machine_id(machine_id_files)
+    if host is None:
+        return _persisted_id(folder)
+    try:
+        kept = _persisted_id(folder)
+    except OSError as exc:
+        logger.warning(
+            "cannot keep a node id in %s (%s): using the host id %s alone, which other nodes on this "
+            "host would share",
+            folder,
+            exc,
+            host,
+        )
+        return host
+    return f"{host}-{kept[:_SUFFIX_LENGTH]}"

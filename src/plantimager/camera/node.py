@@ -30,7 +30,7 @@ from plantimager.commons.RPC import RPCProperty, RPCServer
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
-from .capture import CaptureRunner, collect_stills
+from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms, collect_stills
 from .clock import clock_offset_ms
 from .identity import node_identity
 from .names import validate_name
@@ -73,7 +73,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
     spool : Spool
         Where captures are kept until released; owned by the caller.
     state_dir : pathlib.Path, optional
-        Where the node id is kept if the host offers no stable id (see
+        The node's state folder, where its id is kept (see
         :func:`~plantimager.camera.identity.node_identity`).
     node_id : str, optional
         Use this id instead of the host's.
@@ -91,13 +91,19 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         The command that powers the host off.
     max_ahead, max_late : float
         How far ahead, and how late, a capture instant may be, in seconds.
+    settle_ms : float
+        How long after the instant of a synchronised capture the node waits before encoding and
+        storing, in ms (0 to 1000; 0: as soon as every camera has fired).
+    store_nice : int
+        How much lower the OS priority of the threads encoding and storing is (0: the same).
     alive_timeout : int
         Seconds the registry may wait for a heartbeat.
 
     Raises
     ------
     ValidationError
-        If there is no camera, a camera name is invalid or repeated, or ``quality`` is out of range.
+        If there is no camera, a camera name is invalid or repeated, or ``quality`` or
+        ``settle_ms`` is out of range.
     """
 
     def __init__(
@@ -117,11 +123,14 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
         max_ahead: float = _MAX_AHEAD_S,
         max_late: float = _MAX_LATE_S,
+        settle_ms: float = DEFAULT_SETTLE_MS,
+        store_nice: int = STORE_NICE,
         alive_timeout: int = 60,
     ) -> None:
         backends = list(backends)
         names = check_camera_names(camera_names, len(backends))
         check_quality(quality)
+        check_settle_ms(settle_ms)
         self.node_id = node_id or node_identity(state_dir)
         RPCServer.__init__(self, context, url, alive_timeout)
         self.started_at = time.monotonic()
@@ -141,7 +150,13 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         self._streams: MJPEGServer | None = None
         try:
             self._runner = CaptureRunner(
-                self.slots, spool, self.node_id, max_ahead=max_ahead, max_late=max_late
+                self.slots,
+                spool,
+                self.node_id,
+                max_ahead=max_ahead,
+                max_late=max_late,
+                settle_ms=settle_ms,
+                store_nice=store_nice,
             )
             if stream_port is not None:
                 self._streams = self._start_streams(url, stream_host, stream_port)
@@ -188,7 +203,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
 
     @RPCServer.register_method_json
     def identify(self) -> str:
-        """The node's id: the Pi CPU serial, else the machine id, else one kept in the state folder."""
+        """The node's id, stable across restarts (see :func:`~plantimager.camera.identity.node_identity`)."""
         return self.node_id
 
     @RPCServer.register_method_json
@@ -253,14 +268,16 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             An existing capture of the same code is replaced.
         at : float, optional
             Wall-clock instant, seconds since the epoch, at most 60 s ahead and 5 s late (a late
-            instant fires at once); None fires now.
+            instant fires at once); None fires now. With an instant, the node encodes and stores
+            the images only once its settle time has passed after it.
 
         Returns
         -------
         dict
-            ``{"data_code", "node", "requested_at", "requested_ns", "cameras", "failures"}``; each
-            entry of ``cameras`` is the stored metadata (``camera``, ``camera_index``,
-            ``captured_at``, ``captured_ns``, ``size``, ``sha256``, ``resolution``, ...).
+            ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras",
+            "failures"}``; each entry of ``cameras`` is the stored metadata (``camera``,
+            ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``, ``size``,
+            ``sha256``, ``resolution``, ...).
 
         Raises
         ------
@@ -469,8 +486,8 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         -------
         dict
             ``{"id", "name", "address", "mode", "cameras", "spool": {"root", "usage_bytes",
-            "max_bytes", "pending_codes", "pending_captures"}, "captures", "uptime_s",
-            "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's clock minus
+            "max_bytes", "pending_codes", "pending_captures"}, "captures", "settle_ms",
+            "uptime_s", "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's clock minus
             NTP time as chrony reports it (positive: ahead), None without a synchronised chrony
             (see :mod:`plantimager.camera.clock`).
         """
@@ -489,6 +506,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
                 "pending_captures": sum(len(v) for v in pending.values()),
             },
             "captures": self._runner.count,
+            "settle_ms": self._runner.settle_ms,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "allow_poweroff": self.allow_poweroff,
             "clock_offset_ms": clock_offset_ms(),

@@ -14,6 +14,8 @@ import zmq
 from plantimager.commons.errors import ValidationError
 
 from .backend import CameraBackend, get_backend_factory
+from .capture import DEFAULT_SETTLE_MS
+from .names import validate_name
 from .node import DEFAULT_POWEROFF_COMMAND, CameraNodeServer
 from .spool import Spool
 
@@ -50,6 +52,7 @@ def run_node(
     resolution: tuple[int, int] | None = None,
     backend_options: Mapping[str, Any] | None = None,
     poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
+    settle_ms: float = DEFAULT_SETTLE_MS,
     stop: threading.Event | None = None,
     on_ready: Callable[[CameraNodeServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
@@ -75,18 +78,23 @@ def run_node(
     stream_port : int or None
         Port of the MJPEG previews (0: picked by the system); None runs no previews.
     state_dir : path, optional
-        Where the node id is kept when the host has no stable id.
+        The node's state folder, where its id is kept (one per node; see
+        :func:`~plantimager.camera.identity.node_identity`).
     allow_poweroff : bool
         Let a remote ``shutdown()`` power the host off.
     name : str, optional
-        Name proposed to the registry; the node id by default. The node takes it over from a
-        stale registration (``overwrite``), so a restarted node gets its name back.
+        Name proposed to the registry (checked by :func:`~plantimager.camera.names.validate_name`);
+        the node id by default. The node takes it over from a stale registration (``overwrite``),
+        so a restarted node gets its name back.
     resolution : tuple of int, optional
         Initial still resolution of every camera.
     backend_options : mapping, optional
         More keyword arguments for the backend factory.
     poweroff_command : sequence of str
         What powering off runs.
+    settle_ms : float
+        How long after the instant of a synchronised capture the node waits before encoding and
+        storing, in ms (0: as soon as every camera has fired).
     stop : threading.Event, optional
         Set it (e.g. from a signal handler) to stop the node.
     on_ready : callable, optional
@@ -97,12 +105,14 @@ def run_node(
     Raises
     ------
     ValidationError
-        If an option is not acceptable (unknown backend, camera count...).
+        If an option is not acceptable (unknown backend, camera count, node name, settle time...).
     PlantImagerError
         If the spool is used by another process or the backend cannot be loaded.
     """
     if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
         raise ValidationError(f"cameras must be an int >= 1, got {cameras!r}")
+    if name is not None:
+        validate_name(name, kind="node name")
     factory = get_backend_factory(backend)
     options = dict(backend_options or {})
     if resolution is not None:
@@ -126,6 +136,7 @@ def run_node(
             stream_port=stream_port,
             allow_poweroff=allow_poweroff,
             poweroff_command=poweroff_command,
+            settle_ms=settle_ms,
         )
         backends = []  # the node owns them now
 

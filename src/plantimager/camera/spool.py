@@ -15,8 +15,11 @@ Layout::
 Durability: each file is written to a temporary name in its final directory, flushed and fsynced,
 renamed into place, and the directory is fsynced. The image is committed before its metadata, so
 after a crash any metadata file describes a complete image; images without metadata and temporary
-files are deleted when the spool is opened. Valid names (see :mod:`plantimager.camera.names`) never
-start with ``.``, so temporary and lock files can never collide with a data code or a camera.
+files are deleted when the spool is opened. A release deletes each capture's metadata, then its
+image, and fsyncs the folder once per call however many captures it releases (an emptied data-code
+folder is removed without a further fsync: if a crash brings it back, empty, opening the spool
+removes it). Valid names (see :mod:`plantimager.camera.names`) never start with ``.``, so temporary
+and lock files can never collide with a data code or a camera.
 
 Memory: the in-memory index holds only each capture's encoded metadata (a few hundred bytes), never
 image bytes. :meth:`Spool.read` maps the file read-only instead of copying it into the heap.
@@ -298,8 +301,10 @@ class Spool:
             return None
         return _Entry(seq=seq, camera_index=index, size=size, sha256=sha, file=file, meta_json=raw)
 
-    def _remove_code_dir(self, code: str) -> None:
+    def _remove_code_dir(self, code: str, *, durable: bool = True) -> None:
         # Called with the lock held (or during recovery); ignores a directory that is not empty.
+        # Without ``durable`` the removal may be undone by a crash: harmless, as opening the spool
+        # removes empty data-code folders.
         try:
             os.rmdir(self.root / code)
         except OSError as exc:
@@ -307,7 +312,8 @@ class Spool:
                 raise
             logger.debug("spool %s: keeping directory %s: %s", self.root, code, exc)
             return
-        _fsync_dir(self.root)
+        if durable:
+            _fsync_dir(self.root)
 
     # ------------------------------------------------------------------ helpers
 
@@ -618,11 +624,11 @@ class Spool:
                 del cams[camera]
                 self._used -= entry.disk_bytes
             if wanted:
-                _fsync_dir(folder)
+                _fsync_dir(folder)  # once for every capture released by this call
             if not cams:
                 del self._index[data_code]
                 if data_code not in self._inflight:
-                    self._remove_code_dir(data_code)
+                    self._remove_code_dir(data_code, durable=False)
         logger.debug("spool %s: released %d captures of %s", self.root, len(wanted), data_code)
         return len(wanted)
 

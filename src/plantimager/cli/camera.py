@@ -18,10 +18,12 @@ from typing import Any
 import click
 
 from plantimager.camera.backend import available_backends
+from plantimager.camera.capture import DEFAULT_SETTLE_MS, MAX_SETTLE_MS
+from plantimager.camera.names import validate_name
 from plantimager.camera.node import CameraNodeServer
 from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
 from plantimager.commons import systemd
-from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
 __all__ = ["camera"]
 
@@ -39,6 +41,15 @@ def _parse_resolution(
     if not sep or not width.isdigit() or not height.isdigit():
         raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
     return int(width), int(height)
+
+
+def _check_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_name(value, kind="node name")
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _parse_backend_options(
@@ -99,10 +110,24 @@ def _parse_backend_options(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the node id is kept when the host has no stable id.",
+    help="This node's state folder, where its id is kept; one per node (default: "
+    "$STATE_DIRECTORY, else ~/.local/state/plantimager).",
 )
 @click.option("--allow-poweroff", is_flag=True, help="Let a remote shutdown power this host off.")
-@click.option("--name", default=None, help="Name proposed to the registry (default: the node id).")
+@click.option(
+    "--name",
+    default=None,
+    callback=_check_name,
+    help="Name proposed to the registry (default: the node id); letters, digits, '.', '_', '-'.",
+)
+@click.option(
+    "--settle-ms",
+    type=click.FloatRange(0, MAX_SETTLE_MS),
+    default=DEFAULT_SETTLE_MS,
+    show_default=True,
+    help="After a synchronised capture, ms to wait past the capture instant before encoding and "
+    "storing (0: at once). Keeps one node's encoding from delaying another's firing on a shared host.",
+)
 @click.option(
     "--resolution",
     callback=_parse_resolution,
@@ -129,6 +154,7 @@ def camera(
     state_dir: Path | None,
     allow_poweroff: bool,
     name: str | None,
+    settle_ms: float,
     resolution: tuple[int, int] | None,
     backend_options: dict[str, Any],
 ) -> None:
@@ -168,6 +194,7 @@ def camera(
             name=name,
             resolution=resolution,
             backend_options=backend_options,
+            settle_ms=settle_ms,
             stop=stop,
             on_ready=on_ready,
             on_registered=on_registered,

@@ -44,7 +44,7 @@ from .shot import OWED, CaptureState, ShotPlan, ShotState, extension_for
 from .storage import TMP_PREFIX, fsync_dir, link_new, write_atomically, write_durably
 from .template import DEFAULT_TEMPLATE, NameTemplate
 
-__all__ = ["STATE_DIR", "UNKNOWN_RESULT_GRACE_S", "Dataset"]
+__all__ = ["MANIFEST_INTERVAL_S", "STATE_DIR", "UNKNOWN_RESULT_GRACE_S", "Dataset", "WrittenImage"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,30 @@ logger = logging.getLogger(__name__)
 STATE_DIR = ".rig"
 #: A capture whose result never reached the controller is taken as never stored after this long.
 UNKNOWN_RESULT_GRACE_S = 180.0
+#: While images are being recorded, the manifest is rewritten at most this often, seconds.
+MANIFEST_INTERVAL_S = 1.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WrittenImage:
+    """An image whose file is durably written into the dataset but not yet recorded in the ledger.
+
+    Attributes
+    ----------
+    capture_no : int
+        Its capture.
+    camera : str
+        Its camera (``node/camera``).
+    file : str
+        The file name in the dataset.
+    meta : dict
+        What the node sent with it, with ``size`` and ``sha256`` of the bytes written.
+    """
+
+    capture_no: int
+    camera: str
+    file: str
+    meta: dict[str, Any]
 
 
 class Dataset:
@@ -102,6 +126,7 @@ class Dataset:
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._generation = self._written = 0
+        self._written_at = float("-inf")
         self._lock_fd: int | None = None
         self._captures: dict[int, CaptureState] = {}
         self._files: set[str] = set()
@@ -246,10 +271,26 @@ class Dataset:
         shot.file = file
 
     def _record(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        self._record_many([record], durable=durable)
+
+    def _record_many(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
+        # Lock held: the records and the state they change go together (capture numbers...).
         if self.ledger is None:
             raise PlantImagerError(f"dataset {self.root} is closed")
-        self.ledger.append(record, durable=durable)
-        self._apply(record)
+        self.ledger.append_many(records, durable=durable)
+        for record in records:
+            self._apply(record)
+
+    def _append(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
+        # For records of shots that only one thread changes (an image written, a release): the
+        # ledger write and fsync happen without the lock, so other threads are not held up.
+        ledger = self.ledger
+        if ledger is None:
+            raise PlantImagerError(f"dataset {self.root} is closed")
+        ledger.append_many(records, durable=durable)
+        with self._lock:
+            for record in records:
+                self._apply(record)
 
     # -- capturing -------------------------------------------------------------------------------
     @property
@@ -390,13 +431,22 @@ class Dataset:
                 if shot.status in OWED
             ]
 
-    def store_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> str:
-        """Write one image durably and record it; returns the file name.
+    def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
+        """Write one image's file durably, without recording it yet (see :meth:`record_images`).
 
-        The bytes go to a temporary file, are fsynced and linked to the final name, and the folder
-        is fsynced; only then is the image recorded (ledger, then manifest). A file already at that
-        name is kept if it holds the same bytes (a download interrupted after writing it), else
-        the image is refused: nothing is ever overwritten.
+        The bytes go to a temporary file, are fsynced and linked to the final name. A file already
+        at that name is kept if it holds the same bytes (a download interrupted after writing it),
+        else the image is refused: nothing is ever overwritten. Until it is recorded, the image is
+        still owed: a crash now costs a second transfer, which finds the file already there.
+
+        Parameters
+        ----------
+        shot : ShotState
+            The image's shot.
+        data : bytes or memoryview
+            The bytes, already verified.
+        info : mapping
+            What the node sent with them; ``sha256`` is taken as the bytes' checksum.
 
         Raises
         ------
@@ -413,7 +463,6 @@ class Dataset:
             write_durably(tmp, view)
             if not link_new(tmp, final, sha):
                 logger.info("dataset %s: %s was already written", self.root, name)
-            fsync_dir(self.root)
         except OSError as exc:
             raise PlantImagerError(f"cannot write {final}: {exc.strerror or exc}") from exc
         finally:
@@ -421,22 +470,67 @@ class Dataset:
                 tmp.unlink()
         meta = {k: v for k, v in info.items() if k not in ("data_code", "file", "seq")}
         meta.update(size=view.nbytes, sha256=sha)
-        with self._lock:
-            record = {"kind": "received", "capture_no": shot.capture_no, "camera": shot.camera, "file": name}
-            self._record({**record, "meta": meta})
-        self._changed()
-        return name
+        return WrittenImage(shot.capture_no, shot.camera, name, meta)
 
-    def mark_released(self, shot: ShotState) -> None:
-        """Record that the shot's node was told it may delete the image.
+    def record_images(self, images: Sequence[WrittenImage]) -> None:
+        """Record images written by :meth:`write_image`, durably, with one folder and one ledger fsync.
+
+        The folder is fsynced first (so the names are on disk), then the records are appended to
+        the ledger in one write and fsynced; only then may their nodes be told to delete them. The
+        manifest is brought up to date at most once a second here; :meth:`flush` (called at the
+        end of every download) writes it in full.
+
+        Raises
+        ------
+        PlantImagerError
+            If the folder or the ledger cannot be written; then none of them is recorded.
+        """
+        if not images:
+            return
+        try:
+            fsync_dir(self.root)
+        except OSError as exc:
+            raise PlantImagerError(f"cannot write to {self.root}: {exc.strerror or exc}") from exc
+        records = [
+            {
+                "kind": "received",
+                "capture_no": image.capture_no,
+                "camera": image.camera,
+                "file": image.file,
+                "meta": image.meta,
+            }
+            for image in images
+        ]
+        self._append(records)
+        self._changed(max_age=MANIFEST_INTERVAL_S)
+
+    def store_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> str:
+        """Write one image durably and record it (:meth:`write_image`, then :meth:`record_images`).
+
+        Returns
+        -------
+        str
+            The file name.
+
+        Raises
+        ------
+        PlantImagerError
+            If the file cannot be written or a different file has the name.
+        """
+        image = self.write_image(shot, data, info)
+        self.record_images([image])
+        return image.file
+
+    def mark_released(self, *shots: ShotState) -> None:
+        """Record that the shots' nodes were told they may delete the images (one ledger write).
 
         Not fsynced: if the record is lost, the next download asks the node again, which then
         answers that the image is gone, and that is taken as released.
         """
-        with self._lock:
-            self._record(
-                {"kind": "released", "capture_no": shot.capture_no, "camera": shot.camera}, durable=False
-            )
+        if not shots:
+            return
+        records = [{"kind": "released", "capture_no": s.capture_no, "camera": s.camera} for s in shots]
+        self._append(records, durable=False)
 
     def mark_lost(self, shot: ShotState, reason: str) -> None:
         """Record that the shot's node no longer holds the image (it will not be asked again)."""
@@ -447,17 +541,21 @@ class Dataset:
         self._changed()
 
     # -- manifest and summary --------------------------------------------------------------------
-    def _changed(self) -> None:
+    def _changed(self, max_age: float = 0.0) -> None:
         """Rewrite the manifest after a change, without making other threads wait for it.
 
         Each rewrite holds every change made so far, so changes made while one is in progress
-        share the next one. The ledger, not the manifest, is what a restart relies on: the manifest
-        is rebuilt from it when the dataset is opened.
+        share the next one. With ``max_age``, the rewrite is skipped if the manifest was written
+        less than that many seconds ago (:meth:`flush` brings it up to date). The ledger, not the
+        manifest, is what a restart relies on: the manifest is rebuilt from it when the dataset is
+        opened.
         """
         if self.readonly:
             return
         with self._lock:
             self._generation += 1
+            if max_age > 0 and time.monotonic() - self._written_at < max_age:
+                return
         while self._write_lock.acquire(blocking=False):
             try:
                 self._write_pending()
@@ -479,6 +577,7 @@ class Dataset:
                 msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
             )
             self._written = generation
+            self._written_at = time.monotonic()
 
     def flush(self) -> None:
         """Return once ``manifest.json`` includes every change made so far."""

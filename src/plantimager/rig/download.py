@@ -2,11 +2,12 @@
 
 For every image the dataset's ledger says a node still owes, the node's ``retrieve_still`` is
 called; the bytes are checked against the size and SHA-256 the node recorded (and those it reported
-at capture time), written durably into the dataset, recorded, and only then does the node get
-``release`` for that camera. A node that stops answering fails its remaining images at once (they
-stay owed for the next download) while the other nodes carry on. At most ``jobs`` nodes transfer at
-the same time; the images of one node come one after the other (a node answers one request at a
-time anyway).
+at capture time) and written durably into the dataset. The images of one capture on one node are
+then recorded together (one folder fsync, one ledger write and fsync), and only then is the node
+told, in one ``release`` call, that it may delete them. That call runs on a helper thread while the
+worker goes on with its next transfer. At most ``jobs`` workers transfer at the same time, one node
+each (a node answers one request at a time anyway). A node that stops answering fails its remaining
+images at once (they stay owed for the next download) while the other nodes carry on.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
-from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset
+from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, WrittenImage
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
 from .roster import Roster
@@ -97,7 +98,7 @@ class Download:
         Shared with captures.
     progress : callable, optional
         Called with a :class:`~plantimager.rig.record.DownloadProgress` after each image is
-        settled, on a worker thread.
+        settled (recorded, or failed), on a worker thread.
     """
 
     def __init__(
@@ -124,6 +125,13 @@ class Download:
         self._released = 0
         self._bytes = 0
         self._failures: dict[str, list[str]] = {}
+        self._releasers: ThreadPoolExecutor | None = None
+        self._releases: list[Future[None]] = []
+        self._down: dict[str, str] = {}
+
+    def _pending_releases(self) -> list[Future[None]]:
+        with self._lock:
+            return list(self._releases)
 
     def run(self) -> DownloadReport:
         """Fetch, verify, write and release every owed image.
@@ -143,18 +151,21 @@ class Download:
         work = shots_by_node(self.dataset.owed())
         self._total = sum(1 for shots in work.values() for s in shots if s.wanted and s.status != "received")
         if work:
-            pool = ThreadPoolExecutor(
-                max_workers=min(self.jobs, len(work)), thread_name_prefix="rig-download"
-            )
+            workers = min(self.jobs, len(work))
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rig-download")
+            self._releasers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-release")
             try:
                 futures = [pool.submit(self._node_task, name, shots) for name, shots in work.items()]
                 for future in futures:
+                    future.result()
+                for future in self._pending_releases():
                     future.result()
             except BaseException:
                 self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
                 raise
             finally:
                 pool.shutdown(wait=True)
+                self._releasers.shutdown(wait=True)
         self.dataset.flush()
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
@@ -186,73 +197,128 @@ class Download:
     def _node_task(self, name: str, shots: list[ShotState]) -> None:
         node = self.roster.node(name)
         down = "" if node is not None else f"node {name} is not in the rig (offline, or not registered yet)"
-        for shot in shots:
+        for group in _by_capture(shots):
             if self._cancel.is_set():
                 return
-            if down:
-                self._fail(shot, down)
-                continue
-            assert node is not None
-            if node.node_id != shot.node_id:
-                self._fail(
-                    shot, f"node {name} is now machine {node.node_id}, not {shot.node_id}: not fetched"
-                )
-                continue
-            index = node.index_of(shot.camera_name)
-            if index is None:
-                self._fail(shot, f"node {name} has no camera named {shot.camera_name} any more")
-                continue
-            try:
-                self._settle(node, shot, index)
-            except _NodeDownError as exc:
-                down = str(exc)
-                if shot.wanted and shot.status != "received":
+            down = self._capture_task(node, name, group, down)
+
+    def _capture_task(self, node: RigNode | None, name: str, shots: list[ShotState], down: str) -> str:
+        """Settle the images of one capture on one node; returns why the node is down ("" if it is not).
+
+        Each owed image is fetched, verified and written; then all of them are recorded at once,
+        and the node is told, in one call on a helper thread, to release every image of this
+        capture the dataset now holds.
+        """
+        written: list[tuple[ShotState, WrittenImage]] = []
+        releasable: list[tuple[ShotState, int]] = []
+        try:
+            for shot in shots:
+                if self._cancel.is_set():
+                    break
+                with self._lock:
+                    down = down or self._down.get(name, "")  # a release of an earlier capture failed
+                if down:
                     self._fail(shot, down)
-            except PlantImagerError as exc:  # this image only (a disk error, a refused file...)
-                self._fail(shot, describe_error(exc))
+                    continue
+                assert node is not None
+                if node.node_id != shot.node_id:
+                    self._fail(
+                        shot, f"node {name} is now machine {node.node_id}, not {shot.node_id}: not fetched"
+                    )
+                    continue
+                index = node.index_of(shot.camera_name)
+                if index is None:
+                    self._fail(shot, f"node {name} has no camera named {shot.camera_name} any more")
+                    continue
+                if shot.wanted and shot.status in ("sent", "stored"):
+                    try:
+                        image = self._fetch(node, shot, index)
+                    except _NodeDownError as exc:
+                        down = str(exc)
+                        self._fail(shot, down)
+                        continue
+                    except PlantImagerError as exc:  # this image only (a disk error, a refused file...)
+                        self._fail(shot, describe_error(exc))
+                        continue
+                    if image is None:
+                        continue
+                    written.append((shot, image))
+                releasable.append((shot, index))
+        finally:
+            if written and not self._commit(written):
+                unrecorded = {id(shot) for shot, _ in written}
+                releasable = [(shot, i) for shot, i in releasable if id(shot) not in unrecorded]
+        if releasable and not down and node is not None:
+            self._release_soon(node, shots[0].data_code, releasable)
+        return down
 
-    def _settle(self, node: RigNode, shot: ShotState, index: int) -> None:
-        if shot.wanted and shot.status in ("sent", "stored"):
-            if not self._fetch(node, shot, index):
-                return
-            shot.status = "received"  # as the dataset now says: a failed release owes nothing more
-        self._release(node, shot, index)  # only once the image is safely in the dataset
+    def _release_soon(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
+        """Release on a helper thread, so this worker goes on with the next transfer meanwhile.
 
-    def _fetch(self, node: RigNode, shot: ShotState, index: int) -> bool:
-        """Fetch, verify and store one image; False if it failed (already reported)."""
+        A node found down there fails its next images at once (what it still holds stays owed).
+        """
+
+        def release() -> None:
+            try:
+                self._release(node, data_code, items)
+            except _NodeDownError as exc:
+                with self._lock:
+                    self._down.setdefault(node.name, str(exc))
+
+        assert self._releasers is not None
+        future = self._releasers.submit(release)
+        with self._lock:
+            self._releases.append(future)
+
+    def _fetch(self, node: RigNode, shot: ShotState, index: int) -> WrittenImage | None:
+        """Fetch, verify and write one image; None if it failed (already reported)."""
         expected = shot.meta.get("sha256")
+        problem = ""
         for attempt in range(1, _FETCH_ATTEMPTS + 1):
             try:
                 with self.gate.transfer():
                     data, info = node.call("retrieve_still", shot.data_code, index, timed=False)
             except ImageUnavailable as exc:
                 self._unavailable(shot, describe_error(exc))
-                return False
+                return None
             except Exception as exc:
                 if is_connection_error(exc):
                     raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
                 self._fail(shot, describe_error(exc))
-                return False
+                return None
             problem = self._check(data, info, expected)
             if not problem:
-                name = self.dataset.store_image(shot, data, info)
-                with self._lock:
-                    self._files.append(name)
-                    self._bytes += len(data)
-                self._report(shot, name, len(data), ok=True)
-                return True
+                return self.dataset.write_image(shot, data, info)
             logger.warning("%s, capture %d: %s (attempt %d)", shot.camera, shot.capture_no, problem, attempt)
         self._fail(shot, problem)
-        return False
+        return None
+
+    def _commit(self, written: list[tuple[ShotState, WrittenImage]]) -> bool:
+        """Record written images in the dataset and report them; False if that failed (reported)."""
+        try:
+            self.dataset.record_images([image for _, image in written])
+        except PlantImagerError as exc:
+            for shot, _ in written:
+                self._fail(shot, describe_error(exc))
+            return False
+        for shot, image in written:
+            shot.status = "received"  # as the dataset now says: a failed release owes nothing more
+            size = int(image.meta.get("size", 0))
+            with self._lock:
+                self._files.append(image.file)
+                self._bytes += size
+            self._report(shot, image.file, size, ok=True)
+        return True
 
     @staticmethod
     def _check(data: memoryview, info: dict[str, Any], expected: str | None) -> str:
+        """What is wrong with received bytes ("" if nothing)."""
         size, sha = info.get("size"), info.get("sha256")
         if not isinstance(size, int) or not isinstance(sha, str):
             return "the node sent no size or checksum with the image"
         if len(data) != size:
             return f"received {len(data)} bytes, the node recorded {size}"
-        actual = hashlib.sha256(data).hexdigest()
+        actual = hashlib.sha256(data).hexdigest()  # over the received frame: no copy, no lock held
         if actual != sha:
             return f"checksum mismatch: received {actual[:12]}..., the node recorded {sha[:12]}..."
         if expected and expected != sha:
@@ -270,19 +336,26 @@ class Download:
         self.dataset.mark_lost(shot, f"{why}: {reason}")
         self._fail(shot, f"lost: {why} ({reason})")
 
-    def _release(self, node: RigNode, shot: ShotState, index: int) -> None:
+    def _release(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
+        """Tell the node it may delete these images of ``data_code`` (one call), and record that."""
         try:
-            node.call("release", shot.data_code, [index])
+            with self.gate.transfer():
+                node.call("release", data_code, [index for _, index in items])
         except ImageUnavailable:
-            pass  # released before (the record of it was lost), or never stored
+            if len(items) > 1:  # one of them is gone already, so nothing was deleted: one by one
+                for item in items:
+                    self._release(node, data_code, [item])
+                return
+            # released before (the record of it was lost), or never stored
         except Exception as exc:
             if is_connection_error(exc):
                 raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
-            logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
+            for shot, _ in items:
+                logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
             return
-        self.dataset.mark_released(shot)
+        self.dataset.mark_released(*(shot for shot, _ in items))
         with self._lock:
-            self._released += 1
+            self._released += len(items)
 
     # -- reporting -------------------------------------------------------------------------------
     def _fail(self, shot: ShotState, reason: str) -> None:
@@ -304,3 +377,14 @@ class Download:
                 self.progress(event)
             except Exception:
                 logger.exception("download progress callback failed")
+
+
+def _by_capture(shots: list[ShotState]) -> list[list[ShotState]]:
+    """Split a node's shots into runs of the same capture, keeping their order."""
+    groups: list[list[ShotState]] = []
+    for shot in shots:
+        if groups and groups[-1][0].capture_no == shot.capture_no:
+            groups[-1].append(shot)
+        else:
+            groups.append([shot])
+    return groups

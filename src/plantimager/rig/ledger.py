@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,29 @@ class Ledger:
         PlantImagerError
             If the ledger is read-only or closed, the record is too large, or the write fails.
         """
-        line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
-        if len(line) > MAX_RECORD_BYTES:
-            raise PlantImagerError(f"ledger record of {len(line)} bytes is too large")
+        self.append_many([record], durable=durable)
+
+    def append_many(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
+        """Append records in one write; with ``durable`` they are on disk (one fsync) when this returns.
+
+        A crash may keep a prefix of them (whole lines only: the line cut short is dropped when the
+        ledger is opened again).
+
+        Raises
+        ------
+        PlantImagerError
+            If the ledger is read-only or closed, a record is too large, or the write fails (then
+            none of them is kept).
+        """
+        lines = []
+        for record in records:
+            line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+            if len(line) > MAX_RECORD_BYTES:
+                raise PlantImagerError(f"ledger record of {len(line)} bytes is too large")
+            lines.append(line)
+        if not lines:
+            return
+        data = b"".join(lines)
         with self._lock:
             if self._fd is None:
                 raise PlantImagerError(
@@ -115,9 +136,9 @@ class Ledger:
                 )
             end = os.lseek(self._fd, 0, os.SEEK_END)
             try:
-                written = os.write(self._fd, line)
-                if written != len(line):
-                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+                written = os.write(self._fd, data)
+                if written != len(data):
+                    raise OSError(f"short write ({written} of {len(data)} bytes)")
                 if durable:
                     os.fsync(self._fd)
             except OSError as exc:

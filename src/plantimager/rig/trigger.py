@@ -212,5 +212,4 @@ class Trigger:
             except Exception as exc:  # the next download releases them
                 logger.warning("node %s: could not release the extra images of %s: %s", name, data_code, exc)
                 continue
-            for shot in items:
-                dataset.mark_released(shot)
+            dataset.mark_released(*items)
