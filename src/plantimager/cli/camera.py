@@ -22,6 +22,7 @@ from plantimager.camera.capture import DEFAULT_SETTLE_MS, MAX_SETTLE_MS
 from plantimager.camera.names import validate_name
 from plantimager.camera.node import CameraNodeServer
 from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
+from plantimager.cli.options import parse_resolution
 from plantimager.commons import systemd
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
@@ -30,17 +31,6 @@ __all__ = ["camera"]
 logger = logging.getLogger(__name__)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _parse_resolution(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
-    return int(width), int(height)
 
 
 def _check_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -130,7 +120,7 @@ def _parse_backend_options(
 )
 @click.option(
     "--resolution",
-    callback=_parse_resolution,
+    callback=parse_resolution,
     default=None,
     metavar="WxH",
     help="Initial still resolution of every camera.",

@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from plantimager.cli.options import parse_resolution
 from plantimager.commons.errors import PlantImagerError
 from plantimager.rig import DEFAULT_REGISTRY_URL
 from plantimager.rig.demo import Demo
@@ -21,17 +22,6 @@ __all__ = ["demo"]
 logger = logging.getLogger(__name__)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _parse_resolution(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
-    return int(width), int(height)
 
 
 @click.command("demo")
@@ -54,7 +44,7 @@ def _parse_resolution(
     help="Registry port on 127.0.0.1 (0: picked by the system).",
 )
 @click.option(
-    "--resolution", callback=_parse_resolution, metavar="WxH", help="Still resolution of every camera."
+    "--resolution", callback=parse_resolution, metavar="WxH", help="Still resolution of every camera."
 )
 @click.option(
     "--timeout",

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from plantimager.cli.options import parse_resolution
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import DEFAULT_REGISTRY_URL, CaptureRecord, DownloadProgress, Rig
 from plantimager.rig.session import DEFAULT_CAPTURES, current_session, session_folder
@@ -331,17 +332,6 @@ def _pause_hook() -> Callable[[DownloadProgress], None]:
     return hold
 
 
-def _parse_resolution(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    width, sep, height = value.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise click.BadParameter(f"expected WIDTHxHEIGHT such as 1280x960, got {value!r}")
-    return int(width), int(height)
-
-
 def _parse_controls(
     _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 ) -> dict[str, Any] | None:
@@ -362,7 +352,7 @@ def _parse_controls(
 @rig.command("config")
 @_rig_options
 @click.argument("cameras", nargs=-1)
-@click.option("--resolution", callback=_parse_resolution, metavar="WxH", help="Still resolution.")
+@click.option("--resolution", callback=parse_resolution, metavar="WxH", help="Still resolution.")
 @click.option("--encoding", type=click.Choice(["jpeg", "png"]), help="Image encoding.")
 @click.option(
     "--rotation", type=click.Choice([str(r) for r in ROTATIONS]), help="Clockwise rotation, degrees."
