@@ -17,8 +17,9 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    the node. Twice: with the plain dummy views (about 0.5 MB per JPEG), and with camera-like noise
    (``noise=12``, about 3 MB per JPEG, like a 12 MP Raspberry Pi HQ camera). Floors: raw pyzmq
    REQ/REP, zero-copy, fetching the same bytes from as many server processes with the same number of
-   transfers at once (4), and the same again writing and fsyncing each file (the least a downloader
-   that keeps what it fetches must do). Target: at most 1.5x the raw transfer, for the 3 MB images.
+   transfers at once (4), and the same again keeping each image in a new file, fsynced, with one
+   fsync of the folder at the end (the least a downloader that keeps what it fetches durably must
+   do). Target: at most 1.5x the raw transfer, for the 3 MB images.
    The cost of each step of a download, measured alone on one image, is printed below the table.
 
 On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -163,8 +165,10 @@ def raw_fetch(
 ) -> int:
     """Fetch one payload from every raw server, ``jobs`` at a time; returns the bytes received.
 
-    With ``save``, each payload is also written to a file there and fsynced (a plain durable save,
-    without verification or bookkeeping).
+    With ``save``, each payload is also kept durably, as plainly as can be: written to a new file
+    there (a downloader keeps every image, so never over an earlier one) and fsynced, and the
+    folder fsynced once at the end so that the new names are durable too; no verification, no
+    bookkeeping.
     """
     todo: queue.SimpleQueue[str] = queue.SimpleQueue()
     for address in addresses:
@@ -183,7 +187,8 @@ def raw_fetch(
             received[slot] += len(frames[1].buffer)
             sockets[address].put(sock)
             if save is not None:
-                fd = os.open(save / address.rsplit(":", 1)[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                name = f"{address.rsplit(':', 1)[1]}-{next(_SAVED)}"
+                fd = os.open(save / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     os.write(fd, frames[1].buffer)
                     os.fsync(fd)
@@ -195,7 +200,16 @@ def raw_fetch(
         thread.start()
     for thread in threads:
         thread.join()
+    if save is not None:
+        fd = os.open(save, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return sum(received)
+
+
+_SAVED = itertools.count()
 
 
 def bench_rig(
@@ -381,7 +395,7 @@ def bench_download(
     rows = []
     for floor_name, series, goal in (
         (f"raw pyzmq, {JOBS} at once", floor, target),
-        (f"raw pyzmq, {JOBS} at once, each file written and fsynced", saved, ""),
+        (f"raw pyzmq, {JOBS} at once, each kept in a new file, fsynced", saved, ""),
     ):
         base = statistics.median(series)
         rows.append(
@@ -433,18 +447,20 @@ def step_costs(payload: bytes, folder: Path, address: str, context: zmq.Context)
         step()
         return time.perf_counter() - started
 
+    size = f"{len(payload) / MB:.2f} MB"
     measured = {
-        "SHA-256 of the bytes": [timed(lambda: hashlib.sha256(payload).digest()) for _ in range(20)],
-        "write, fsync and link a new file": [timed(write) for _ in range(20)],
+        f"SHA-256 of a {size} image": [timed(lambda: hashlib.sha256(payload).digest()) for _ in range(20)],
+        f"write, fsync and link a new {size} file": [timed(write) for _ in range(20)],
         "record it: folder fsync, ledger write and fsync": [timed(record_one) for _ in range(20)],
         "a short call's round trip (ping)": [timed(client.ping) for _ in range(20)],
-        "the node's side of a release (two deletions, folder fsync)": [release() for _ in range(20)],
+        f"the node's side of a release of a {size} image (two deletions, folder fsync)": [
+            release() for _ in range(20)
+        ],
     }
     client.close()
     spool.close()
     ledger.close()
-    size = f"{len(payload) / MB:.2f} MB"
-    return [[f"{name} ({size})", f"{statistics.median(v) * 1e3:.2f}"] for name, v in measured.items()]
+    return [[name, f"{statistics.median(v) * 1e3:.2f}"] for name, v in measured.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
