@@ -75,3 +75,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dummy_node_args(
+    name: str, registry_url: str, home, cameras: int = 1, resolution: str = "320x240"
+) -> list[str]:
+    """Arguments of ``plantimager camera`` for a dummy node on loopback, its folders under ``home``."""
+    return [
+        "camera",
+        "--backend",
+        "dummy",
+        "--cameras",
+        str(cameras),
+        "--registry",
+        registry_url,
+        "--spool",
+        str(home / "spool"),
+        "--state-dir",
+        str(home / "state"),
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--stream-port",
+        "0",
+        "--name",
+        name,
+        "--resolution",
+        resolution,
+    ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from helpers.process import LAUNCH, WAIT, Child
+from helpers.process import LAUNCH, WAIT, Child, dummy_node_args
 from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCClient
@@ -62,27 +62,7 @@ class Node(Process):
     def __init__(self, name: str, registry_url: str, home: Path, cameras: int = 1) -> None:
         self.name = name
         self.home = home
-        super().__init__(
-            "camera",
-            "--backend",
-            "dummy",
-            "--cameras",
-            str(cameras),
-            "--registry",
-            registry_url,
-            "--spool",
-            str(home / "spool"),
-            "--state-dir",
-            str(home / "state"),
-            "--bind",
-            "tcp://127.0.0.1:0",
-            "--stream-port",
-            "0",
-            "--name",
-            name,
-            "--resolution",
-            SMALL,
-        )
+        super().__init__(*dummy_node_args(name, registry_url, home, cameras, SMALL))
         self.address = ""
 
     def ready(self) -> Node:

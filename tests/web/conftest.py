@@ -21,7 +21,7 @@ import httpx
 import pytest
 import zmq
 
-from helpers.process import LAUNCH, WAIT, Child
+from helpers.process import LAUNCH, WAIT, Child, dummy_node_args
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.rig import CallLimits, Rig
 from plantimager.web import WebServer, create_app
@@ -46,30 +46,7 @@ class Node(Child):
 
     def __init__(self, name: str, registry_url: str, home: Path, cameras: int = 1) -> None:
         self.name = name
-        super().__init__(
-            [
-                *LAUNCH,
-                "camera",
-                "--backend",
-                "dummy",
-                "--cameras",
-                str(cameras),
-                "--registry",
-                registry_url,
-                "--spool",
-                str(home / "spool"),
-                "--state-dir",
-                str(home / "state"),
-                "--bind",
-                "tcp://127.0.0.1:0",
-                "--stream-port",
-                "0",
-                "--name",
-                name,
-                "--resolution",
-                SMALL,
-            ]
-        )
+        super().__init__([*LAUNCH, *dummy_node_args(name, registry_url, home, cameras, SMALL)])
 
     def ready(self) -> Node:
         """Wait until the node serves and is registered."""
