@@ -190,17 +190,23 @@
     const url = URL.createObjectURL(new Blob([bytes], { type: "image/jpeg" }));
     const previous = img._url;
     img._url = url;
-    const done = () => {
+    const done = (loaded) => {
       img.dataset.loading = "0";
       if (previous) URL.revokeObjectURL(previous);
-      card.dataset.frames = String(Number(card.dataset.frames || 0) + 1);
-      card.classList.add("has-frame");
+      // Counted here, once decoding has finished: the size of a frame in flight reads as 0.
+      if (loaded) {
+        card.dataset.frames = String(Number(card.dataset.frames || 0) + 1);
+        card.dataset.frameSize = `${img.naturalWidth}x${img.naturalHeight}`;
+        card.classList.add("has-frame");
+      } else {
+        card.dataset.badFrames = String(Number(card.dataset.badFrames || 0) + 1);
+      }
       const pending = img._pending;
       img._pending = null;
       if (pending) showFrame(key, pending);
     };
-    img.onload = done;
-    img.onerror = done;
+    img.onload = () => done(true);
+    img.onerror = () => done(false);
     img.src = url;
   }
 
