@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from plantimager.camera.spool import Capture, Spool, SpoolFull
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, ValidationError
@@ -80,6 +81,7 @@ def test_put_returns_capture_and_writes_documented_layout(spool: Spool, root: Pa
     assert on_disk == cap.meta
     assert on_disk["capture_ns"] == 123 and on_disk["resolution"] == [64, 48]
     assert on_disk["size"] == 1000 and on_disk["sha256"] == sha(data) and on_disk["seq"] == 0
+    assert on_disk["xxh3_128"] == xxhash.xxh3_128_hexdigest(data)
     assert on_disk["file"] == "cam0.jpeg" and on_disk["ext"] == "jpeg"
 
 
@@ -315,6 +317,7 @@ def test_bad_extension_is_refused(spool: Spool, ext: object) -> None:
         (b"x", {"camera_index": "0"}, "camera_index"),
         (b"x", {"size": 2}, r"meta\['size'\]"),
         (b"x", {"sha256": "0" * 64}, r"meta\['sha256'\]"),
+        (b"x", {"xxh3_128": "0" * 32}, r"meta\['xxh3_128'\]"),
         (b"x", {"seq": 0}, "assigned by the spool"),
         (b"x", {"camera": "other"}, r"meta\['camera'\]"),
         (b"x", {"blob": "y" * 70_000}, "too large"),

@@ -113,6 +113,30 @@ def test_the_same_bytes_already_written_are_accepted(tmp_path):
         assert dataset.summary()["images"] == 1
 
 
+def test_a_staged_image_has_no_name_until_finished_and_a_crash_leaves_it_owed(tmp_path):
+    folder = tmp_path / "ds"
+    with Dataset(folder) as dataset:
+        shots = dataset.begin_capture(PLANS[:2])
+        staged = [
+            dataset.stage_image(s, data, meta_of(data))
+            for s, data in zip(shots, (b"one", b"two"), strict=True)
+        ]
+        assert not list(folder.glob("idn1_*"))  # no names yet
+        assert {p.read_bytes() for p in folder.glob(".tmp-*")} == {b"one", b"two"}
+        written = dataset.finish_image(staged[0])
+        assert written.file == "idn1_d1_cam0.jpeg" and (folder / written.file).read_bytes() == b"one"
+        assert not staged[0].tmp.exists()
+        dataset.record_images([written])
+        # The controller dies here: the second image was staged but never finished.
+    with Dataset(folder) as dataset:
+        assert not list(folder.glob(".tmp-*"))
+        assert [(s.camera, s.status) for s in dataset.owed()] == [
+            ("n1/cam0", "received"),
+            ("n1/cam1", "sent"),
+        ]
+        assert not (folder / "idn1_d1_cam1.png").exists()
+
+
 def test_one_controller_at_a_time_and_leftovers_are_cleaned(tmp_path):
     with Dataset(tmp_path / "ds"):
         with pytest.raises(PlantImagerError, match=f"in use by another controller \\(pid {os.getpid()}\\)"):

@@ -112,3 +112,94 @@ def test_a_controller_killed_mid_download_resumes_without_loss(
     check_dataset(dataset, 9)
     assert pending_of(nodes) == {"x": {}, "y": {}}
     assert not flag.exists()
+
+
+def flip_first_byte(path):
+    """Change one byte of a file in place (same size), as a failing card would; returns a restorer."""
+    data = path.read_bytes()
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
+    return lambda: path.write_bytes(data)
+
+
+def stored_image(node, data_code):
+    """The path of the one image a one-camera node holds under ``data_code``."""
+    (image,) = [p for p in (node.home / "spool" / data_code).iterdir() if not p.name.endswith(".json")]
+    return image
+
+
+def test_a_corrupted_transfer_is_refused_and_stays_owed_until_the_bytes_are_right(
+    spawn, make_rig, pending_of, tmp_path
+):
+    nodes = [spawn("a").ready(), spawn("b").ready()]
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(2, 20)
+    record = rig.capture_all()
+    restore = flip_first_byte(stored_image(nodes[0], record.data_code))
+
+    with pytest.raises(RigError) as caught:
+        rig.download_all()
+    assert list(caught.value.failures) == ["a/cam0"]
+    assert "xxh3_128 mismatch" in caught.value.failures["a/cam0"]
+    assert caught.value.report.owed == 1
+    assert pending_of(nodes) == {"a": {record.data_code: [0]}, "b": {}}  # not released
+    assert check_dataset(dataset, 1) == ["idb_d1_cam0.jpeg"]  # nothing of the bad bytes was kept
+
+    restore()
+    report = rig.download_all()
+    assert report.files == ("ida_d1_cam0.jpeg",) and report.owed == 0
+    check_dataset(dataset, 2)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert all(len(entry["xxh3_128"]) == 32 for entry in manifest["images"])
+    assert pending_of(nodes) == {"a": {}, "b": {}}
+
+
+def test_images_stored_without_a_quick_checksum_are_checked_with_sha256(
+    spawn, make_rig, pending_of, tmp_path
+):
+    # A node that stored its images before it recorded XXH3-128 checksums: the controller checks
+    # what it receives against the SHA-256 instead.
+    node = spawn("a").ready()
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(1, 20)
+    record = rig.capture_all()
+    assert node.stop() == 0
+    meta_file = stored_image(node, record.data_code).with_suffix(".json")
+    meta = json.loads(meta_file.read_text())
+    del meta["xxh3_128"]
+    meta_file.write_text(json.dumps(meta))
+    restore = flip_first_byte(stored_image(node, record.data_code))
+    node = spawn("a").ready()  # same spool: it reads the edited record
+    assert rig.wait_for(
+        lambda r: any(n.address == node.address and n.state == "ready" for n in r.nodes()), 20
+    )
+
+    with pytest.raises(RigError) as caught:
+        rig.download_all()
+    assert "sha256 mismatch" in caught.value.failures["a/cam0"]
+    assert pending_of([node]) == {"a": {record.data_code: [0]}}
+
+    restore()
+    assert rig.download_all().owed == 0
+    check_dataset(dataset, 1)
+
+
+def test_a_file_in_the_way_fails_that_image_alone_and_it_is_not_released(
+    spawn, make_rig, pending_of, tmp_path
+):
+    nodes = [spawn("a").ready(), spawn("b").ready(), spawn("c").ready()]
+    dataset = tmp_path / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(3, 20)
+    record = rig.capture_all()
+    (dataset / "idb_d1_cam0.jpeg").write_bytes(b"someone else's file")
+
+    with pytest.raises(RigError) as caught:
+        rig.download_all()
+    assert list(caught.value.failures) == ["b/cam0"]
+    assert "already exists and holds other bytes" in caught.value.failures["b/cam0"]
+    assert sorted(caught.value.report.files) == ["ida_d1_cam0.jpeg", "idc_d1_cam0.jpeg"]
+    assert (dataset / "idb_d1_cam0.jpeg").read_bytes() == b"someone else's file"
+    assert pending_of(nodes) == {"a": {}, "b": {record.data_code: [0]}, "c": {}}
+    assert not list(dataset.glob(".tmp-*"))

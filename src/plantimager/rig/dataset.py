@@ -41,10 +41,17 @@ from .ledger import Ledger
 from .manifest import MANIFEST_NAME, manifest_document
 from .session import prepare_folder
 from .shot import OWED, CaptureState, ShotPlan, ShotState, extension_for
-from .storage import TMP_PREFIX, fsync_dir, link_new, write_atomically, write_durably
+from .storage import TMP_PREFIX, fsync_dir, link_new, sync_file, write_atomically, write_new
 from .template import DEFAULT_TEMPLATE, NameTemplate
 
-__all__ = ["MANIFEST_INTERVAL_S", "STATE_DIR", "UNKNOWN_RESULT_GRACE_S", "Dataset", "WrittenImage"]
+__all__ = [
+    "MANIFEST_INTERVAL_S",
+    "STATE_DIR",
+    "UNKNOWN_RESULT_GRACE_S",
+    "Dataset",
+    "StagedImage",
+    "WrittenImage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,22 @@ class WrittenImage:
     camera: str
     file: str
     meta: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StagedImage:
+    """An image whose bytes are in a temporary file of the dataset: not yet durable, not yet named.
+
+    Attributes
+    ----------
+    image : WrittenImage
+        What it will be once finished (:meth:`Dataset.finish_image`).
+    tmp : pathlib.Path
+        The temporary file.
+    """
+
+    image: WrittenImage
+    tmp: Path
 
 
 class Dataset:
@@ -434,10 +457,7 @@ class Dataset:
     def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
         """Write one image's file durably, without recording it yet (see :meth:`record_images`).
 
-        The bytes go to a temporary file, are fsynced and linked to the final name. A file already
-        at that name is kept if it holds the same bytes (a download interrupted after writing it),
-        else the image is refused: nothing is ever overwritten. Until it is recorded, the image is
-        still owed: a crash now costs a second transfer, which finds the file already there.
+        The same as :meth:`stage_image` then :meth:`finish_image`.
 
         Parameters
         ----------
@@ -453,24 +473,65 @@ class Dataset:
         PlantImagerError
             If the file cannot be written or a different file has the name.
         """
+        return self.finish_image(self.stage_image(shot, data, info))
+
+    def stage_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> StagedImage:
+        """Write one image's bytes to a new temporary file of the dataset; not durable yet.
+
+        The kernel starts writing the file to disk at once; :meth:`finish_image` waits for that
+        and gives the file its name. Splitting the two lets a downloader receive the next image
+        while the disk catches up. Until finished and recorded, the image is still owed: a crash
+        leaves only a temporary file, removed when the dataset is next opened.
+
+        Parameters
+        ----------
+        shot, data, info
+            As for :meth:`write_image`.
+
+        Raises
+        ------
+        PlantImagerError
+            If the file cannot be written, or the node's encoding asks for a name already taken.
+        """
         view = memoryview(data).cast("B")
         sha = str(info.get("sha256") or hashlib.sha256(view).hexdigest())
         with self._lock:
             name = self._file_for(self._captures[shot.capture_no].shots[shot.camera], info.get("format"))
-        final = self.root / name
         tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            write_durably(tmp, view)
-            if not link_new(tmp, final, sha):
-                logger.info("dataset %s: %s was already written", self.root, name)
+            write_new(tmp, view, durable=False)
+        except OSError as exc:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise PlantImagerError(f"cannot write {self.root / name}: {exc.strerror or exc}") from exc
+        meta = {k: v for k, v in info.items() if k not in ("data_code", "file", "seq")}
+        meta.update(size=view.nbytes, sha256=sha)
+        return StagedImage(WrittenImage(shot.capture_no, shot.camera, name, meta), tmp)
+
+    def finish_image(self, staged: StagedImage) -> WrittenImage:
+        """Make a staged image durable under its final name, without recording it yet.
+
+        The temporary file is fsynced and linked to the final name. A file already at that name
+        is kept if it holds the same bytes (a download interrupted after writing it), else the
+        image is refused: nothing is ever overwritten. The temporary file is removed either way.
+
+        Raises
+        ------
+        PlantImagerError
+            If the file cannot be written or a different file has the name.
+        """
+        image = staged.image
+        final = self.root / image.file
+        try:
+            sync_file(staged.tmp)
+            if not link_new(staged.tmp, final, image.meta["sha256"]):
+                logger.info("dataset %s: %s was already written", self.root, image.file)
         except OSError as exc:
             raise PlantImagerError(f"cannot write {final}: {exc.strerror or exc}") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        meta = {k: v for k, v in info.items() if k not in ("data_code", "file", "seq")}
-        meta.update(size=view.nbytes, sha256=sha)
-        return WrittenImage(shot.capture_no, shot.camera, name, meta)
+                staged.tmp.unlink()
+        return image
 
     def record_images(self, images: Sequence[WrittenImage]) -> None:
         """Record images written by :meth:`write_image`, durably, with one folder and one ledger fsync.

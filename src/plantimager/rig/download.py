@@ -1,29 +1,39 @@
 """Downloading what the cameras owe a dataset: in parallel, verified, durable, resumable.
 
 For every image the dataset's ledger says a node still owes, the node's ``retrieve_still`` is
-called; the bytes are checked against the size and SHA-256 the node recorded (and those it reported
-at capture time) and written durably into the dataset. The images of one capture on one node are
-then recorded together (one folder fsync, one ledger write and fsync), and only then is the node
-told, in one ``release`` call, that it may delete them. That call runs on a helper thread while the
-worker goes on with its next transfer. At most ``jobs`` workers transfer at the same time, one node
-each (a node answers one request at a time anyway). A node that stops answering fails its remaining
-images at once (they stay owed for the next download) while the other nodes carry on.
+called; the bytes are checked against the size and checksum the node recorded when it stored them
+(XXH3-128 when the node sent one, else SHA-256), and against the SHA-256 it reported at capture
+time. Three stages overlap, so that the network, the CPUs and the disk all work at once:
+
+1. At most ``jobs`` transfer workers, one node each (a node answers one request at a time anyway),
+   fetch, verify and write each image to a temporary file, and go on with the next image at once.
+2. A small pool fsyncs each temporary file and links it to its final name.
+3. One recorder thread records, in one batch, every image whose file is durable (one folder fsync,
+   one ledger write and fsync, however many images and nodes), and only then tells each node, in
+   one ``release`` call per capture on a helper thread, that it may delete them.
+
+A node that stops answering fails its remaining images at once (they stay owed for the next
+download) while the other nodes carry on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import xxhash
+
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
-from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, WrittenImage
+from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, StagedImage, WrittenImage
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
 from .roster import Roster
@@ -83,6 +93,20 @@ class _NodeDownError(Exception):
     """The node stopped answering: its remaining images wait for the next download."""
 
 
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """The images of one capture on one node, on their way to the ledger and the node's release."""
+
+    node: RigNode
+    data_code: str
+    #: Images being made durable (their future gives the WrittenImage; None: failed, reported).
+    writing: list[tuple[ShotState, Future[WrittenImage | None]]]
+    #: Everything the node may delete once the written images are recorded.
+    releasable: list[tuple[ShotState, int]]
+    #: Why the node is down ("" if it is not): then nothing is released.
+    down: str
+
+
 class Download:
     """One download of everything a dataset is owed.
 
@@ -125,7 +149,9 @@ class Download:
         self._released = 0
         self._bytes = 0
         self._failures: dict[str, list[str]] = {}
+        self._syncers: ThreadPoolExecutor | None = None
         self._releasers: ThreadPoolExecutor | None = None
+        self._batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._releases: list[Future[None]] = []
         self._down: dict[str, str] = {}
 
@@ -153,19 +179,28 @@ class Download:
         if work:
             workers = min(self.jobs, len(work))
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rig-download")
+            self._syncers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-sync")
             self._releasers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-release")
+            recorder = ThreadPoolExecutor(1, thread_name_prefix="rig-download-record")
+            recording = recorder.submit(self._record_batches)
             try:
                 futures = [pool.submit(self._node_task, name, shots) for name, shots in work.items()]
                 for future in futures:
-                    future.result()
-                for future in self._pending_releases():
                     future.result()
             except BaseException:
                 self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
                 raise
             finally:
                 pool.shutdown(wait=True)
-                self._releasers.shutdown(wait=True)
+                self._batches.put(None)  # what was written is still recorded and released
+                try:
+                    recording.result()
+                    for future in self._pending_releases():
+                        future.result()
+                finally:
+                    recorder.shutdown(wait=True)
+                    self._syncers.shutdown(wait=True)
+                    self._releasers.shutdown(wait=True)
         self.dataset.flush()
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
@@ -203,13 +238,13 @@ class Download:
             down = self._capture_task(node, name, group, down)
 
     def _capture_task(self, node: RigNode | None, name: str, shots: list[ShotState], down: str) -> str:
-        """Settle the images of one capture on one node; returns why the node is down ("" if it is not).
+        """Fetch the images of one capture on one node; returns why the node is down ("" if it is not).
 
-        Each owed image is fetched, verified and written; then all of them are recorded at once,
-        and the node is told, in one call on a helper thread, to release every image of this
-        capture the dataset now holds.
+        Each owed image is fetched, verified and staged in a temporary file, and handed on to be
+        made durable; the batch of them then goes to the recorder, which records them and has the
+        node release them. This worker goes on with its next transfer meanwhile.
         """
-        written: list[tuple[ShotState, WrittenImage]] = []
+        writing: list[tuple[ShotState, Future[WrittenImage | None]]] = []
         releasable: list[tuple[ShotState, int]] = []
         try:
             for shot in shots:
@@ -232,25 +267,69 @@ class Download:
                     continue
                 if shot.wanted and shot.status in ("sent", "stored"):
                     try:
-                        image = self._fetch(node, shot, index)
+                        staged = self._fetch(node, shot, index)
                     except _NodeDownError as exc:
                         down = str(exc)
                         self._fail(shot, down)
                         continue
-                    except PlantImagerError as exc:  # this image only (a disk error, a refused file...)
-                        self._fail(shot, describe_error(exc))
+                    if staged is None:
                         continue
-                    if image is None:
-                        continue
-                    written.append((shot, image))
+                    assert self._syncers is not None
+                    writing.append((shot, self._syncers.submit(self._finish, shot, staged)))
                 releasable.append((shot, index))
         finally:
-            if written and not self._commit(written):
-                unrecorded = {id(shot) for shot, _ in written}
-                releasable = [(shot, i) for shot, i in releasable if id(shot) not in unrecorded]
-        if releasable and not down and node is not None:
-            self._release_soon(node, shots[0].data_code, releasable)
+            if node is not None and (writing or releasable):
+                self._batches.put(_Batch(node, shots[0].data_code, writing, releasable, down))
         return down
+
+    def _finish(self, shot: ShotState, staged: StagedImage) -> WrittenImage | None:
+        """Make one staged image durable; None if that failed (reported)."""
+        try:
+            return self.dataset.finish_image(staged)
+        except PlantImagerError as exc:  # a disk error, a different file at the name...
+            self._fail(shot, describe_error(exc))
+            return None
+
+    def _record_batches(self) -> None:
+        """The recorder: record what is durable, in as few ledger writes as possible, then release.
+
+        Every batch waiting when the recorder comes round is recorded together, so the ledger's
+        fsync is shared by all the nodes whose images arrived meanwhile.
+        """
+        while True:
+            first = self._batches.get()
+            if first is None:
+                return
+            batches, last = [first], False
+            while True:
+                try:
+                    more = self._batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    last = True
+                    break
+                batches.append(more)
+            self._record(batches)
+            if last:
+                return
+
+    def _record(self, batches: list[_Batch]) -> None:
+        written: list[tuple[ShotState, WrittenImage]] = []
+        unwritten: set[int] = set()
+        for batch in batches:
+            for shot, future in batch.writing:
+                image = future.result()
+                if image is None:
+                    unwritten.add(id(shot))
+                else:
+                    written.append((shot, image))
+        if written and not self._commit(written):
+            unwritten.update(id(shot) for shot, _ in written)
+        for batch in batches:
+            releasable = [(shot, i) for shot, i in batch.releasable if id(shot) not in unwritten]
+            if releasable and not batch.down:
+                self._release_soon(batch.node, batch.data_code, releasable)
 
     def _release_soon(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
         """Release on a helper thread, so this worker goes on with the next transfer meanwhile.
@@ -270,8 +349,8 @@ class Download:
         with self._lock:
             self._releases.append(future)
 
-    def _fetch(self, node: RigNode, shot: ShotState, index: int) -> WrittenImage | None:
-        """Fetch, verify and write one image; None if it failed (already reported)."""
+    def _fetch(self, node: RigNode, shot: ShotState, index: int) -> StagedImage | None:
+        """Fetch, verify and stage one image; None if it failed (already reported)."""
         expected = shot.meta.get("sha256")
         problem = ""
         for attempt in range(1, _FETCH_ATTEMPTS + 1):
@@ -288,7 +367,11 @@ class Download:
                 return None
             problem = self._check(data, info, expected)
             if not problem:
-                return self.dataset.write_image(shot, data, info)
+                try:
+                    return self.dataset.stage_image(shot, data, info)
+                except PlantImagerError as exc:  # a disk error, a name already taken...
+                    self._fail(shot, describe_error(exc))
+                    return None
             logger.warning("%s, capture %d: %s (attempt %d)", shot.camera, shot.capture_no, problem, attempt)
         self._fail(shot, problem)
         return None
@@ -312,15 +395,25 @@ class Download:
 
     @staticmethod
     def _check(data: memoryview, info: dict[str, Any], expected: str | None) -> str:
-        """What is wrong with received bytes ("" if nothing)."""
+        """What is wrong with received bytes ("" if nothing).
+
+        The bytes are checked against the XXH3-128 the node computed when it stored them, beside
+        their SHA-256 (a tenth of the cost on the controller), or against the SHA-256 itself when
+        the node sent no XXH3. The SHA-256 kept in the manifest is the one the node computed.
+        """
         size, sha = info.get("size"), info.get("sha256")
         if not isinstance(size, int) or not isinstance(sha, str):
             return "the node sent no size or checksum with the image"
         if len(data) != size:
             return f"received {len(data)} bytes, the node recorded {size}"
-        actual = hashlib.sha256(data).hexdigest()  # over the received frame: no copy, no lock held
-        if actual != sha:
-            return f"checksum mismatch: received {actual[:12]}..., the node recorded {sha[:12]}..."
+        quick = info.get("xxh3_128")
+        if isinstance(quick, str):
+            kind, recorded, actual = "xxh3_128", quick, xxhash.xxh3_128_hexdigest(data)
+        else:
+            kind, recorded, actual = "sha256", sha, hashlib.sha256(data).hexdigest()
+        # Either runs over the received frame: no copy, no lock held, the GIL released.
+        if actual != recorded:
+            return f"{kind} mismatch: received {actual[:12]}..., the node recorded {recorded[:12]}..."
         if expected and expected != sha:
             return f"the node now holds other bytes ({sha[:12]}...) than it captured ({expected[:12]}...)"
         return ""

@@ -35,7 +35,8 @@ def manifest_document(
         code, ``t0``, lead, skew, cameras, failures, lost and owed cameras); ``images`` (per image:
         ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
         ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
-        ``offset_ms``, ``settings``, ``size``, ``sha256``).
+        ``offset_ms``, ``settings``, ``size``, ``sha256``, ``xxh3_128``: None for images stored by
+        nodes older than that checksum).
     """
     entries, images = [], []
     for capture in sorted(captures, key=lambda c: c.capture_no):
@@ -87,4 +88,5 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "settings": {key: meta.get(key) for key in _SETTING_KEYS},
         "size": meta.get("size"),
         "sha256": meta.get("sha256"),
+        "xxh3_128": meta.get("xxh3_128"),
     }

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
 import secrets
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from plantimager.commons.errors import PlantImagerError
 
-__all__ = ["TMP_PREFIX", "fsync_dir", "link_new", "sha256_of", "write_atomically", "write_durably"]
+__all__ = [
+    "TMP_PREFIX",
+    "fsync_dir",
+    "link_new",
+    "sha256_of",
+    "sync_file",
+    "write_atomically",
+    "write_durably",
+    "write_new",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +40,64 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes | memoryview) -> None:
-    """Create ``path`` (it must not exist), write all of ``data`` and fsync it."""
+def write_new(path: Path, data: bytes | memoryview, *, durable: bool = True) -> None:
+    """Create ``path`` (it must not exist) and write all of ``data`` to it.
+
+    With ``durable``, the file is fsynced before returning. Without, the kernel is asked to start
+    writing it to disk now (where it can be asked, on Linux), so that a later :func:`sync_file`
+    finds little left to wait for while the caller goes on with other work meanwhile.
+    """
     view = memoryview(data).cast("B")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         done = 0
         while done < view.nbytes:
             done += os.write(fd, view[done : done + (1 << 22)])
+        if durable:
+            os.fsync(fd)
+        else:
+            _start_writeback(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, data: bytes | memoryview) -> None:
+    """Create ``path`` (it must not exist), write all of ``data`` and fsync it."""
+    write_new(path, data, durable=True)
+
+
+def sync_file(path: Path) -> None:
+    """Flush a file's content to disk (the file was written earlier, by any descriptor)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _load_sync_file_range() -> Callable[[int], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE: start writing the dirty pages, do not wait for them
+
+    def start(fd: int) -> None:
+        function(fd, 0, 0, write)  # best effort: a failure only means the fsync waits longer
+
+    return start
+
+
+def _start_writeback(fd: int) -> None:
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd)
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
 
 
 def write_atomically(path: Path, data: bytes) -> None:
