@@ -13,13 +13,14 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    encode and store a few ms after ``t0``), and again with none (``settle_ms=0``: they encode and
    store as soon as they have fired), to show what it buys.
 2. **Download of one capture.** ``Rig.download_all()`` after a 12 MP capture (not timed): fetch
-   every image, verify size and SHA-256, write it durably into the dataset, record it, release it on
-   the node. Twice: with the plain dummy views (about 0.5 MB per JPEG), and with camera-like noise
-   (``noise=12``, about 3 MB per JPEG, like a 12 MP Raspberry Pi HQ camera). Floors: raw pyzmq
-   REQ/REP, zero-copy, fetching the same bytes from as many server processes with the same number of
-   transfers at once (4), and the same again keeping each image in a new file, fsynced, with one
-   fsync of the folder at the end (the least a downloader that keeps what it fetches durably must
-   do). Target: at most 1.5x the raw transfer, for the 3 MB images.
+   every image, verify its size and checksum, write it durably into the dataset, record it, release
+   it on the node. Twice: with the plain dummy views (about 0.5 MB per JPEG), and with camera-like
+   noise (``noise=12``, about 3 MB per JPEG, like a 12 MP Raspberry Pi HQ camera). Three floors,
+   each fetching the same bytes with raw pyzmq REQ/REP, zero-copy, from as many server processes
+   with the same number of transfers at once (4): (a) the transfer alone; (b) keeping each image in
+   a new file, not fsynced (the least any downloader that keeps the images must do); (c) the same,
+   each file fsynced, and one fsync of the folder at the end (the least a downloader that keeps
+   them durably must do). Target: at most 1.5x the raw transfer (a), for the 3 MB images.
    The cost of each step of a download, measured alone on one image, is printed below the table.
 
 On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 import zmq
 
 from _common import ChildLink, Children, machine_info, markdown_table
@@ -162,13 +164,15 @@ def raw_fetch(
     sockets: dict[str, queue.SimpleQueue[zmq.Socket]],
     jobs: int,
     save: Path | None = None,
+    *,
+    durable: bool = True,
 ) -> int:
     """Fetch one payload from every raw server, ``jobs`` at a time; returns the bytes received.
 
-    With ``save``, each payload is also kept durably, as plainly as can be: written to a new file
-    there (a downloader keeps every image, so never over an earlier one) and fsynced, and the
-    folder fsynced once at the end so that the new names are durable too; no verification, no
-    bookkeeping.
+    With ``save``, each payload is also kept, as plainly as can be: written to a new file there (a
+    downloader keeps every image, so never over an earlier one), no verification, no bookkeeping.
+    With ``durable`` too, each file is fsynced, and the folder fsynced once at the end so that the
+    new names are durable as well.
     """
     todo: queue.SimpleQueue[str] = queue.SimpleQueue()
     for address in addresses:
@@ -191,7 +195,8 @@ def raw_fetch(
                 fd = os.open(save / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     os.write(fd, frames[1].buffer)
-                    os.fsync(fd)
+                    if durable:
+                        os.fsync(fd)
                 finally:
                     os.close(fd)
 
@@ -200,7 +205,7 @@ def raw_fetch(
         thread.start()
     for thread in threads:
         thread.join()
-    if save is not None:
+    if save is not None and durable:
         fd = os.open(save, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
@@ -360,13 +365,11 @@ def bench_download(
         sockets[address] = queue.SimpleQueue()
         sockets[address].put(sock)
     raw_fetch(addresses, sockets, JOBS)  # warm-up
-    ours: list[float] = []
-    floor: list[float] = []
-    saved: list[float] = []
+    series: dict[str, list[float]] = {name: [] for name in ("ours", "raw", "raw+write", "raw+durable")}
     sizes: list[int] = []
     save = folder / "raw-save"
     save.mkdir()
-    names = ["ours", "raw", "raw+save"]
+    names = list(series)
     try:
         for round_no in range(downloads):
             shift = round_no % len(names)
@@ -375,34 +378,43 @@ def bench_download(
                     rig.capture_all()  # not timed
                     started = time.perf_counter()
                     report = rig.download_all(jobs=JOBS)
-                    ours.append(time.perf_counter() - started)
+                    series[name].append(time.perf_counter() - started)
                     sizes.append(report.bytes)
                 else:
                     started = time.perf_counter()
-                    raw_fetch(addresses, sockets, JOBS, save if name == "raw+save" else None)
-                    (floor if name == "raw" else saved).append(time.perf_counter() - started)
+                    raw_fetch(
+                        addresses,
+                        sockets,
+                        JOBS,
+                        None if name == "raw" else save,
+                        durable=name == "raw+durable",
+                    )
+                    series[name].append(time.perf_counter() - started)
     finally:
         for pool in sockets.values():
             while not pool.empty():
                 pool.get().close()
     total = statistics.median(sizes)
     raw_total = sum(len(p) for p in payloads)
+    ours = series["ours"]
     mine = statistics.median(ours)
     label = f"download one capture, {len(payloads)} x {total / len(payloads) / MB:.2f} MB (ms, median / p90)"
     ours_text = (
         f"download_all: {mine * 1e3:.1f} / {np.percentile(ours, 90) * 1e3:.1f} ({total / mine / MB:.0f} MB/s)"
     )
     rows = []
-    for floor_name, series, goal in (
-        (f"raw pyzmq, {JOBS} at once", floor, target),
-        (f"raw pyzmq, {JOBS} at once, each kept in a new file, fsynced", saved, ""),
+    for floor_name, key, goal in (
+        (f"(a) raw pyzmq, {JOBS} at once", "raw", target),
+        (f"(b) raw pyzmq, {JOBS} at once, each kept in a new file", "raw+write", ""),
+        (f"(c) raw pyzmq, {JOBS} at once, each kept in a new file, fsynced", "raw+durable", ""),
     ):
-        base = statistics.median(series)
+        floor = series[key]
+        base = statistics.median(floor)
         rows.append(
             [
                 label,
                 ours_text,
-                f"{floor_name}: {base * 1e3:.1f} / {np.percentile(series, 90) * 1e3:.1f} "
+                f"{floor_name}: {base * 1e3:.1f} / {np.percentile(floor, 90) * 1e3:.1f} "
                 f"({raw_total / base / MB:.0f} MB/s)",
                 f"{mine / base:.2f}x",
                 goal,
@@ -449,7 +461,12 @@ def step_costs(payload: bytes, folder: Path, address: str, context: zmq.Context)
 
     size = f"{len(payload) / MB:.2f} MB"
     measured = {
-        f"SHA-256 of a {size} image": [timed(lambda: hashlib.sha256(payload).digest()) for _ in range(20)],
+        f"SHA-256 of a {size} image (the node, when it stores it)": [
+            timed(lambda: hashlib.sha256(payload).digest()) for _ in range(20)
+        ],
+        f"XXH3-128 of a {size} image (the controller's check of a transfer)": [
+            timed(lambda: xxhash.xxh3_128_digest(payload)) for _ in range(20)
+        ],
         f"write, fsync and link a new {size} file": [timed(write) for _ in range(20)],
         "record it: folder fsync, ledger write and fsync": [timed(record_one) for _ in range(20)],
         "a short call's round trip (ping)": [timed(client.ping) for _ in range(20)],
