@@ -148,6 +148,16 @@ def test_dummy_backend_frames_resolution_and_views():
     assert not np.array_equal(cam0.capture_lores(), cam0.capture_lores())  # previews move
 
 
+def test_dummy_backend_first_view_turns_the_views_of_a_node():
+    shifted = DummyBackend(1, resolution=SMALL, first_view=5)
+    assert shifted.view == 6 and DummyBackend(0, resolution=SMALL, first_view=23).view == 23
+    assert DummyBackend(1, resolution=SMALL, first_view=23).view == 0  # around the plant
+    assert np.array_equal(shifted.capture().image, DummyBackend(6, resolution=SMALL).capture().image)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValidationError, match="first_view must be an int >= 0"):
+            DummyBackend(0, resolution=SMALL, first_view=bad)
+
+
 def test_dummy_backend_controls_change_the_image_and_are_validated():
     cam = DummyBackend(2, resolution=SMALL)
     plain = cam.capture().image.astype(float).mean()

@@ -62,6 +62,7 @@ def test_demo_serves_a_rig_that_captures_and_downloads_then_stops_everything(run
         names = sorted(p.name for p in session.iterdir() if p.suffix == ".jpeg")
         assert names == ["idnode1_d1_cam0.jpeg", "idnode2_d1_cam0.jpeg", "idnode3_d1_cam0.jpeg"]
         assert all(simplejpeg.decode_jpeg((session / n).read_bytes()).size for n in names)
+        assert len({(session / n).read_bytes() for n in names}) == 3  # each node sees its own side
         assert len(json.loads((session / "manifest.json").read_text())["images"]) == 3
         assert json.loads((captures / ".demo" / "pids.json").read_text()) == {
             f"node{i}": pid for i, pid in enumerate(pids, 1)

@@ -1,7 +1,8 @@
 """A simulated camera: serves the shipped views of a synthetic plant, no hardware needed.
 
-Camera ``index`` sees view ``index`` of the set (modulo its size), so the cameras of a node, and
-the nodes of a rig numbered one after the other, see neighbouring azimuths of the same plant.
+Camera ``index`` sees view ``first_view + index`` of the set (modulo its size), so the cameras of
+a node see neighbouring azimuths of the same plant, and nodes given consecutive ``first_view``
+values (as the demo does) carry on around it.
 Stills are the view resized to the current resolution (cropped to its aspect ratio first); the
 latest rendering is kept (one for stills, one for previews, keyed by resolution and control values),
 so capturing again with the same settings is nearly free. The still is rendered ahead, when the
@@ -139,7 +140,8 @@ class DummyBackend(CameraBackend):
     Parameters
     ----------
     index : int
-        The camera's index; it chooses the view (``index`` modulo the number of views).
+        The camera's index; it chooses the view (``first_view + index`` modulo the number of
+        views).
     resolution : tuple of int, optional
         Initial still resolution ``(width, height)``, clamped to the allowed range.
     images : folder path or sequence of arrays, optional
@@ -149,11 +151,15 @@ class DummyBackend(CameraBackend):
         Largest still resolution.
     noise : int
         Amplitude (0-64) of the deterministic noise added to every still pixel; 0 adds none.
+    first_view : int
+        The view of camera 0, so that several one-camera nodes on one machine (the demo's) look
+        at the plant from different sides.
 
     Raises
     ------
     ValidationError
-        If ``index`` is negative, ``noise`` is out of range or the images are unusable.
+        If ``index`` or ``first_view`` is negative, ``noise`` is out of range or the images are
+        unusable.
     FileNotFoundError
         If the image folder does not exist.
     """
@@ -166,9 +172,12 @@ class DummyBackend(CameraBackend):
         *,
         max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION,
         noise: int = 0,
+        first_view: int = 0,
     ) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
+        if isinstance(first_view, bool) or not isinstance(first_view, int) or first_view < 0:
+            raise ValidationError(f"first_view must be an int >= 0, got {first_view!r}")
         if isinstance(noise, bool) or not isinstance(noise, int) or not 0 <= noise <= _MAX_NOISE:
             raise ValidationError(f"noise must be an int in [0, {_MAX_NOISE}], got {noise!r}")
         self.index = index
@@ -180,13 +189,13 @@ class DummyBackend(CameraBackend):
             images = default_image_dir()
         if isinstance(images, (str, os.PathLike)):
             files = list_images(images)
-            self.view = index % len(files)
+            self.view = (first_view + index) % len(files)
             self.source_name = files[self.view].name
             array = _load_rgb(files[self.view])
         else:
             if len(images) == 0:
                 raise ValidationError("images must hold at least one image")
-            self.view = index % len(images)
+            self.view = (first_view + index) % len(images)
             self.source_name = f"array {self.view}"
             array = _as_rgb(images[self.view])
         self._source = Image.fromarray(array)

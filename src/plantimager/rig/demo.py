@@ -127,7 +127,7 @@ class Demo:
             self.registry_url = self._registry.url
             self.say(f"registry {self.registry_url}")
             for number in range(1, self.node_count + 1):
-                self._spawn(f"node{number}")
+                self._spawn(f"node{number}", first_view=(number - 1) * self.cameras_per_node)
             self.rig = Rig(self.registry_url, context=self._context).start()
             self.rig.on_event(self._report)
             expected = self.node_count * self.cameras_per_node
@@ -160,7 +160,9 @@ class Demo:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, first_view: int) -> None:
+        # Each node's cameras look at the plant from their own sides: node 1 sees views 0, 1...,
+        # node 2 the next ones, as cameras placed side by side around a plant would.
         folder = self.home / name
         folder.mkdir(parents=True, exist_ok=True)
         args = [
@@ -183,6 +185,8 @@ class Demo:
             "0",
             "--name",
             name,
+            "--backend-option",
+            f"first_view={first_view}",
         ]
         if self.resolution is not None:
             args += ["--resolution", f"{self.resolution[0]}x{self.resolution[1]}"]
