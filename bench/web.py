@@ -49,7 +49,6 @@ import zmq
 
 from _common import machine_info, markdown_table
 from plantimager.commons.deviceregistry import DeviceRegistry
-from plantimager.commons.examples.scene import default_image_dir
 from plantimager.rig import Rig
 from plantimager.web import WebServer, create_app
 from plantimager.web.relay import MultipartParser
@@ -75,7 +74,7 @@ READY_TIMEOUT = 60.0
 class NodeProcess:
     """A ``plantimager camera`` process whose output lines can be waited on; stopped by its pid."""
 
-    def __init__(self, name: str, registry: str, home: Path, view: Path | None) -> None:
+    def __init__(self, name: str, registry: str, home: Path, first_view: int) -> None:
         self.name = name
         args = [
             *LAUNCH,
@@ -96,9 +95,9 @@ class NodeProcess:
             name,
             "--resolution",
             "640x480",
+            "--backend-option",
+            f"first_view={first_view}",
         ]
-        if view is not None:
-            args += ["--backend-option", f"images={view}"]
         self.popen = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -150,16 +149,9 @@ def served_rig(count: int, home: Path, *, views: bool) -> Iterator[tuple[Rig, We
     rig: Rig | None = None
     server: WebServer | None = None
     try:
-        images = sorted(default_image_dir().iterdir())
         for number in range(1, count + 1):
-            view = None
-            if views:  # each node shows another view of the plant
-                view = home / f"view{number}"
-                view.mkdir(parents=True)
-                (view / images[(number - 1) % len(images)].name).symlink_to(
-                    images[(number - 1) % len(images)]
-                )
-            nodes.append(NodeProcess(f"node{number}", registry.url, home / f"node{number}", view))
+            first_view = number - 1 if views else 0  # with views, each node shows another side
+            nodes.append(NodeProcess(f"node{number}", registry.url, home / f"node{number}", first_view))
         deadline = time.monotonic() + READY_TIMEOUT
         for node in nodes:
             node.wait_registered(deadline)
