@@ -127,3 +127,13 @@ def test_custom_template_and_configure_all(spawn, make_rig, tmp_path):
     assert status["dataset"]["images"] == 3 and status["dataset"]["owed"] == {}
     assert {name: info["state"] for name, info in status["nodes"].items()} == {"a": "ready", "b": "ready"}
     assert status["nodes"]["b"]["status"]["spool"]["pending_captures"] == 0
+
+    # The same dataset again is the one in use; with another template it is reopened with it.
+    assert rig.use_dataset(tmp_path / "s") is rig.dataset
+    rig.use_dataset(tmp_path / "s", template="again_{capture_no}_{server_id}_{camera}.{ext}")
+    assert [s.file for s in rig.capture_all().shots] == [
+        "again_2_a_cam0.jpeg",
+        "again_2_b_cam0.jpeg",
+        "again_2_b_cam1.jpeg",
+    ]
+    assert rig.download_all().owed == 0 and rig.dataset.summary()["images"] == 6

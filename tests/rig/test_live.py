@@ -34,11 +34,15 @@ def test_arrivals_and_departures_reach_the_rig(spawn, registry, make_rig, record
     added = {e.camera: e.at for e in events if e.kind == "camera_added"}
     arrival_ms = (max(added.values()) - seen_by_registry[("in", "live")]) * 1e3
 
+    unsubscribed = []
+    rig.on_event(unsubscribed.append)
+    assert rig.off_event(unsubscribed.append) and not rig.off_event(unsubscribed.append)
     assert node.stop() == 0  # the node unregisters on its way out
     assert rig.wait_for(lambda r: r.cameras() == [], 20)
     removed = {e.camera: e.at for e in events if e.kind == "camera_removed"}
     assert set(removed) == {"live/cam0", "live/cam1"}
     departure_ms = (max(removed.values()) - seen_by_registry[("out", "live")]) * 1e3
+    assert not [e for e in unsubscribed if e.kind == "camera_removed"]
     kinds = [e.kind for e in events]
     assert kinds.index("node_added") < kinds.index("node_removed")
 

@@ -170,8 +170,16 @@ class Rig:
         """Call ``callback(event)`` for every arrival, departure or change (see :class:`RigEvent`).
 
         Callbacks run on the rig's threads and must return quickly; returns ``callback``.
+        See :meth:`off_event` to stop.
         """
         return self._roster.on_event(callback)
+
+    def off_event(self, callback: Callable[[RigEvent], Any]) -> bool:
+        """Stop calling a callback given to :meth:`on_event`; False if it was not registered.
+
+        An event already being delivered may still reach it.
+        """
+        return self._roster.off_event(callback)
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the registry answered and every node it lists was tried; False on timeout."""
@@ -207,8 +215,21 @@ class Rig:
             return self._dataset
 
     def use_dataset(self, path: str | os.PathLike[str], *, template: str | None = None) -> Dataset:
-        """Send the next captures to another dataset (a new session); returns it, opened."""
-        new = Dataset(path, template=template if template is not None else self._template)
+        """Send the next captures to another dataset (a new session); returns it, opened.
+
+        The dataset the rig already uses is returned as it is (reopened if ``template`` differs
+        from its template).
+        """
+        root = Path(path).expanduser().absolute()
+        with self._dataset_lock:
+            current = self._dataset
+            if current is not None and current.root == root:
+                if template is None or template == current.template.text:
+                    return current
+                # Reopened below with the new template: a dataset admits one controller at a time.
+                self._dataset = None
+                current.close()
+        new = Dataset(root, template=template if template is not None else self._template)
         with self._dataset_lock:
             old, self._dataset, self._dataset_path = self._dataset, new, new.root
         if old is not None:

@@ -166,6 +166,15 @@ class Roster:
             self._listeners.append(callback)
         return callback
 
+    def off_event(self, callback: Callable[[RigEvent], Any]) -> bool:
+        """Stop calling ``callback``; False if it was not registered."""
+        with self._cond:
+            try:
+                self._listeners.remove(callback)
+            except ValueError:
+                return False
+        return True
+
     # -- the roster thread -----------------------------------------------------------------------
     def _poke(self, *_args: Any) -> None:
         with self._cond:

@@ -115,6 +115,7 @@ class EventHub:
     async def close(self) -> None:
         """End every event stream and stop following the rig."""
         self.closed = True
+        self.controller.rig.off_event(self._on_rig_event)
         for listener in self._listeners:
             listener.wake.set()
         if self._task is not None:
@@ -127,7 +128,7 @@ class EventHub:
         """Called on the rig's threads: hand the event to the loop, never block."""
         loop = self._loop
         if self.closed or loop is None or loop.is_closed():
-            return  # the rig keeps its listeners: this one goes quiet once the app stopped
+            return  # an event delivered while the app stops
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._rig_event, event)
 
