@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from helpers.process import Child
+from helpers.process import LAUNCH, Child
 from plantimager.commons import watchdog as wd
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCServer
@@ -44,10 +44,10 @@ class Systemd:
 
     def next(self, timeout: float) -> str | None:
         """The next datagram, or None if none arrives within ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
+        self.sock.settimeout(timeout)  # 0: only what is already queued
         try:
             return self.sock.recv(4096).decode()
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             return None
 
     def wait_for(self, message: str, timeout: float = 5.0) -> list[str]:
@@ -288,3 +288,38 @@ def test_camera_command_reports_ready_watchdog_and_stopping(
     finally:
         node.kill()
         registry.stop()
+
+
+# -- the registry under systemd ---------------------------------------------------------------------
+def test_registry_feeds_the_watchdog_while_it_serves(ctx: zmq.Context, systemd: Systemd) -> None:
+    registry = DeviceRegistry(ctx, "127.0.0.1", 0)
+    registry.start()
+    try:
+        systemd.wait_for("WATCHDOG=1")
+        systemd.wait_for("WATCHDOG=1")  # and again: an idle registry keeps feeding
+        assert len(_watchdog_threads()) == 1
+    finally:
+        registry.stop()
+    assert not _watchdog_threads()
+    while systemd.next(0) is not None:  # fed before the registry stopped
+        pass
+    assert systemd.silent_for(SILENCE), "still fed after the registry stopped"
+
+
+def test_registry_command_reports_ready_watchdog_and_stopping(systemd: Systemd) -> None:
+    """What the registry's unit (Type=notify, WatchdogSec=) relies on."""
+    command = Child(
+        [*LAUNCH, "registry", "--bind", "tcp://127.0.0.1:0"],
+        env={"NOTIFY_SOCKET": systemd.address, "WATCHDOG_USEC": str(WATCHDOG_USEC)},
+    )  # fmt: skip
+    try:
+        before = systemd.wait_for("READY=1", timeout=20)
+        assert "STOPPING=1" not in before
+        command.wait_for(r"registry listening on tcp://127\.0\.0\.1:\d+")
+        systemd.wait_for("WATCHDOG=1")
+        systemd.wait_for("WATCHDOG=1")
+        os.kill(command.pid, signal.SIGTERM)
+        systemd.wait_for("STOPPING=1", timeout=20)
+        assert command.popen.wait(20) == 0
+    finally:
+        command.kill()

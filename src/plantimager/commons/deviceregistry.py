@@ -51,6 +51,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from . import watchdog as _watchdog
 from .errors import ProtocolError, RegistryError, ValidationError
 from .sockets import make_socket
 from .wire import decode_object, encode
@@ -432,8 +433,19 @@ class DeviceRegistry(threading.Thread):
 
     def _serve(self) -> None:
         assert self._rep is not None
+        # Under systemd with WatchdogSec=, the watchdog is fed while this loop keeps turning.
+        monitor = _watchdog.watch_loop(f"device registry on port {self.port}")
+        try:
+            self._serve_loop(monitor)
+        finally:
+            _watchdog.unwatch_loop(monitor)
+
+    def _serve_loop(self, monitor: _watchdog.LoopMonitor | None) -> None:
+        assert self._rep is not None
         next_heartbeat = time.monotonic()
         while not self._stop_event.is_set():
+            if monitor is not None:
+                monitor.beat()
             now = time.monotonic()
             self._dispatch(self._prune(now))
             if now >= next_heartbeat:
