@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import zmq
 
-from .deviceregistry import AliveStatus, register_device, send_alive_check, unregister_device
+from .deviceregistry import AliveStatus
 from .errors import RegistryError
+from .registryclient import register_device, send_alive_check, unregister_device
 
 __all__ = ["RegistryLink"]
 

@@ -24,8 +24,9 @@ from typing import Any
 
 import zmq
 
-from .deviceregistry import DeviceInfo, EventType, _message, _normalise_url, _payload_of, _request
+from .deviceregistry import DeviceInfo, EventType, _message
 from .errors import ProtocolError, RegistryError
+from .registryclient import _normalise_url, _payload_of, _request
 from .sockets import make_socket
 from .wire import decode_object
 
