@@ -20,7 +20,8 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    with the same number of transfers at once (4): (a) the transfer alone; (b) keeping each image in
    a new file, not fsynced (the least any downloader that keeps the images must do); (c) the same,
    each file fsynced, and one fsync of the folder at the end (the least a downloader that keeps
-   them durably must do). Target: at most 1.5x the raw transfer (a), for the 3 MB images.
+   them durably must do); and (d) that durable save alone, with no transfer (what the disk
+   takes). Target: at most 1.5x the raw transfer (a), for the 3 MB images.
    The cost of each step of a download, measured alone on one image, is printed below the table.
 
 On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
@@ -214,6 +215,30 @@ def raw_fetch(
     return sum(received)
 
 
+def disk_only(payloads: list[bytes], save: Path, jobs: int) -> None:
+    """Keep ``payloads`` durably, ``jobs`` at a time, with no transfer: the disk's own floor.
+
+    Each is written to a new file and fsynced, and the folder fsynced once at the end, as
+    :func:`raw_fetch` does with ``save`` and ``durable``.
+    """
+
+    def keep(payload: bytes) -> None:
+        fd = os.open(save / f"disk-{next(_SAVED)}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(keep, payloads))
+    fd = os.open(save, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 _SAVED = itertools.count()
 
 
@@ -365,7 +390,9 @@ def bench_download(
         sockets[address] = queue.SimpleQueue()
         sockets[address].put(sock)
     raw_fetch(addresses, sockets, JOBS)  # warm-up
-    series: dict[str, list[float]] = {name: [] for name in ("ours", "raw", "raw+write", "raw+durable")}
+    series: dict[str, list[float]] = {
+        name: [] for name in ("ours", "raw", "raw+write", "raw+durable", "disk")
+    }
     sizes: list[int] = []
     save = folder / "raw-save"
     save.mkdir()
@@ -380,6 +407,10 @@ def bench_download(
                     report = rig.download_all(jobs=JOBS)
                     series[name].append(time.perf_counter() - started)
                     sizes.append(report.bytes)
+                elif name == "disk":
+                    started = time.perf_counter()
+                    disk_only(payloads, save, JOBS)
+                    series[name].append(time.perf_counter() - started)
                 else:
                     started = time.perf_counter()
                     raw_fetch(
@@ -407,6 +438,7 @@ def bench_download(
         (f"(a) raw pyzmq, {JOBS} at once", "raw", target),
         (f"(b) raw pyzmq, {JOBS} at once, each kept in a new file", "raw+write", ""),
         (f"(c) raw pyzmq, {JOBS} at once, each kept in a new file, fsynced", "raw+durable", ""),
+        (f"(d) no transfer: the same bytes kept in new files, fsynced, {JOBS} at once", "disk", ""),
     ):
         floor = series[key]
         base = statistics.median(floor)
