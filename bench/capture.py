@@ -60,6 +60,7 @@ from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCClient
 from plantimager.rig import CallLimits, Rig
+from plantimager.rig.storage import fsync_dir, link_new, write_durably
 
 __all__ = ["main"]
 
@@ -192,14 +193,7 @@ def raw_fetch(
             received[slot] += len(frames[1].buffer)
             sockets[address].put(sock)
             if save is not None:
-                name = f"{address.rsplit(':', 1)[1]}-{next(_SAVED)}"
-                fd = os.open(save / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    os.write(fd, frames[1].buffer)
-                    if durable:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
+                keep(save / f"{address.rsplit(':', 1)[1]}-{next(_SAVED)}", frames[1].buffer, fsync=durable)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(jobs)]
     for thread in threads:
@@ -207,11 +201,7 @@ def raw_fetch(
     for thread in threads:
         thread.join()
     if save is not None and durable:
-        fd = os.open(save, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(save)
     return sum(received)
 
 
@@ -221,20 +211,18 @@ def disk_only(payloads: list[bytes], save: Path, jobs: int) -> None:
     Each is written to a new file and fsynced, and the folder fsynced once at the end, as
     :func:`raw_fetch` does with ``save`` and ``durable``.
     """
-
-    def keep(payload: bytes) -> None:
-        fd = os.open(save / f"disk-{next(_SAVED)}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(keep, payloads))
-    fd = os.open(save, os.O_RDONLY | os.O_DIRECTORY)
+        list(pool.map(lambda payload: keep(save / f"disk-{next(_SAVED)}", payload, fsync=True), payloads))
+    fsync_dir(save)
+
+
+def keep(path: Path, data: Any, *, fsync: bool) -> None:
+    """Write ``data`` to the new file ``path`` with one plain write; fsync it if asked."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.fsync(fd)
+        os.write(fd, data)
+        if fsync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -459,7 +447,6 @@ def step_costs(payload: bytes, folder: Path, address: str, context: zmq.Context)
     """The cost of each step of downloading one image, measured alone (median of 20), as rows."""
     from plantimager.camera.spool import Spool
     from plantimager.rig.ledger import Ledger
-    from plantimager.rig.storage import fsync_dir, link_new, write_durably
 
     folder.mkdir()
     ledger = Ledger(folder / "ledger.jsonl")
