@@ -22,8 +22,8 @@ import numpy as np
 import zmq
 from thermostat_server import DEVICE_TYPE, Thermostat  # the example's directory is on sys.path
 
-from plantimager.commons.deviceregistry import list_devices
 from plantimager.commons.errors import RegistryError, RPCTimeoutError
+from plantimager.commons.registry import list_devices
 from plantimager.commons.RPC import RPCClient
 
 __all__ = ["ThermostatClient", "find_thermostat", "main"]

@@ -18,7 +18,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plantimager.commons.deviceregistry import (
+from plantimager.commons.errors import RegistryError
+from plantimager.commons.registry import (
     ALIVE_TIMEOUT,
     DEFAULT_REGISTRY_PORT,
     AliveStatus,
@@ -28,7 +29,6 @@ from plantimager.commons.deviceregistry import (
     send_alive_check,
     unregister_device,
 )
-from plantimager.commons.errors import RegistryError
 
 WAIT = 5.0  # generous bound on anything that should happen "at once"; never slept
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import zmq
 
-from plantimager.commons.deviceregistry import (
+from plantimager.commons.errors import RegistryError
+from plantimager.commons.registry import (
     DeviceInfo,
     DeviceRegistry,
     RegistryWatcher,
@@ -23,7 +24,6 @@ from plantimager.commons.deviceregistry import (
     register_device,
     unregister_device,
 )
-from plantimager.commons.errors import RegistryError
 
 WAIT = 5.0  # generous bound on anything that should happen "at once"; never slept
 

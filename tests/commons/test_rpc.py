@@ -12,7 +12,7 @@ import zmq
 from helpers.rpc_example import Thermostat, ThermostatClient, ThermostatServer, serving
 from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError
 from plantimager.commons.RPC import RPCClient, RPCServer, RPCSignal
-from plantimager.commons.wire import decode_object, encode
+from plantimager.commons.rpc.wire import decode_object, encode
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from helpers.rpc_example import ThermostatClient, ThermostatServer, serving
-from plantimager.commons.address import advertised_host, parse_url
+from plantimager.commons.rpc.address import advertised_host, parse_url
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers.rpc_example import ThermostatClient, ThermostatServer, serving
-from plantimager.commons.wire import decode_object
+from plantimager.commons.rpc.wire import decode_object
 
 SAFE_METHODS = ["echo", "add", "blob", "fail", "nope", "__init__", "_stop", "stop_server", ""]
 EVENTS = [

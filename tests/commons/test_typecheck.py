@@ -1,4 +1,4 @@
-"""Tests of plantimager.commons.typecheck.
+"""Tests of plantimager.commons.rpc.typecheck.
 
 The first two groups port the upstream plantimager checks and coercions (they describe behaviour we
 keep); the next groups cover the stricter rules; the last group holds property-based tests.
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plantimager.commons.typecheck import MAX_SPEC_DEPTH, coerce_to_generic, is_instance_of_generic
+from plantimager.commons.rpc.typecheck import MAX_SPEC_DEPTH, coerce_to_generic, is_instance_of_generic
 
 
 class CameraMode(enum.StrEnum):

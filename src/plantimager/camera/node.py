@@ -23,10 +23,10 @@ from typing import Any
 
 import zmq
 
-from plantimager.commons.address import advertised_host, parse_url
 from plantimager.commons.cameradevice import Camera, CameraMode, CameraNode, Encoding
 from plantimager.commons.errors import ImageUnavailable, ValidationError
 from plantimager.commons.RPC import RPCProperty, RPCServer
+from plantimager.commons.rpc.address import advertised_host, parse_url
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend

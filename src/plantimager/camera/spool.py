@@ -45,7 +45,7 @@ from typing import Any
 import xxhash
 
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, ValidationError
-from plantimager.commons.wire import decode_object, encode
+from plantimager.commons.rpc.wire import decode_object, encode
 
 from .names import validate_name
 

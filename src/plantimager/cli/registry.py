@@ -11,8 +11,8 @@ import click
 import zmq
 
 from plantimager.commons import systemd
-from plantimager.commons.deviceregistry import DEFAULT_REGISTRY_PORT, DeviceRegistry
 from plantimager.commons.errors import RegistryError
+from plantimager.commons.registry import DEFAULT_REGISTRY_PORT, DeviceRegistry
 
 __all__ = ["registry"]
 

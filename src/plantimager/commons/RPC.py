@@ -2,8 +2,9 @@
 
 Exposes methods (results as JSON or as raw binary buffers), properties and publish-subscribe
 signals of an object to clients on the network, with the wire protocol of the upstream
-plantimager project (``docs/protocol.md``). This module gathers the public names; each lives in
-a module of its own.
+plantimager project (``docs/protocol.md``). This module is the documented face of the framework: it
+gathers the public names from :mod:`plantimager.commons.rpc`, where each lives in a module of its own, and
+``RPCServer`` from :mod:`plantimager.commons.registry`, which adds joining a device registry to the core.
 
 Classes
 -------
@@ -25,11 +26,8 @@ RPCSignalReceiver
 
 from __future__ import annotations
 
-from .client import RPCClient, RPCSignalReceiver
-from .properties import RPCProperty
-from .protocol import NoResult, RPCEvents
-from .server import RPCServer
-from .signals import RPCSignal
+from .registry.member import RPCServer
+from .rpc import NoResult, RPCClient, RPCEvents, RPCProperty, RPCSignal, RPCSignalReceiver
 
 __all__ = [
     "NoResult",

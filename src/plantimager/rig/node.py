@@ -17,8 +17,8 @@ from typing import Any
 import zmq
 
 from plantimager.commons.cameradevice import CameraNode
-from plantimager.commons.deviceregistry import DeviceInfo
 from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError
+from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.RPC import RPCClient
 
 from .record import CameraInfo, NodeInfo, camera_key

@@ -1,6 +1,6 @@
 """The live list of camera nodes and their cameras, kept in step with the device registry.
 
-A :class:`~plantimager.commons.registrywatcher.RegistryWatcher` follows the registry's devices of type
+A :class:`~plantimager.commons.registry.watcher.RegistryWatcher` follows the registry's devices of type
 ``camera``; the roster's own thread reconciles that list with the nodes it is connected to: it connects
 to new devices (on a worker thread, so one slow node never delays the others), drops those that left
 or moved to another address, retries devices it could not reach with a growing pause, and pings idle
@@ -20,9 +20,9 @@ from typing import Any
 
 import zmq
 
-from plantimager.commons.deviceregistry import DeviceInfo
 from plantimager.commons.errors import InterfaceError, RemoteError
-from plantimager.commons.registrywatcher import RegistryWatcher
+from plantimager.commons.registry import DeviceInfo
+from plantimager.commons.registry.watcher import RegistryWatcher
 
 from .node import CallLimits, RigNode, describe_error
 from .record import CameraInfo, NodeInfo, RigEvent

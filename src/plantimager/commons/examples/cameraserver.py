@@ -38,12 +38,12 @@ import simplejpeg
 import zmq
 from PIL import Image
 
-from plantimager.commons.address import advertised_host, parse_url
 from plantimager.commons.cameradevice import Camera, CameraMode, Encoding
 from plantimager.commons.errors import ValidationError
 from plantimager.commons.examples.scene import default_image_dir
 from plantimager.commons.mjpeg import MJPEGServer
 from plantimager.commons.RPC import RPCProperty, RPCServer
+from plantimager.commons.rpc.address import advertised_host, parse_url
 
 __all__ = [
     "IMAGE_ENV",

@@ -1,4 +1,7 @@
-"""``RPCServer``: exposes an object's methods, properties and signals over ZeroMQ.
+"""``RPCServerBase``: exposes an object's methods, properties and signals over ZeroMQ.
+
+Joining a device registry is added on top, by :class:`plantimager.commons.registry.member.RPCServer` (the
+``RPCServer`` of :mod:`plantimager.commons.RPC`), so the RPC core knows nothing of the registry.
 
 Wire protocol: see ``docs/protocol.md``. The request socket is a ROUTER, which REQ clients
 (ours and upstream's) talk to exactly as to a REP socket, but which lets the server answer every
@@ -18,18 +21,17 @@ from typing import Any
 
 import zmq
 
-from . import watchdog as _watchdog
+from .. import watchdog as _watchdog
+from ..errors import ProtocolError
 from .address import Endpoint, advertised_host, parse_url
-from .errors import ProtocolError
 from .members import BUFFER_MARK, JSON_MARK, TIMEOUT_MARK, Members, collect_members
 from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply, format_remote_traceback
-from .registration import RegistryLink
 from .signals import RPCSignal
 from .sockets import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, Waker, make_socket
 from .typecheck import coerce_to_generic, is_instance_of_generic
 from .wire import decode_object, encode
 
-__all__ = ["RPCServer"]
+__all__ = ["RPCServerBase"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class _Publisher:
             self.socket.close()
 
 
-class RPCServer:
+class RPCServerBase:
     """Serve an object's methods, properties and signals to :class:`RPCClient` peers.
 
     Make a class that inherits from an interface and from ``RPCServer``; mark the remotely
@@ -173,7 +175,6 @@ class RPCServer:
         self._socket: zmq.Socket | None = sock
         self.address = f"{endpoint.scheme}://{_url_host(advertised_host(endpoint.host))}:{self.port}"
         self._publisher: _Publisher | None = None
-        self._registry: RegistryLink | None = None
         self._stop = False
         self._dead = False
         self._serving = False
@@ -232,53 +233,6 @@ class RPCServer:
             The decorator (or the marked method when used bare).
         """
         return _mark(timeout, BUFFER_MARK)
-
-    # -- registry ----------------------------------------------------------------------------------
-    def register_to_registry(self, type_: str, name: str, registry_url: str, overwrite: bool = True) -> str:
-        """Register with the device registry at ``registry_url`` as a device of type ``type_``.
-
-        The registry may change ``name`` to keep names unique; the accepted name is returned. A
-        background thread then reports liveness to the registry, re-registers when the registry
-        forgets this server (e.g. after a restart) and keeps retrying while it is unreachable.
-        The registry is never contacted while requests are served, and serving never stops
-        because the registry is away.
-
-        Parameters
-        ----------
-        type_ : str
-            Device type, e.g. ``"camera"``.
-        name : str
-            Proposed name.
-        registry_url : str
-            ``tcp://<host>:<port>`` of the registry.
-        overwrite : bool
-            Take the name even if another device holds it.
-
-        Returns
-        -------
-        str
-            The accepted name, or ``""`` if the registry could not be reached yet (registration
-            then continues in the background).
-        """
-        if self._registry is not None:
-            self._registry.stop(unregister=True)
-        link = RegistryLink(
-            self.context,
-            registry_url,
-            device_type=type_,
-            name=name,
-            addr=self.address,
-            overwrite=overwrite,
-            alive_timeout=self.alive_timeout,
-            on_change=self._registration_changed,
-        )
-        self._registry = link
-        link.register_now()
-        link.start()
-        return self.name
-
-    def _registration_changed(self, name: str, uuid: str, registry_url: str) -> None:
-        self.name, self.uuid, self.registry_addr = name, uuid, registry_url
 
     # -- serving ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -469,7 +423,7 @@ class RPCServer:
 
     # -- stopping --------------------------------------------------------------------------------
     def stop_server(self, timeout: float = 10.0) -> None:
-        """Stop serving and unregister from the registry.
+        """Stop serving (and, for a server that joined a registry, unregister from it).
 
         Safe to call from any thread and more than once. Called from another thread than the one
         serving, it returns once the serve loop has closed its sockets (so the port can be bound
@@ -486,15 +440,16 @@ class RPCServer:
         if threading.current_thread() is not self._serve_thread:
             self._stopped.wait(timeout)
 
+    def _on_stop(self) -> None:
+        """Hook run once when the server stops, before its sockets close; subclasses extend it."""
+
     def _shutdown(self) -> None:
         with self._state_lock:
             if self._dead:
                 return
             self._dead = True
             self._serving = False
-        if self._registry is not None:
-            self._registry.stop(unregister=True)
-            self._registry = None
+        self._on_stop()
         if self._publisher is not None:
             self._publisher.close()
         if self._socket is not None:
@@ -513,7 +468,7 @@ _MEMBERS_CACHE: dict[type, Members] = {}
 def _members_of(cls: type) -> Members:
     members = _MEMBERS_CACHE.get(cls)
     if members is None:
-        members = _MEMBERS_CACHE[cls] = collect_members(cls, stop=(RPCServer,))
+        members = _MEMBERS_CACHE[cls] = collect_members(cls, stop=(RPCServerBase,))
     return members
 
 

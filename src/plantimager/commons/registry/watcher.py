@@ -24,11 +24,10 @@ from typing import Any
 
 import zmq
 
-from .deviceregistry import DeviceInfo, EventType, _message
-from .errors import ProtocolError, RegistryError
-from .registryclient import _normalise_url, _payload_of, _request
-from .sockets import make_socket
-from .wire import decode_object
+from ..errors import ProtocolError, RegistryError
+from ..rpc.sockets import make_socket
+from ..rpc.wire import decode_object
+from .message import DeviceInfo, EventType, make_message, normalise_url, payload_of, request
 
 __all__ = ["RegistryWatcher", "list_devices"]
 
@@ -73,14 +72,14 @@ def _fetch(
     """One ``LIST`` round trip; None if no reply in time. Raises RegistryError on a refusal or bad reply."""
     payload = {} if device_type is None else {"device_type": device_type}
     try:
-        reply = _request(context, url, _message(EventType.LIST, **payload), timeout, stop=stop)
+        reply = request(context, url, make_message(EventType.LIST, **payload), timeout, stop=stop)
     except ProtocolError as exc:
         raise RegistryError(f"registry at {url} sent a malformed reply to LIST: {exc}") from None
     if reply is None:
         return None
     if reply.get("event") == EventType.UNSUPPORTED:
         raise RegistryError(f"registry at {url} does not support LIST (an upstream registry?)")
-    ack = _payload_of(reply, EventType.LIST_ACK)
+    ack = payload_of(reply, EventType.LIST_ACK)
     items = ack.get("devices") if ack is not None else None
     seq = ack.get("seq") if ack is not None else None
     port = ack.get("events_port") if ack is not None else None
@@ -127,7 +126,7 @@ def list_devices(
     RegistryError
         If no reply came in time, or the registry does not support ``LIST``, or the reply is malformed.
     """
-    url = _normalise_url(registry_url)
+    url = normalise_url(registry_url)
     snapshot = _fetch(context, url, device_type, timeout)
     if snapshot is None:
         raise RegistryError(f"registry at {url} did not answer LIST within {timeout} ms")
@@ -164,7 +163,7 @@ class RegistryWatcher:
         list_timeout: int = 1000,
     ) -> None:
         self.context = context
-        self.registry_url = _normalise_url(registry_url)
+        self.registry_url = normalise_url(registry_url)
         self.device_type = device_type
         self.list_timeout = list_timeout
         self._cond = threading.Condition()

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import zmq
 
-from .deviceregistry import AliveStatus
-from .errors import RegistryError
-from .registryclient import register_device, send_alive_check, unregister_device
+from ..errors import RegistryError
+from .device import register_device, send_alive_check, unregister_device
+from .message import AliveStatus
 
 __all__ = ["RegistryLink"]
 

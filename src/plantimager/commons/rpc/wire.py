@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 __all__ = ["decode", "decode_object", "encode"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import zmq
 
-from . import errors
+from .. import errors
+from ..errors import InterfaceError, ProtocolError, RemoteError, RPCTimeoutError
 from .address import parse_url
-from .errors import InterfaceError, ProtocolError, RemoteError, RPCTimeoutError
 from .members import interface_functions
 from .properties import RPCProperty
 from .protocol import SIGNAL_CHECK, NoResult, RPCEvents

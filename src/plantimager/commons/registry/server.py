@@ -1,0 +1,538 @@
+"""The device registry: devices announce themselves, controllers find them.
+
+A :class:`DeviceRegistry` is a thread that owns a ZeroMQ ``REP`` socket and speaks the upstream plantimager
+registry protocol. Every message is one frame holding a JSON object ``{"event": <str>, "payload": {...}}``:
+
+================  ==================  ====================================================================
+event             direction           payload
+================  ==================  ====================================================================
+``REGISTER``      device -> registry  ``device_type``, ``addr``, ``name`` (str); ``overwrite`` (bool,
+                                      optional, default false); ``alive_timeout`` (seconds, optional,
+                                      our extension)
+``REGISTER_ACK``  registry -> device  ``name`` (accepted name), ``uuid`` (UUID1 text)
+``UNREGISTER``    device -> registry  ``uuid``
+``CHECK_ALIVE``   device -> registry  ``uuid``; ``alive_timeout`` (seconds, optional, default 20)
+``ACK``           registry -> device  ``req_event``, ``success`` (true iff the uuid was known)
+``UNSUPPORTED``   registry -> device  ``req_event`` (the event that was not recognised)
+================  ==================  ====================================================================
+
+Extensions (an upstream device never sends them, so it never sees them):
+
+* ``LIST`` -> ``LIST_ACK``: the current devices, the change sequence number, and where change events are
+  published (see :func:`list_devices` and :class:`RegistryWatcher`);
+* a ``PUB`` socket that publishes ``DEVICE_ADDED`` / ``DEVICE_REMOVED`` the moment the registry changes, and a
+  periodic ``HEARTBEAT`` carrying the current sequence number;
+* ``alive_timeout`` in ``REGISTER``: the first expiry honours the device's own timeout;
+* ``ERROR``: the reply to a malformed request, naming what was wrong.
+
+Naming follows upstream: a taken name ``cam`` becomes ``cam-1``, ``cam-2``... With an empty proposed name the
+registry uses the device type as the base in the same way (``camera``, ``camera-1``, ``camera-2``), where
+upstream started at ``camera-0``.
+
+The device side (:mod:`.device`, :mod:`.link`) and the listing side (:mod:`.watcher`) live beside this module;
+what they and the registry say to each other is in :mod:`.message`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from .. import watchdog as _watchdog
+from ..errors import ProtocolError, RegistryError, ValidationError
+from ..rpc.sockets import make_socket
+from ..rpc.wire import decode_object, encode
+from .message import (
+    ALIVE_TIMEOUT,
+    DEFAULT_REGISTRY_PORT,
+    HEARTBEAT_INTERVAL,
+    MAX_POLL,
+    EventType,
+    error_message,
+    make_message,
+    quote,
+    type_name,
+    valid_timeout,
+)
+
+__all__ = ["DeviceRegistry"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Entry:
+    device_type: str
+    addr: str
+    uuid: str
+    expiry: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    event: EventType
+    name: str
+    device_type: str
+    addr: str
+    seq: int
+
+
+class _BadRequestError(Exception):
+    """Internal: a request that gets an ``ERROR`` reply."""
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+#: Request field -> (check, what the error message says it must be).
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "device_type": (_is_text, "a non-empty string"),
+    "addr": (_is_text, "a non-empty string"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "uuid": (lambda v: isinstance(v, str), "a string"),
+    "overwrite": (lambda v: isinstance(v, bool), "a boolean"),
+    "alive_timeout": (valid_timeout, "a positive number of seconds"),
+}
+
+
+def _field(payload: dict[str, Any], event: str, key: str, *, required: bool = True) -> Any:
+    """Return ``payload[key]`` checked against :data:`_FIELDS`; an optional field may be absent or null."""
+    if key not in payload and required:
+        raise _BadRequestError(f"{event} payload has no {key!r} field")
+    value = payload.get(key)
+    check, what = _FIELDS[key]
+    if (required or value is not None) and not check(value):
+        raise _BadRequestError(f"{event} field {key!r} must be {what}, got {quote(value)}")
+    return value
+
+
+def _split_endpoint(addr: str) -> tuple[str, str]:
+    """Return (scheme, host) from ``*``, ``127.0.0.1`` or ``tcp://127.0.0.1``."""
+    if "://" in addr:
+        scheme, host = addr.split("://", 1)
+        return scheme, host
+    return "tcp", addr
+
+
+def _port_of(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+def _release(context: zmq.Context, sock: zmq.Socket, endpoint: str, timeout: float = 1.0) -> None:
+    """Unbind ``endpoint`` and wait until the listener is really closed.
+
+    libzmq closes listeners asynchronously, so a port may still be taken just after ``close()``; waiting for
+    the ``EVENT_CLOSED`` of a monitor lets a new registry bind the same port as soon as :meth:`stop` returns.
+    """
+    address = f"inproc://plantimager-registry-release-{uuid.uuid4().hex}"
+    try:
+        sock.monitor(address, zmq.EVENT_CLOSED)
+    except zmq.ZMQError:  # pragma: no cover - monitoring unavailable: fall back to a plain close
+        return
+    monitor = make_socket(context, zmq.PAIR)
+    try:
+        monitor.connect(address)
+        sock.unbind(endpoint)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(max(1, math.ceil(left * 1000))):
+            if recv_monitor_message(monitor)["event"] == zmq.EVENT_CLOSED:
+                break
+    except zmq.ZMQError as exc:  # pragma: no cover - e.g. the context is being terminated
+        logger.debug("could not wait for %s to close: %s", endpoint, exc)
+    finally:
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        monitor.close(linger=0)
+
+
+class DeviceRegistry(threading.Thread):
+    """A registry of devices, served on a ZeroMQ ``REP`` socket by its own thread.
+
+    The sockets are bound in the constructor, so :attr:`port` and :attr:`url` are known at once (pass
+    ``port=0`` for a port picked by the OS); call :meth:`start` to serve and :meth:`stop` to end.
+
+    Parameters
+    ----------
+    context : zmq.Context
+        Context that owns the sockets.
+    addr : str
+        Interface to bind, e.g. ``"*"`` (all) or ``"127.0.0.1"``; a ``tcp://`` prefix is accepted.
+    port : str or int
+        Port of the request socket; ``0`` lets the OS pick one.
+    events_port : str or int, optional
+        Port of the events ``PUB`` socket, bound on the same interface; the OS picks one when omitted.
+    heartbeat_interval : float
+        Seconds between two ``HEARTBEAT`` publications.
+
+    Attributes
+    ----------
+    port : int
+        Bound port of the request socket.
+    url : str
+        Address a local peer can dial to reach the registry (a wildcard interface is replaced by 127.0.0.1).
+    events_port : int
+        Bound port of the events socket.
+    events_url : str
+        Address a local subscriber can dial to receive change events.
+    registry_id : str
+        Random identifier of this registry instance; a new one after every restart.
+
+    Raises
+    ------
+    RegistryError
+        If a socket cannot be bound.
+    """
+
+    def __init__(
+        self,
+        context: zmq.Context,
+        addr: str = "*",
+        port: str | int = str(DEFAULT_REGISTRY_PORT),
+        *,
+        events_port: str | int | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    ) -> None:
+        super().__init__(name="DeviceRegistry", daemon=True)
+        if not valid_timeout(heartbeat_interval):
+            raise ValidationError(f"heartbeat_interval must be a positive number, got {heartbeat_interval!r}")
+        self.context = context
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.registry_id = uuid.uuid4().hex
+        scheme, host = _split_endpoint(addr or "*")
+        if ":" in host and not host.startswith("["):  # an IPv6 literal goes in brackets
+            host = f"[{host}]"
+        self.addr = host
+        self._rep: zmq.Socket | None = None
+        self._pub: zmq.Socket | None = None
+        self._endpoints: dict[zmq.Socket, str] = {}
+        try:
+            self._rep = self._bind(zmq.REP, scheme, host, port, server=True)
+            self._pub = self._bind(zmq.PUB, scheme, host, events_port, server=False)
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.port = _port_of(self._endpoints[self._rep])
+        self.events_port = _port_of(self._endpoints[self._pub])
+        local = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+        self.url = f"{scheme}://{local}:{self.port}"
+        self.events_url = f"{scheme}://{local}:{self.events_port}"
+
+        self._lock = threading.Lock()  # guards the tables, the callbacks and the sequence number
+        self._life_lock = threading.Lock()  # orders stop() before start() against run()
+        self._devices: dict[str, _Entry] = {}
+        self._by_uuid: dict[str, str] = {}
+        self._seq = 0
+        self._added_callbacks: list[Callable[[str, str, str], Any]] = []
+        self._removed_callbacks: list[Callable[[str, str, str], Any]] = []
+        self._stop_event = threading.Event()
+        self._closed = False
+        self._pending: queue.SimpleQueue[_Change | None] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="DeviceRegistry-callbacks", daemon=True
+        )
+
+    def _bind(
+        self, socket_type: int, scheme: str, host: str, port: str | int | None, *, server: bool
+    ) -> zmq.Socket:
+        port_text = "*" if port in (None, 0, "0", "*", "") else str(port)
+        endpoint = f"{scheme}://{host}:{port_text}"
+        sock = make_socket(self.context, socket_type, server=server, ipv6=host.startswith("["))
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise RegistryError(f"registry cannot bind {endpoint}: {exc}") from exc
+        self._endpoints[sock] = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        return sock
+
+    # ------------------------------------------------------------------ public API
+
+    def add_new_device_callback(self, callback: Callable[[str, str, str], Any]) -> None:
+        """Call ``callback(device_type, addr, name)`` whenever a device is added.
+
+        Callbacks run one after the other on a dispatcher thread of the registry, never on the thread that
+        answers requests; an exception is logged and does not stop the registry or other callbacks.
+
+        Parameters
+        ----------
+        callback : callable
+            Receives the device type, its advertised address and its accepted name.
+        """
+        with self._lock:
+            self._added_callbacks.append(callback)
+
+    def add_device_removed_callback(self, callback: Callable[[str, str, str], Any]) -> None:
+        """Call ``callback(device_type, addr, name)`` whenever a device is removed.
+
+        A device is removed when it unregisters, when its alive timeout expires, or when a new registration
+        replaces it. Callbacks run as described in :meth:`add_new_device_callback`.
+
+        Parameters
+        ----------
+        callback : callable
+            Receives the device type, its advertised address and its name.
+        """
+        with self._lock:
+            self._removed_callbacks.append(callback)
+
+    def get_devices(self) -> dict[str, tuple[str, str]]:
+        """Return a snapshot of the registered devices.
+
+        Returns
+        -------
+        dict of str to (str, str)
+            Device name -> ``(device_type, addr)``; a copy that later changes do not touch.
+        """
+        with self._lock:
+            return {name: (e.device_type, e.addr) for name, e in self._devices.items()}
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop serving, close the sockets and wait for the thread to end.
+
+        Safe to call from any thread, more than once, and before :meth:`start`. The serving thread notices
+        within 100 ms. Callbacks already queued still run on the dispatcher thread.
+
+        Parameters
+        ----------
+        timeout : float
+            Longest wait for the threads, in seconds.
+        """
+        self._stop_event.set()
+        with self._life_lock:
+            if self.ident is None:  # never started: nobody else will close the sockets
+                self._close_sockets()
+                self._closed = True
+                return
+        current = threading.current_thread()
+        if current is not self:
+            self.join(timeout)
+        if current is not self._dispatcher and self._dispatcher.ident is not None:
+            self._dispatcher.join(timeout)
+
+    # ------------------------------------------------------------------ serving thread
+
+    def run(self) -> None:
+        """Serve requests until :meth:`stop` (the body of the thread; call :meth:`start` instead)."""
+        with self._life_lock:
+            if self._closed:
+                return
+            self._dispatcher.start()
+        logger.debug("registry serving on %s (events on port %d)", self.url, self.events_port)
+        try:
+            self._serve()
+        except zmq.ContextTerminated:
+            logger.debug("registry context terminated")
+        except Exception:  # pragma: no cover - the handlers catch everything they can
+            logger.exception("registry loop failed")
+        finally:
+            self._close_sockets()
+            self._pending.put(None)
+
+    def _serve(self) -> None:
+        assert self._rep is not None
+        # Under systemd with WatchdogSec=, the watchdog is fed while this loop keeps turning.
+        monitor = _watchdog.watch_loop(f"device registry on port {self.port}")
+        try:
+            self._serve_loop(monitor)
+        finally:
+            _watchdog.unwatch_loop(monitor)
+
+    def _serve_loop(self, monitor: _watchdog.LoopMonitor | None) -> None:
+        assert self._rep is not None
+        next_heartbeat = time.monotonic()
+        while not self._stop_event.is_set():
+            if monitor is not None:
+                monitor.beat()
+            now = time.monotonic()
+            self._dispatch(self._prune(now))
+            if now >= next_heartbeat:
+                self._publish(make_message(EventType.HEARTBEAT, seq=self._seq, registry_id=self.registry_id))
+                next_heartbeat = now + self.heartbeat_interval
+            wait = min(MAX_POLL, next_heartbeat - now, self._next_expiry() - now)
+            if self._rep.poll(max(0, math.ceil(wait * 1000))):
+                frames = self._rep.recv_multipart(zmq.NOBLOCK)
+                reply, changes = self._handle(frames)
+                self._rep.send(encode(reply))
+                self._dispatch(changes)
+
+    def _next_expiry(self) -> float:
+        with self._lock:
+            return min((e.expiry for e in self._devices.values()), default=math.inf)
+
+    def _dispatch(self, changes: list[_Change]) -> None:
+        for change in changes:
+            self._publish(
+                make_message(
+                    change.event,
+                    name=change.name,
+                    device_type=change.device_type,
+                    addr=change.addr,
+                    seq=change.seq,
+                    registry_id=self.registry_id,
+                )
+            )
+            self._pending.put(change)
+            logger.debug(
+                "registry %s: %s (%s) at %s", change.event, change.name, change.device_type, change.addr
+            )
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        assert self._pub is not None
+        with contextlib.suppress(zmq.Again):  # a PUB socket drops rather than blocks; be sure
+            self._pub.send(encode(message), zmq.NOBLOCK)
+
+    def _dispatch_loop(self) -> None:
+        while (change := self._pending.get()) is not None:
+            with self._lock:
+                added = change.event is EventType.DEVICE_ADDED
+                callbacks = list(self._added_callbacks if added else self._removed_callbacks)
+            for callback in callbacks:
+                try:
+                    callback(change.device_type, change.addr, change.name)
+                except Exception:
+                    logger.exception("registry callback %r failed", callback)
+
+    def _close_sockets(self) -> None:
+        for sock in (self._rep, self._pub):
+            if sock is not None and not sock.closed:
+                endpoint = self._endpoints.get(sock)
+                if endpoint is not None:
+                    _release(self.context, sock, endpoint)
+                sock.close(linger=0)
+
+    # ------------------------------------------------------------------ table changes (registry thread)
+
+    def _remove(self, name: str) -> _Change:
+        # Caller holds self._lock.
+        entry = self._devices.pop(name)
+        self._by_uuid.pop(entry.uuid, None)
+        self._seq += 1
+        return _Change(EventType.DEVICE_REMOVED, name, entry.device_type, entry.addr, self._seq)
+
+    def _prune(self, now: float) -> list[_Change]:
+        with self._lock:
+            expired = [name for name, e in self._devices.items() if e.expiry <= now]
+            changes = [self._remove(name) for name in expired]
+        for change in changes:
+            logger.info("device %r expired (no alive check in time)", change.name)
+        return changes
+
+    # ------------------------------------------------------------------ request handling
+
+    def _handle(self, frames: list[bytes]) -> tuple[dict[str, Any], list[_Change]]:
+        """Turn one request into (reply, changes); never raises."""
+        event: str | None = None
+        try:
+            if len(frames) != 1:
+                raise _BadRequestError(f"request must be one frame, got {len(frames)}")
+            try:
+                request = decode_object(frames[0])
+            except ProtocolError as exc:
+                raise _BadRequestError(str(exc)) from None
+            if "event" not in request:
+                raise _BadRequestError("request has no 'event' field")
+            if not isinstance(request["event"], str):
+                raise _BadRequestError(f"field 'event' must be a string, got {type_name(request['event'])}")
+            event = request["event"]
+            handler = self._handlers.get(event)
+            if handler is None:
+                return make_message(EventType.UNSUPPORTED, req_event=event), []
+            payload = request.get("payload")
+            if event == EventType.LIST and payload is None:
+                payload = {}
+            if "payload" not in request and event != EventType.LIST:
+                raise _BadRequestError(f"{event} request has no 'payload' field")
+            if not isinstance(payload, dict):
+                raise _BadRequestError(f"field 'payload' must be an object, got {type_name(payload)}")
+            return handler(self, payload)
+        except _BadRequestError as exc:
+            logger.debug("registry refused a request: %s", exc)
+            return error_message(event, str(exc)), []
+        except Exception as exc:  # pragma: no cover - defensive: one bad request must not stop the registry
+            logger.exception("registry failed to handle a request")
+            return error_message(event, f"internal registry error: {type(exc).__name__}: {exc}"), []
+
+    def _on_register(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+        event = EventType.REGISTER
+        device_type, addr, proposed = (_field(payload, event, key) for key in ("device_type", "addr", "name"))
+        overwrite = _field(payload, event, "overwrite", required=False)
+        timeout = _field(payload, event, "alive_timeout", required=False) or ALIVE_TIMEOUT
+        with self._lock:
+            # Upstream's conflict rule: a registration from a known address replaces that entry; a name
+            # proposed with overwrite replaces the entry of that name.
+            replaced = [
+                name
+                for name, e in self._devices.items()
+                if e.addr == addr or (overwrite and proposed and name == proposed)
+            ]
+            changes = [self._remove(name) for name in replaced]
+            base = name = proposed or device_type
+            for i in itertools.count(1):
+                if name not in self._devices:
+                    break
+                name = f"{base}-{i}"
+            device_uuid = str(uuid.uuid1())
+            self._devices[name] = _Entry(device_type, addr, device_uuid, time.monotonic() + timeout)
+            self._by_uuid[device_uuid] = name
+            self._seq += 1
+            changes.append(_Change(EventType.DEVICE_ADDED, name, device_type, addr, self._seq))
+        if name != proposed:
+            logger.info("device proposed name %r, registered as %r", proposed, name)
+        return make_message(EventType.REGISTER_ACK, name=name, uuid=device_uuid), changes
+
+    def _on_unregister(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+        device_uuid = _field(payload, EventType.UNREGISTER, "uuid")
+        with self._lock:
+            name = self._by_uuid.get(device_uuid)
+            changes = [self._remove(name)] if name is not None else []
+        return make_message(EventType.ACK, req_event=EventType.UNREGISTER, success=name is not None), changes
+
+    def _on_check_alive(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+        device_uuid = _field(payload, EventType.CHECK_ALIVE, "uuid")
+        timeout = _field(payload, EventType.CHECK_ALIVE, "alive_timeout", required=False) or ALIVE_TIMEOUT
+        with self._lock:
+            name = self._by_uuid.get(device_uuid)
+            if name is not None:
+                self._devices[name].expiry = time.monotonic() + timeout
+        return make_message(EventType.ACK, req_event=EventType.CHECK_ALIVE, success=name is not None), []
+
+    def _on_list(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+        wanted = payload.get("device_type")
+        if wanted is not None and not isinstance(wanted, str):
+            raise _BadRequestError(f"LIST field 'device_type' must be a string, got {quote(wanted)}")
+        with self._lock:
+            devices = [
+                {"name": name, "device_type": e.device_type, "addr": e.addr}
+                for name, e in sorted(self._devices.items())
+                if wanted is None or e.device_type == wanted
+            ]
+            seq = self._seq
+        reply = make_message(
+            EventType.LIST_ACK,
+            devices=devices,
+            seq=seq,
+            events_port=self.events_port,
+            registry_id=self.registry_id,
+            heartbeat_interval=self.heartbeat_interval,
+        )
+        return reply, []
+
+    _handlers: dict[str, Callable[[DeviceRegistry, dict[str, Any]], tuple[dict[str, Any], list[_Change]]]] = {
+        EventType.REGISTER: _on_register,
+        EventType.UNREGISTER: _on_unregister,
+        EventType.CHECK_ALIVE: _on_check_alive,
+        EventType.LIST: _on_list,
+    }
