@@ -11,6 +11,7 @@ import enum
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +24,18 @@ from ..rpc.wire import decode_object, encode
 __all__ = [
     "ALIVE_TIMEOUT",
     "DEFAULT_REGISTRY_PORT",
+    "FIELDS",
     "HEARTBEAT_INTERVAL",
     "MAX_POLL",
     "AliveStatus",
+    "BadRequestError",
     "DeviceInfo",
     "EventType",
+    "checked_field",
     "describe",
     "error_message",
     "is_number",
+    "is_text",
     "make_message",
     "normalise_url",
     "payload_of",
@@ -206,3 +211,34 @@ def describe(reply: dict[str, Any]) -> str:
     if reply.get("event") == EventType.ERROR and isinstance(payload, dict):
         return f"ERROR: {payload.get('error')}"
     return f"unexpected reply {quote(reply)}"
+
+
+class BadRequestError(Exception):
+    """A request that gets an ``ERROR`` reply; its text says what was wrong."""
+
+
+def is_text(value: Any) -> bool:
+    """Tell whether ``value`` is a non-empty string."""
+    return isinstance(value, str) and value != ""
+
+
+#: Request field -> (check, what the error message says it must be).
+FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "device_type": (is_text, "a non-empty string"),
+    "addr": (is_text, "a non-empty string"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "uuid": (lambda v: isinstance(v, str), "a string"),
+    "overwrite": (lambda v: isinstance(v, bool), "a boolean"),
+    "alive_timeout": (valid_timeout, "a positive number of seconds"),
+}
+
+
+def checked_field(payload: dict[str, Any], event: str, key: str, *, required: bool = True) -> Any:
+    """Return ``payload[key]`` checked against :data:`FIELDS`; an optional field may be absent or null."""
+    if key not in payload and required:
+        raise BadRequestError(f"{event} payload has no {key!r} field")
+    value = payload.get(key)
+    check, what = FIELDS[key]
+    if (required or value is not None) and not check(value):
+        raise BadRequestError(f"{event} field {key!r} must be {what}, got {quote(value)}")
+    return value

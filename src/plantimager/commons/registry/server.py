@@ -48,18 +48,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from .. import watchdog as _watchdog
 from ..errors import ProtocolError, RegistryError, ValidationError
-from ..rpc.sockets import make_socket
+from ..rpc.sockets import make_socket, release_endpoint
 from ..rpc.wire import decode_object, encode
 from .message import (
     ALIVE_TIMEOUT,
     DEFAULT_REGISTRY_PORT,
     HEARTBEAT_INTERVAL,
     MAX_POLL,
+    BadRequestError,
     EventType,
+    checked_field,
     error_message,
     make_message,
     quote,
@@ -89,36 +90,6 @@ class _Change:
     seq: int
 
 
-class _BadRequestError(Exception):
-    """Internal: a request that gets an ``ERROR`` reply."""
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-#: Request field -> (check, what the error message says it must be).
-_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "device_type": (_is_text, "a non-empty string"),
-    "addr": (_is_text, "a non-empty string"),
-    "name": (lambda v: isinstance(v, str), "a string"),
-    "uuid": (lambda v: isinstance(v, str), "a string"),
-    "overwrite": (lambda v: isinstance(v, bool), "a boolean"),
-    "alive_timeout": (valid_timeout, "a positive number of seconds"),
-}
-
-
-def _field(payload: dict[str, Any], event: str, key: str, *, required: bool = True) -> Any:
-    """Return ``payload[key]`` checked against :data:`_FIELDS`; an optional field may be absent or null."""
-    if key not in payload and required:
-        raise _BadRequestError(f"{event} payload has no {key!r} field")
-    value = payload.get(key)
-    check, what = _FIELDS[key]
-    if (required or value is not None) and not check(value):
-        raise _BadRequestError(f"{event} field {key!r} must be {what}, got {quote(value)}")
-    return value
-
-
 def _split_endpoint(addr: str) -> tuple[str, str]:
     """Return (scheme, host) from ``*``, ``127.0.0.1`` or ``tcp://127.0.0.1``."""
     if "://" in addr:
@@ -129,33 +100,6 @@ def _split_endpoint(addr: str) -> tuple[str, str]:
 
 def _port_of(endpoint: str) -> int:
     return int(endpoint.rsplit(":", 1)[1])
-
-
-def _release(context: zmq.Context, sock: zmq.Socket, endpoint: str, timeout: float = 1.0) -> None:
-    """Unbind ``endpoint`` and wait until the listener is really closed.
-
-    libzmq closes listeners asynchronously, so a port may still be taken just after ``close()``; waiting for
-    the ``EVENT_CLOSED`` of a monitor lets a new registry bind the same port as soon as :meth:`stop` returns.
-    """
-    address = f"inproc://plantimager-registry-release-{uuid.uuid4().hex}"
-    try:
-        sock.monitor(address, zmq.EVENT_CLOSED)
-    except zmq.ZMQError:  # pragma: no cover - monitoring unavailable: fall back to a plain close
-        return
-    monitor = make_socket(context, zmq.PAIR)
-    try:
-        monitor.connect(address)
-        sock.unbind(endpoint)
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0 and monitor.poll(max(1, math.ceil(left * 1000))):
-            if recv_monitor_message(monitor)["event"] == zmq.EVENT_CLOSED:
-                break
-    except zmq.ZMQError as exc:  # pragma: no cover - e.g. the context is being terminated
-        logger.debug("could not wait for %s to close: %s", endpoint, exc)
-    finally:
-        with contextlib.suppress(zmq.ZMQError):
-            sock.disable_monitor()
-        monitor.close(linger=0)
 
 
 class DeviceRegistry(threading.Thread):
@@ -410,7 +354,7 @@ class DeviceRegistry(threading.Thread):
             if sock is not None and not sock.closed:
                 endpoint = self._endpoints.get(sock)
                 if endpoint is not None:
-                    _release(self.context, sock, endpoint)
+                    release_endpoint(self.context, sock, endpoint)
                 sock.close(linger=0)
 
     # ------------------------------------------------------------------ table changes (registry thread)
@@ -437,15 +381,15 @@ class DeviceRegistry(threading.Thread):
         event: str | None = None
         try:
             if len(frames) != 1:
-                raise _BadRequestError(f"request must be one frame, got {len(frames)}")
+                raise BadRequestError(f"request must be one frame, got {len(frames)}")
             try:
                 request = decode_object(frames[0])
             except ProtocolError as exc:
-                raise _BadRequestError(str(exc)) from None
+                raise BadRequestError(str(exc)) from None
             if "event" not in request:
-                raise _BadRequestError("request has no 'event' field")
+                raise BadRequestError("request has no 'event' field")
             if not isinstance(request["event"], str):
-                raise _BadRequestError(f"field 'event' must be a string, got {type_name(request['event'])}")
+                raise BadRequestError(f"field 'event' must be a string, got {type_name(request['event'])}")
             event = request["event"]
             handler = self._handlers.get(event)
             if handler is None:
@@ -454,11 +398,11 @@ class DeviceRegistry(threading.Thread):
             if event == EventType.LIST and payload is None:
                 payload = {}
             if "payload" not in request and event != EventType.LIST:
-                raise _BadRequestError(f"{event} request has no 'payload' field")
+                raise BadRequestError(f"{event} request has no 'payload' field")
             if not isinstance(payload, dict):
-                raise _BadRequestError(f"field 'payload' must be an object, got {type_name(payload)}")
+                raise BadRequestError(f"field 'payload' must be an object, got {type_name(payload)}")
             return handler(self, payload)
-        except _BadRequestError as exc:
+        except BadRequestError as exc:
             logger.debug("registry refused a request: %s", exc)
             return error_message(event, str(exc)), []
         except Exception as exc:  # pragma: no cover - defensive: one bad request must not stop the registry
@@ -467,9 +411,11 @@ class DeviceRegistry(threading.Thread):
 
     def _on_register(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
         event = EventType.REGISTER
-        device_type, addr, proposed = (_field(payload, event, key) for key in ("device_type", "addr", "name"))
-        overwrite = _field(payload, event, "overwrite", required=False)
-        timeout = _field(payload, event, "alive_timeout", required=False) or ALIVE_TIMEOUT
+        device_type, addr, proposed = (
+            checked_field(payload, event, key) for key in ("device_type", "addr", "name")
+        )
+        overwrite = checked_field(payload, event, "overwrite", required=False)
+        timeout = checked_field(payload, event, "alive_timeout", required=False) or ALIVE_TIMEOUT
         with self._lock:
             # Upstream's conflict rule: a registration from a known address replaces that entry; a name
             # proposed with overwrite replaces the entry of that name.
@@ -494,15 +440,17 @@ class DeviceRegistry(threading.Thread):
         return make_message(EventType.REGISTER_ACK, name=name, uuid=device_uuid), changes
 
     def _on_unregister(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
-        device_uuid = _field(payload, EventType.UNREGISTER, "uuid")
+        device_uuid = checked_field(payload, EventType.UNREGISTER, "uuid")
         with self._lock:
             name = self._by_uuid.get(device_uuid)
             changes = [self._remove(name)] if name is not None else []
         return make_message(EventType.ACK, req_event=EventType.UNREGISTER, success=name is not None), changes
 
     def _on_check_alive(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
-        device_uuid = _field(payload, EventType.CHECK_ALIVE, "uuid")
-        timeout = _field(payload, EventType.CHECK_ALIVE, "alive_timeout", required=False) or ALIVE_TIMEOUT
+        device_uuid = checked_field(payload, EventType.CHECK_ALIVE, "uuid")
+        timeout = (
+            checked_field(payload, EventType.CHECK_ALIVE, "alive_timeout", required=False) or ALIVE_TIMEOUT
+        )
         with self._lock:
             name = self._by_uuid.get(device_uuid)
             if name is not None:
@@ -512,7 +460,7 @@ class DeviceRegistry(threading.Thread):
     def _on_list(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
         wanted = payload.get("device_type")
         if wanted is not None and not isinstance(wanted, str):
-            raise _BadRequestError(f"LIST field 'device_type' must be a string, got {quote(wanted)}")
+            raise BadRequestError(f"LIST field 'device_type' must be a string, got {quote(wanted)}")
         with self._lock:
             devices = [
                 {"name": name, "device_type": e.device_type, "addr": e.addr}

@@ -9,7 +9,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-__all__ = ["Endpoint", "advertised_host", "parse_url"]
+__all__ = ["Endpoint", "advertised_host", "parse_url", "url_host"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +123,8 @@ def _interface_addresses() -> list[str]:
             if addr.family == socket.AF_INET and not ipaddress.ip_address(addr.address).is_loopback:
                 found.append(addr.address)
     return found
+
+
+def url_host(host: str) -> str:
+    """Return ``host`` as it stands in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host

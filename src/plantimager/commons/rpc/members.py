@@ -17,7 +17,7 @@ from .properties import RPCProperty
 from .signals import RPCSignal
 from .typecheck import coerce_to_generic, is_instance_of_generic
 
-__all__ = ["ArgBinder", "ExposedMethod", "Members", "collect_members", "interface_functions"]
+__all__ = ["ArgBinder", "ExposedMethod", "Members", "collect_members", "interface_functions", "mark_remote"]
 
 logger = logging.getLogger(__name__)
 
@@ -191,3 +191,23 @@ def interface_functions(interface: type) -> dict[str, Callable[..., Any]]:
         if inspect.isfunction(attr):
             found[name] = attr
     return found
+
+
+def mark_remote(timeout: Any, mark: str) -> Any:
+    """Mark a method as remotely callable with ``mark`` (JSON or buffer) and a timeout in ms.
+
+    ``timeout`` may also be the method itself, when the decorator is used bare.
+    """
+    if inspect.isfunction(timeout):  # used bare: @RPCServer.register_method_json
+        setattr(timeout, mark, True)
+        setattr(timeout, TIMEOUT_MARK, 10000)
+        return timeout
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
+        raise TypeError(f"timeout must be a non-negative int of milliseconds or None, got {timeout!r}")
+
+    def decorator(method: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(method, mark, True)
+        setattr(method, TIMEOUT_MARK, timeout)
+        return method
+
+    return decorator

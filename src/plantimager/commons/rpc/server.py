@@ -10,24 +10,29 @@ message, even malformed ones, without ever getting stuck in REP's strict send/re
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import logging
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from .. import watchdog as _watchdog
 from ..errors import ProtocolError
-from .address import Endpoint, advertised_host, parse_url
-from .members import BUFFER_MARK, JSON_MARK, TIMEOUT_MARK, Members, collect_members
-from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply, format_remote_traceback
+from .address import advertised_host, parse_url, url_host
+from .members import BUFFER_MARK, JSON_MARK, Members, collect_members, mark_remote
+from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply
+from .publisher import SignalPublisher
+from .replies import buffer_reply, failure_reply, unknown_event_text
 from .signals import RPCSignal
-from .sockets import DEFAULT_MAX_MESSAGE_SIZE, SocketOptions, Waker, make_socket
+from .sockets import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    SocketOptions,
+    Waker,
+    bind_with_retry,
+    close_all,
+    make_socket,
+)
 from .typecheck import coerce_to_generic, is_instance_of_generic
 from .wire import decode_object, encode
 
@@ -40,66 +45,6 @@ _OK = encode({"success": True})
 _POLL_MS = 1000
 _SNDMORE = int(zmq.SNDMORE)
 _ZERO_COPY_MIN = 64 * 1024  # below this, pyzmq copies a frame anyway
-
-
-def _mark(timeout: Any, mark: str) -> Any:
-    if inspect.isfunction(timeout):  # used bare: @RPCServer.register_method_json
-        setattr(timeout, mark, True)
-        setattr(timeout, TIMEOUT_MARK, 10000)
-        return timeout
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
-        raise TypeError(f"timeout must be a non-negative int of milliseconds or None, got {timeout!r}")
-
-    def decorator(method: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(method, mark, True)
-        setattr(method, TIMEOUT_MARK, timeout)
-        return method
-
-    return decorator
-
-
-class _Publisher:
-    """Publishes the server's signals on a PUB socket, once per emission whatever the client count."""
-
-    def __init__(self, context: zmq.Context, endpoint: Endpoint) -> None:
-        self._lock = threading.Lock()
-        self._seq = 0
-        self.socket = make_socket(context, zmq.PUB, ipv6=endpoint.is_ipv6)
-        self.socket.bind(endpoint.with_port("*"))
-        self.port = int(self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
-
-    def forwarder(self, name: str) -> Callable[..., None]:
-        def forward(*args: Any) -> None:
-            self.publish(name, args)
-
-        return forward
-
-    def publish(self, name: str, args: tuple[Any, ...]) -> None:
-        with self._lock:
-            if self.socket.closed:
-                return
-            message = {
-                "event": RPCEvents.EMIT_SIGNAL,
-                "signal": name,
-                "args": list(args),
-                "blocking": False,
-                "seq": self._seq + 1,
-            }
-            try:
-                self.socket.send(encode(message), zmq.NOBLOCK)
-            except (TypeError, zmq.ZMQError) as exc:
-                logger.error("could not publish signal %s%r: %s", name, args, exc)
-                return
-            self._seq += 1
-
-    def send_raw(self, message: dict[str, Any]) -> None:
-        with self._lock:
-            if not self.socket.closed:
-                self.socket.send(encode(message), zmq.NOBLOCK)
-
-    def close(self) -> None:
-        with self._lock:
-            self.socket.close()
 
 
 class RPCServerBase:
@@ -166,15 +111,15 @@ class RPCServerBase:
             if endpoint.port is None:
                 self.port = sock.bind_to_random_port(self.url, min_port=10000, max_port=12000, max_tries=100)
             else:
-                _bind_with_retry(sock, endpoint.with_port(endpoint.port or "*"))
+                bind_with_retry(sock, endpoint.with_port(endpoint.port or "*"))
                 self.port = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
             self._waker = Waker(context)
         except BaseException:
             sock.close()
             raise
         self._socket: zmq.Socket | None = sock
-        self.address = f"{endpoint.scheme}://{_url_host(advertised_host(endpoint.host))}:{self.port}"
-        self._publisher: _Publisher | None = None
+        self.address = f"{endpoint.scheme}://{url_host(advertised_host(endpoint.host))}:{self.port}"
+        self._publisher: SignalPublisher | None = None
         self._stop = False
         self._dead = False
         self._serving = False
@@ -191,7 +136,7 @@ class RPCServerBase:
             RPCEvents.FIND_PEER_ADDRESS: self._handle_find_peer,
             SIGNAL_CHECK: self._handle_signal_check,
         }
-        self._finalizer = weakref.finalize(self, _close_sockets, [sock, self._waker])
+        self._finalizer = weakref.finalize(self, close_all, [sock, self._waker])
         logger.debug("%s listening on %s (advertised as %s)", type(self).__name__, url, self.address)
 
     # -- registration of remote methods ---------------------------------------------------------
@@ -212,7 +157,7 @@ class RPCServerBase:
         callable
             The decorator (or the marked method when used bare).
         """
-        return _mark(timeout, JSON_MARK)
+        return mark_remote(timeout, JSON_MARK)
 
     @staticmethod
     def register_method_buffer(timeout: int | None = 10000) -> Any:
@@ -232,7 +177,7 @@ class RPCServerBase:
         callable
             The decorator (or the marked method when used bare).
         """
-        return _mark(timeout, BUFFER_MARK)
+        return mark_remote(timeout, BUFFER_MARK)
 
     # -- serving ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -298,12 +243,12 @@ class RPCServerBase:
                     sock.send_multipart([*envelope, _OK])
                     self._stop = True
                     return
-                raise ProtocolError(_unknown_event(event))
+                raise ProtocolError(unknown_event_text(event))
             if self._monitor is not None:
                 self._monitor.enter(request)
             reply = handler(request)
         except Exception as exc:
-            reply = [encode(_failure(exc))]
+            reply = [encode(failure_reply(exc))]
         try:
             # Plain sends are cheaper than send_multipart; only large buffers go without copy
             # (pyzmq copies anything under its copy threshold anyway).
@@ -338,7 +283,7 @@ class RPCServerBase:
 
     def _handle_init_signals(self, request: dict[str, Any]) -> list[Any]:
         if self._publisher is None:
-            publisher = _Publisher(self.context, self._endpoint)
+            publisher = SignalPublisher(self.context, self._endpoint)
             for name in self._members.signals:
                 signal = getattr(self, name)
                 if isinstance(signal, RPCSignal):
@@ -378,7 +323,7 @@ class RPCServerBase:
                 return [encode({"success": True, "result": result})]
             except TypeError as exc:
                 raise TypeError(f"{name}() returned a value that cannot be sent as JSON: {exc}") from None
-        return _buffer_reply(name, result)
+        return buffer_reply(name, result)
 
     def _handle_property_get(self, request: dict[str, Any]) -> list[Any]:
         prop = self._exposed_property(request)
@@ -461,7 +406,6 @@ class RPCServerBase:
         logger.info("server %s on port %s stopped", self.name or type(self).__name__, self.port)
 
 
-# -- helpers ------------------------------------------------------------------------------------
 _MEMBERS_CACHE: dict[type, Members] = {}
 
 
@@ -470,72 +414,3 @@ def _members_of(cls: type) -> Members:
     if members is None:
         members = _MEMBERS_CACHE[cls] = collect_members(cls, stop=(RPCServerBase,))
     return members
-
-
-def _buffer_reply(name: str, result: Any) -> list[Any]:
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise TypeError(
-            f"buffer method {name}() must return (buffer, info dict), got {type(result).__name__}"
-        )
-    buffer, info = result
-    if info is None:
-        info = {}
-    if not isinstance(info, dict):
-        raise TypeError(f"buffer method {name}() must return a dict as info, got {type(info).__name__}")
-    if "error" in info:
-        raise ValueError(f"the info dict of buffer method {name}() must not contain the key 'error'")
-    try:
-        view = memoryview(buffer)
-    except TypeError:
-        raise TypeError(
-            f"buffer method {name}() must return a bytes-like buffer, got {type(buffer).__name__}"
-        ) from None
-    try:
-        header = encode(info)
-    except TypeError as exc:
-        raise TypeError(f"info dict of {name}() cannot be sent as JSON: {exc}") from None
-    return [header, view if view.contiguous else view.tobytes()]
-
-
-def _failure(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, ProtocolError):
-        reply = error_reply(str(exc), "")
-    else:
-        reply = error_reply(str(exc) or type(exc).__name__, format_remote_traceback(exc))
-    reply["error_type"] = type(exc).__name__  # extension: lets our clients raise a precise error
-    return reply
-
-
-def _unknown_event(event: Any) -> str:
-    known = ", ".join(
-        e.value for e in RPCEvents if e not in (RPCEvents.EMIT_SIGNAL, RPCEvents.FIND_PEER_ADDRESS)
-    )
-    if event is None:
-        return f"the request has no 'event' field; expected one of {known}"
-    return f"unknown event {event!r}; expected one of {known}"
-
-
-def _bind_with_retry(sock: zmq.Socket, url: str, attempts: int = 50, pause: float = 0.02) -> None:
-    """Bind, retrying for about a second while the port is still held by a socket being closed.
-
-    libzmq releases a closed socket's listener asynchronously, so a server restarted on the same
-    port right after the previous one stopped may briefly find it in use.
-    """
-    for attempt in range(attempts):
-        try:
-            sock.bind(url)
-            return
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EADDRINUSE or attempt == attempts - 1:
-                raise
-            time.sleep(pause)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _close_sockets(closables: list[Any]) -> None:
-    for item in closables:
-        with contextlib.suppress(Exception):  # interpreter shutdown: best effort
-            item.close()

@@ -14,18 +14,30 @@ Options applied to every socket:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
+import math
 import threading
+import time
+import uuid
+from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "SocketOptions",
     "Waker",
+    "bind_with_retry",
+    "close_all",
     "default_context",
     "make_socket",
+    "release_endpoint",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Largest request a server accepts, in bytes. Requests are small JSON objects; buffers travel in replies.
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
@@ -149,3 +161,53 @@ class Waker:
     def close(self) -> None:
         """Close the socket (owning thread only)."""
         self.socket.close()
+
+
+def bind_with_retry(sock: zmq.Socket, url: str, attempts: int = 50, pause: float = 0.02) -> None:
+    """Bind, retrying for about a second while the port is still held by a socket being closed.
+
+    libzmq releases a closed socket's listener asynchronously, so a server restarted on the same
+    port right after the previous one stopped may briefly find it in use.
+    """
+    for attempt in range(attempts):
+        try:
+            sock.bind(url)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or attempt == attempts - 1:
+                raise
+            time.sleep(pause)
+
+
+def close_all(closables: list[Any]) -> None:
+    """Close every socket (or object with ``close``) in ``closables``, ignoring failures."""
+    for item in closables:
+        with contextlib.suppress(Exception):  # interpreter shutdown: best effort
+            item.close()
+
+
+def release_endpoint(context: zmq.Context, sock: zmq.Socket, endpoint: str, timeout: float = 1.0) -> None:
+    """Unbind ``endpoint`` and wait until the listener is really closed.
+
+    libzmq closes listeners asynchronously, so a port may still be taken just after ``close()``; waiting for
+    the ``EVENT_CLOSED`` of a monitor lets a new registry bind the same port as soon as :meth:`stop` returns.
+    """
+    address = f"inproc://plantimager-registry-release-{uuid.uuid4().hex}"
+    try:
+        sock.monitor(address, zmq.EVENT_CLOSED)
+    except zmq.ZMQError:  # pragma: no cover - monitoring unavailable: fall back to a plain close
+        return
+    monitor = make_socket(context, zmq.PAIR)
+    try:
+        monitor.connect(address)
+        sock.unbind(endpoint)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(max(1, math.ceil(left * 1000))):
+            if recv_monitor_message(monitor)["event"] == zmq.EVENT_CLOSED:
+                break
+    except zmq.ZMQError as exc:  # pragma: no cover - e.g. the context is being terminated
+        logger.debug("could not wait for %s to close: %s", endpoint, exc)
+    finally:
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        monitor.close(linger=0)
