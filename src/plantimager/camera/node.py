@@ -5,8 +5,10 @@
 retrieval, release, configuration, health) and the upstream ``Camera`` (whose members act on the
 node's first camera), so an upstream controller and our rig can both drive it.
 
-:func:`run_node` builds a node from options (backend, number of cameras, spool, registry...), serves
-it until it is stopped and cleans everything up; ``plantimager camera`` is a thin wrapper around it.
+:class:`~plantimager.camera.percamera.PerCameraMembers` holds the members that act on one camera.
+:func:`plantimager.camera.runner.run_node` builds a node from options (backend, number of cameras, spool,
+registry...), serves it until it is stopped and cleans everything up; ``plantimager camera`` is a thin
+wrapper around it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from typing import Any
 
 import zmq
 
-from plantimager.commons.cameradevice import Camera, CameraMode, CameraNode, Encoding
-from plantimager.commons.errors import ImageUnavailable, ValidationError
-from plantimager.commons.RPC import RPCProperty, RPCServer
+from plantimager.commons.cameradevice import CameraMode, CameraNode
+from plantimager.commons.errors import ImageUnavailable
+from plantimager.commons.RPC import RPCServer
 from plantimager.commons.rpc.address import advertised_host, parse_url
 
 from ..commons.mjpeg import MJPEGServer
@@ -34,16 +36,14 @@ from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_
 from .clock import clock_offset_ms
 from .identity import node_identity
 from .names import validate_name
+from .percamera import PerCameraMembers
 from .slot import (
     CameraSlot,
     apply_settings,
     check_camera_names,
     check_quality,
-    encode_image,
     plan_settings,
     preview_jpeg,
-    raw_pixels,
-    rotate,
 )
 from .spool import Spool
 
@@ -59,7 +59,7 @@ _MAX_AHEAD_S = 60.0
 _MAX_LATE_S = 5.0
 
 
-class CameraNodeServer(CameraNode, Camera, RPCServer):
+class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
     """Serve the cameras of this host over RPC.
 
     Parameters
@@ -178,16 +178,6 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         return server
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _slot(self, camera: Any) -> CameraSlot:
-        if isinstance(camera, bool) or not isinstance(camera, int):
-            raise ValidationError(f"camera must be a camera index (int), got {camera!r}")
-        if not 0 <= camera < len(self.slots):
-            raise ValidationError(
-                f"camera index {camera} is out of range: this node has {len(self.slots)} camera(s), "
-                f"indices 0 to {len(self.slots) - 1}"
-            )
-        return self.slots[camera]
-
     def _index_of(self, data_code: str, name: str) -> int:
         for slot in self.slots:
             if slot.name == name:
@@ -331,36 +321,6 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             out[name] = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         return out
 
-    # -- per camera (PEPI Camera) ----------------------------------------------------------------
-    @RPCServer.register_method_buffer(timeout=30_000)
-    def still(self, camera: int = 0) -> tuple[memoryview, dict]:
-        """Capture now and return the raw RGB pixels (``uint8``; shape in ``info["shape"]``)."""
-        slot = self._slot(camera)
-        frame = slot.backend.capture()
-        return raw_pixels(rotate(frame.image, slot.rotation), slot, frame.captured_ns)
-
-    @RPCServer.register_method_buffer(timeout=30_000)
-    def low_res_still(self, camera: int = 0) -> tuple[memoryview, dict]:
-        """A 640x480 preview capture as raw RGB pixels (``info["shape"] == [480, 640, 3]``)."""
-        slot = self._slot(camera)
-        return raw_pixels(slot.backend.capture_lores(), slot, time.time_ns())
-
-    @RPCServer.register_method_json
-    def get_max_resolution(self, camera: int = 0) -> list[int]:
-        """The camera's largest resolution, ``[width, height]``."""
-        return list(self._slot(camera).backend.max_resolution)
-
-    @RPCServer.register_method_json
-    def get_current_resolution(self, camera: int = 0) -> list[int]:
-        """The camera's still resolution, ``[width, height]``."""
-        return list(self._slot(camera).backend.resolution)
-
-    @RPCServer.register_method_json
-    def set_resolution(self, x: int, y: int, camera: int = 0) -> list[int]:
-        """Set the still resolution; returns the one applied (clamped between 64x64 and the maximum)."""
-        applied = self.configure({"resolution": [x, y]}, camera)[0]["resolution"]
-        return list(applied)
-
     # -- rig operations --------------------------------------------------------------------------
     @RPCServer.register_method_json
     def cameras(self) -> list[dict]:
@@ -392,7 +352,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             If that camera has nothing stored under ``data_code``.
         """
         validate_name(data_code, kind="data code")
-        slot = self._slot(camera)
+        slot = self.slot_at(camera)
         capture = self.spool.get(data_code, slot.name)
         view = self.spool.read(data_code, slot.name)
         if len(view) != capture.size:  # replaced between get and read: describe what is sent
@@ -422,7 +382,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             is deleted.
         """
         validate_name(data_code, kind="data code")
-        names = None if cameras is None else [self._slot(i).name for i in cameras]
+        names = None if cameras is None else [self.slot_at(i).name for i in cameras]
         return self.spool.release(data_code, names)
 
     @RPCServer.register_method_json
@@ -457,7 +417,7 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
         ValidationError
             Naming the first setting that is not acceptable.
         """
-        slots = self.slots if camera is None else [self._slot(camera)]
+        slots = self.slots if camera is None else [self.slot_at(camera)]
         with self._settings_lock:
             plans = [(slot, plan_settings(slot, settings)) for slot in slots]
             before = self.slots[0].settings()
@@ -512,105 +472,6 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
             "clock_offset_ms": clock_offset_ms(),
         }
 
-    # -- upstream Camera (acts on camera 0) ------------------------------------------------------
-    @RPCServer.register_method_buffer(timeout=30_000)
-    def get_image(self, lores: bool = False) -> tuple[memoryview, dict]:
-        """Capture on camera 0 now and return the image encoded per :attr:`encoding`.
-
-        Switches to ``STILL`` first if needed. ``lores`` gives a 640x480 preview image.
-
-        Returns
-        -------
-        tuple of (memoryview, dict)
-            The file and ``{"format", "rotation", "size", "camera", "captured_ns"}`` (``size`` is
-            the array shape ``[height, width, 3]``).
-        """
-        if self._mode != CameraMode.STILL:
-            self.mode = CameraMode.STILL
-        slot = self.slots[0]
-        encoding, quality, rotation = slot.snapshot()
-        if lores:
-            image, captured_ns = slot.backend.capture_lores(), time.time_ns()
-        else:
-            frame = slot.backend.capture()
-            image, captured_ns = frame.image, frame.captured_ns
-        image = rotate(image, rotation)
-        data = encode_image(image, encoding, quality)
-        info = {
-            "format": encoding,
-            "rotation": rotation,
-            "size": list(image.shape),
-            "camera": slot.name,
-            "captured_ns": captured_ns,
-        }
-        return memoryview(data), info
-
-    @RPCProperty(notify=Camera.modeChanged)
-    def mode(self) -> CameraMode:
-        """``STILL`` or ``VIDEO``; ``VIDEO`` sets :attr:`video_url` to camera 0's preview stream."""
-        return self._mode
-
-    @mode.setter
-    def mode(self, value: CameraMode) -> None:
-        try:
-            mode = CameraMode(value)
-        except ValueError:
-            raise ValidationError(f"mode must be 'STILL' or 'VIDEO', got {value!r}") from None
-        if mode == self._mode:
-            return
-        if mode == CameraMode.VIDEO:
-            if self._streams is None:
-                raise ValidationError("this node runs without previews (no stream port), so no VIDEO mode")
-            url = self._streams.url_for(self.slots[0].name)
-        else:
-            url = ""
-        self._mode = mode
-        if url != self._video_url:
-            self._video_url = url
-            self.videoUrlChanged.emit(url)
-        self.modeChanged.emit(str(mode))
-
-    @RPCProperty(notify=Camera.videoUrlChanged)
-    def video_url(self) -> str:
-        """Camera 0's MJPEG stream in ``VIDEO`` mode, empty in ``STILL`` mode (read-only)."""
-        return self._video_url
-
-    @RPCProperty(notify=Camera.rotationChanged)
-    def rotation(self) -> int:
-        """Clockwise rotation of camera 0's images: 0, 90, 180 or 270 degrees."""
-        return self.slots[0].rotation
-
-    @rotation.setter
-    def rotation(self, value: int) -> None:
-        self.configure({"rotation": value}, 0)
-
-    @RPCProperty(notify=Camera.resolutionChanged)
-    def resolution(self) -> tuple[int, int]:
-        """Camera 0's still resolution ``(width, height)``; a new value is clamped to its range."""
-        return self.slots[0].backend.resolution
-
-    @resolution.setter
-    def resolution(self, value: tuple[int, int]) -> None:
-        self.configure({"resolution": list(value)}, 0)
-
-    @RPCProperty(notify=Camera.encodingChanged)
-    def encoding(self) -> Encoding:
-        """Encoding of camera 0's images, ``"jpeg"`` or ``"png"``."""
-        return self.slots[0].encoding  # type: ignore[return-value]
-
-    @encoding.setter
-    def encoding(self, value: Encoding) -> None:
-        self.configure({"encoding": value}, 0)
-
-    @RPCProperty(notify=Camera.configChanged)
-    def config(self) -> dict:
-        """Camera 0's controls by their Picamera2 names; setting merges and emits ``configChanged``."""
-        return self.slots[0].backend.controls
-
-    @config.setter
-    def config(self, value: dict) -> None:
-        self.configure({"controls": value}, 0)
-
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop serving, wait for a requested shutdown to finish, stop previews, workers and cameras.
@@ -634,13 +495,3 @@ class CameraNodeServer(CameraNode, Camera, RPCServer):
                 slot.backend.close()
             except Exception:
                 logger.exception("closing camera %s failed", slot.name)
-
-
-def __getattr__(name: str) -> Any:
-    # ``run_node`` lives in :mod:`plantimager.camera.runner` (which imports this module); it is
-    # offered here too, where readers of the node look for it.
-    if name == "run_node":
-        from .runner import run_node
-
-        return run_node
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

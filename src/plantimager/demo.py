@@ -28,10 +28,9 @@ import zmq
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import PlantImagerError, RegistryError, ValidationError
 
-from .record import RigEvent
-from .rig import Rig
-from .session import prepare_folder
-from .storage import write_atomically
+from plantimager.rig import Rig, RigEvent
+from plantimager.rig.session import prepare_folder
+from plantimager.rig.storage import write_atomically
 
 __all__ = ["Demo"]
 
