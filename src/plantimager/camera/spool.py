@@ -28,136 +28,38 @@ image bytes. :meth:`Spool.read` maps the file read-only instead of copying it in
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
-import hashlib
 import logging
 import mmap
 import os
-import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import xxhash
-
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, ValidationError
 from plantimager.commons.rpc.wire import decode_object, encode
 
 from .names import validate_name
+from .spoolentry import (
+    LOCK_NAME,
+    MAX_META_BYTES,
+    META_SUFFIX,
+    TMP_PREFIX,
+    Capture,
+    Entry,
+    SpoolFull,
+    fsync_dir,
+    new_record,
+    write_durably,
+)
+from .spoolrecovery import checked_entry, recover_folder
 
 __all__ = ["MAX_META_BYTES", "Capture", "Spool", "SpoolFull"]
 
 logger = logging.getLogger(__name__)
-
-MAX_META_BYTES = 64 * 1024
-"""Largest accepted metadata document (encoded JSON), so the index stays small."""
-
-_META_SUFFIX = ".json"
-_TMP_PREFIX = ".tmp-"
-_LOCK_NAME = ".lock"
-_EXT_RE = re.compile(r"[A-Za-z0-9]{1,16}")
-_SHA_RE = re.compile(r"[0-9a-f]{64}")
-# Keys the spool fills in itself; the caller may only repeat them with the same value.
-_RESERVED = ("data_code", "camera", "file", "ext", "size", "sha256", "xxh3_128", "seq")
-
-
-class SpoolFull(PlantImagerError):  # noqa: N818 - named like ImageUnavailable
-    """Storing a capture would take the spool beyond its ``max_bytes``; nothing was changed.
-
-    Parameters
-    ----------
-    message : str
-        Human-readable explanation.
-    needed, used, max_bytes : int
-        Bytes the refused capture needed, bytes in use or being written, and the limit.
-    """
-
-    def __init__(self, message: str, needed: int, used: int, max_bytes: int) -> None:
-        super().__init__(message)
-        self.needed = needed
-        self.used = used
-        self.max_bytes = max_bytes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Capture:
-    """One stored capture: where its image lies and what its metadata says.
-
-    ``meta`` is a private copy of the full metadata: what the node passed plus ``data_code``,
-    ``camera``, ``file``, ``ext``, ``size``, ``sha256``, ``xxh3_128`` and ``seq`` (the spool's store
-    sequence number). ``size``, ``sha256`` and ``xxh3_128`` (hex) describe the image bytes; the
-    XXH3-128 lets a receiver check a transfer at a tenth of the cost of SHA-256. (Captures stored
-    by versions before it have no ``xxh3_128``.)
-    """
-
-    data_code: str
-    camera: str
-    path: Path
-    meta: dict[str, Any]
-    size: int
-    sha256: str
-
-
-@dataclasses.dataclass(slots=True)
-class _Entry:
-    # What the index keeps per capture: small values only, never image bytes.
-    seq: int
-    camera_index: int | None
-    size: int
-    sha256: str
-    file: str
-    meta_json: bytes
-
-    @property
-    def disk_bytes(self) -> int:
-        return self.size + len(self.meta_json)
-
-    def order(self) -> tuple[bool, int, int]:
-        return (self.camera_index is None, self.camera_index or 0, self.seq)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, view: memoryview) -> None:
-    """Create ``path`` (must not exist), write all of ``view`` and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        done, total = 0, view.nbytes
-        while done < total:
-            done += os.write(fd, view[done : done + (1 << 22)])
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _check_camera_index(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"{where}: camera_index must be an int >= 0, got {value!r}")
-    return value
-
-
-def _as_bytes_view(data: Any) -> memoryview:
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise ValidationError(
-            f"image data must be bytes or a bytes-like object, not {type(data).__name__}"
-        ) from None
-    if not view.c_contiguous:
-        raise ValidationError("image data must be a C-contiguous buffer")
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
 class Spool:
@@ -198,15 +100,15 @@ class Spool:
         created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         if created:
-            _fsync_dir(self.root.parent)
-        self._lock_fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fsync_dir(self.root.parent)
+        self._lock_fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
             raise PlantImagerError(f"spool {self.root} is already in use by another process") from None
         self._lock = threading.Lock()
-        self._index: dict[str, dict[str, _Entry]] = {}
+        self._index: dict[str, dict[str, Entry]] = {}
         self._inflight: dict[str, int] = {}
         self._used = 0
         self._reserved = 0
@@ -224,7 +126,7 @@ class Spool:
 
     def _recover(self) -> None:
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.name == _LOCK_NAME:
+            if entry.name == LOCK_NAME:
                 continue
             try:
                 validate_name(entry.name, kind="data code")
@@ -239,71 +141,15 @@ class Spool:
         self._next_seq = max(seqs, default=-1) + 1
 
     def _recover_code(self, code: str) -> None:
-        folder = self.root / code
-        metas: list[str] = []
-        others: list[str] = []
-        changed = has_subdirs = False
-        for entry in os.scandir(folder):
-            if entry.name.startswith(_TMP_PREFIX):
-                logger.info("spool %s: removing interrupted write %s", self.root, entry.path)
-                os.unlink(entry.path)
-                changed = True
-            elif entry.is_dir(follow_symlinks=False):
-                logger.warning("spool %s: leaving unexpected directory %s alone", self.root, entry.path)
-                has_subdirs = True
-            elif entry.name.endswith(_META_SUFFIX):
-                metas.append(entry.name)
-            else:
-                others.append(entry.name)
-        captures: dict[str, _Entry] = {}
-        for name in metas:
-            loaded = self._load_entry(code, name[: -len(_META_SUFFIX)])
-            if loaded is None:
-                os.unlink(folder / name)
-                changed = True
-            else:
-                captures[name[: -len(_META_SUFFIX)]] = loaded
-        referenced = {e.file for e in captures.values()}
-        for name in set(others) - referenced:
-            logger.warning("spool %s: removing incomplete capture file %s/%s", self.root, code, name)
-            os.unlink(folder / name)
-            changed = True
-        if changed:
-            _fsync_dir(folder)
+        captures, has_subdirs = recover_folder(self.root / code, code)
         if captures:
             self._index[code] = captures
             self._used += sum(e.disk_bytes for e in captures.values())
         elif not has_subdirs:
             self._remove_code_dir(code)
 
-    def _load_entry(self, code: str, camera: str) -> _Entry | None:
-        # Read and check one metadata file and the size of the image it vouches for.
-        path = self.root / code / f"{camera}{_META_SUFFIX}"
-        try:
-            validate_name(camera, kind="camera name")
-            with open(path, "rb") as fh:
-                raw = fh.read(MAX_META_BYTES + 1)
-            if len(raw) > MAX_META_BYTES:
-                raise ValidationError("metadata file too large")
-            meta = decode_object(raw)
-            ext, file = meta.get("ext"), meta.get("file")
-            size, sha, seq = meta.get("size"), meta.get("sha256"), meta.get("seq")
-            if meta.get("data_code") != code or meta.get("camera") != camera:
-                raise ValidationError("data_code/camera do not match the file's place")
-            if not isinstance(ext, str) or not _EXT_RE.fullmatch(ext) or file != f"{camera}.{ext}":
-                raise ValidationError(f"bad ext/file {ext!r}/{file!r}")
-            if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
-                raise ValidationError(f"bad sha256 {sha!r}")
-            for key, value in (("size", size), ("seq", seq)):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValidationError(f"bad {key} {value!r}")
-            index = _check_camera_index(meta.get("camera_index"), "metadata")
-            if os.stat(self.root / code / file, follow_symlinks=False).st_size != size:
-                raise ValidationError(f"image {file} is not {size} bytes long")
-        except (OSError, PlantImagerError) as exc:
-            logger.error("spool %s: dropping metadata %s: %s", self.root, path, exc)
-            return None
-        return _Entry(seq=seq, camera_index=index, size=size, sha256=sha, file=file, meta_json=raw)
+    def _load_entry(self, code: str, camera: str) -> Entry | None:
+        return checked_entry(self.root / code, code, camera)
 
     def _remove_code_dir(self, code: str, *, durable: bool = True) -> None:
         # Called with the lock held (or during recovery); ignores a directory that is not empty.
@@ -317,7 +163,7 @@ class Spool:
             logger.debug("spool %s: keeping directory %s: %s", self.root, code, exc)
             return
         if durable:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     # ------------------------------------------------------------------ helpers
 
@@ -325,7 +171,7 @@ class Spool:
         if self._closed:
             raise PlantImagerError(f"spool {self.root} is closed")
 
-    def _entry(self, code: str, camera: str) -> _Entry:
+    def _entry(self, code: str, camera: str) -> Entry:
         cams = self._index.get(code)
         if cams is None:
             raise ImageUnavailable(f'No images are stored under the data code "{code}"')
@@ -334,7 +180,7 @@ class Spool:
             raise ImageUnavailable(f'No image from camera "{camera}" is stored under the data code "{code}"')
         return entry
 
-    def _capture(self, code: str, camera: str, entry: _Entry) -> Capture:
+    def _capture(self, code: str, camera: str, entry: Entry) -> Capture:
         path, meta = self.root / code / entry.file, decode_object(entry.meta_json)
         return Capture(code, camera, path, meta, entry.size, entry.sha256)
 
@@ -392,38 +238,8 @@ class Spool:
         SpoolFull
             If the capture does not fit under ``max_bytes``; nothing is evicted or changed.
         """
-        validate_name(data_code, kind="data code")
-        validate_name(camera, kind="camera name")
-        if not isinstance(ext, str) or not _EXT_RE.fullmatch(ext) or ext.lower() == "json":
-            raise ValidationError(f"invalid extension {ext!r}: must be 1-16 letters or digits, not 'json'")
-        view = _as_bytes_view(data)
-        if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
-            raise ValidationError("meta must be a mapping with str keys")
-        index = _check_camera_index(meta.get("camera_index"), f"meta of {data_code}/{camera}")
-        size = view.nbytes
-        sha = hashlib.sha256(view).hexdigest()
-        file = f"{camera}.{ext}"
-        fixed: dict[str, Any] = dict(
-            data_code=data_code,
-            camera=camera,
-            file=file,
-            ext=ext,
-            size=size,
-            sha256=sha,
-            xxh3_128=xxhash.xxh3_128_hexdigest(view),
-        )
-        for key in _RESERVED:
-            if key in meta and (key == "seq" or meta[key] != fixed[key]):
-                shown = "is assigned by the spool" if key == "seq" else f"is {fixed[key]!r}"
-                raise ValidationError(f"meta[{key!r}] = {meta[key]!r} conflicts: {key} {shown}")
-        extra = {k: v for k, v in meta.items() if k not in _RESERVED}
-        try:
-            probe = encode(extra)
-        except TypeError as exc:
-            raise ValidationError(f"meta of {data_code}/{camera} is not JSON-encodable: {exc}") from None
-        if len(probe) > MAX_META_BYTES - 1024:
-            raise ValidationError(f"meta of {data_code}/{camera} is {len(probe)} bytes encoded, too large")
-
+        view, index, fixed, extra = new_record(data_code, camera, data, meta, ext)
+        size, sha, file = fixed["size"], fixed["sha256"], fixed["file"]
         folder = self.root / data_code
         with self._lock:
             self._check_open()
@@ -439,20 +255,20 @@ class Spool:
                 )
             if data_code not in self._index and data_code not in self._inflight and not folder.is_dir():
                 folder.mkdir()
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             self._reserved += need
             self._inflight[data_code] = self._inflight.get(data_code, 0) + 1
 
         token = secrets.token_hex(8)
-        tmp_image = folder / f"{_TMP_PREFIX}{token}.img"
-        tmp_meta = folder / f"{_TMP_PREFIX}{token}.json"
+        tmp_image = folder / f"{TMP_PREFIX}{token}.img"
+        tmp_meta = folder / f"{TMP_PREFIX}{token}.json"
         try:
-            _write_durably(tmp_image, view)
-            _write_durably(tmp_meta, memoryview(meta_json))
+            write_durably(tmp_image, view)
+            write_durably(tmp_meta, memoryview(meta_json))
             with self._lock:
                 self._check_open()
                 self._commit(
-                    data_code, camera, tmp_image, tmp_meta, _Entry(seq, index, size, sha, file, meta_json)
+                    data_code, camera, tmp_image, tmp_meta, Entry(seq, index, size, sha, file, meta_json)
                 )
         finally:
             for tmp in (tmp_image, tmp_meta):
@@ -468,22 +284,22 @@ class Spool:
                     if data_code not in self._index and not self._closed:
                         self._remove_code_dir(data_code)
         logger.debug("spool %s: stored %s/%s (%d bytes, seq %d)", self.root, data_code, camera, size, seq)
-        return self._capture(data_code, camera, _Entry(seq, index, size, sha, file, meta_json))
+        return self._capture(data_code, camera, Entry(seq, index, size, sha, file, meta_json))
 
-    def _commit(self, code: str, camera: str, tmp_image: Path, tmp_meta: Path, new: _Entry) -> None:
+    def _commit(self, code: str, camera: str, tmp_image: Path, tmp_meta: Path, new: Entry) -> None:
         # Lock held. Order: drop the old metadata (so it can never describe the new image), make
         # the image durable under its final name, then the metadata that vouches for it.
         folder = self.root / code
-        meta_path = folder / f"{camera}{_META_SUFFIX}"
+        meta_path = folder / f"{camera}{META_SUFFIX}"
         old = self._index.get(code, {}).get(camera)
         try:
             if old is not None or meta_path.exists():
                 meta_path.unlink()
-                _fsync_dir(folder)
+                fsync_dir(folder)
             os.replace(tmp_image, folder / new.file)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             os.replace(tmp_meta, meta_path)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except BaseException:
             self._reload_key(code, camera, new.file, *([old.file] if old else []))
             raise
@@ -627,7 +443,7 @@ class Spool:
                 entry = cams[camera]
                 try:
                     # Metadata first: once it is gone the capture is gone, whatever happens next.
-                    (folder / f"{camera}{_META_SUFFIX}").unlink(missing_ok=True)
+                    (folder / f"{camera}{META_SUFFIX}").unlink(missing_ok=True)
                     (folder / entry.file).unlink(missing_ok=True)
                 except BaseException:
                     self._reload_key(data_code, camera, entry.file)
@@ -635,7 +451,7 @@ class Spool:
                 del cams[camera]
                 self._used -= entry.disk_bytes
             if wanted:
-                _fsync_dir(folder)  # once for every capture released by this call
+                fsync_dir(folder)  # once for every capture released by this call
             if not cams:
                 del self._index[data_code]
                 if data_code not in self._inflight:
