@@ -20,29 +20,33 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
-import json
 import logging
 import os
 import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import msgspec
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .ledger import Ledger
 from .manifest import MANIFEST_NAME, manifest_document
-from .session import prepare_folder
-from .shot import OWED, CaptureState, ShotPlan, ShotState, extension_for
-from .storage import TMP_PREFIX, fsync_dir, link_new, sync_file, write_atomically, write_new
-from .template import DEFAULT_TEMPLATE, NameTemplate
+from .manifestwriter import ManifestWriter
+from .replay import LedgerState
+from .session import load_session, prepare_folder
+from .shot import ShotPlan, ShotState, StagedImage, WrittenImage, extension_for
+from .storage import (
+    TMP_PREFIX,
+    fsync_dir,
+    lock_exclusively,
+    publish_file,
+    remove_temporaries,
+    write_new,
+)
+from .template import NameTemplate
 
 __all__ = [
     "MANIFEST_INTERVAL_S",
@@ -61,44 +65,6 @@ STATE_DIR = ".rig"
 UNKNOWN_RESULT_GRACE_S = 180.0
 #: While images are being recorded, the manifest is rewritten at most this often, seconds.
 MANIFEST_INTERVAL_S = 1.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WrittenImage:
-    """An image whose file is durably written into the dataset but not yet recorded in the ledger.
-
-    Attributes
-    ----------
-    capture_no : int
-        Its capture.
-    camera : str
-        Its camera (``node/camera``).
-    file : str
-        The file name in the dataset.
-    meta : dict
-        What the node sent with it, with ``size`` and ``sha256`` of the bytes written.
-    """
-
-    capture_no: int
-    camera: str
-    file: str
-    meta: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StagedImage:
-    """An image whose bytes are in a temporary file of the dataset: not yet durable, not yet named.
-
-    Attributes
-    ----------
-    image : WrittenImage
-        What it will be once finished (:meth:`Dataset.finish_image`).
-    tmp : pathlib.Path
-        The temporary file.
-    """
-
-    image: WrittenImage
-    tmp: Path
 
 
 class Dataset:
@@ -147,12 +113,12 @@ class Dataset:
         self.root = Path(root).expanduser().absolute()
         self.readonly = readonly
         self._lock = threading.RLock()
-        self._write_lock = threading.Lock()
-        self._generation = self._written = 0
-        self._written_at = float("-inf")
         self._lock_fd: int | None = None
-        self._captures: dict[int, CaptureState] = {}
-        self._files: set[str] = set()
+        self._state = LedgerState(self.root)
+        self._captures = self._state.captures
+        self._files = self._state.files
+        self._apply = self._state.apply
+        self._manifest = ManifestWriter(self.root / MANIFEST_NAME, self.manifest, self._lock)
         self.ledger: Ledger | None = None
         new_template = NameTemplate(template) if template is not None else None
         if readonly:
@@ -161,14 +127,19 @@ class Dataset:
         else:
             prepare_folder(self.root)
             prepare_folder(self.root / STATE_DIR)
-            self._take_lock(lock_timeout)
+            self._lock_fd = lock_exclusively(
+                self.root / STATE_DIR / "lock", lock_timeout, f"dataset {self.root}"
+            )
         try:
-            self._load_session(new_template)
+            session = load_session(self.root / STATE_DIR / "session.json", new_template, readonly=readonly)
+            self.template: NameTemplate = session.template
+            self.session_id: str = session.session_id
+            self.created: float = session.created
             self.ledger = Ledger(self.root / STATE_DIR / "ledger.jsonl", readonly=readonly)
             for record in self.ledger.records:
                 self._apply(record)
             if not readonly:
-                self._remove_leftovers()
+                remove_temporaries(self.root, f"dataset {self.root}")
                 self._changed()
         except BaseException:
             self.close()
@@ -178,121 +149,6 @@ class Dataset:
         )
 
     # -- opening ---------------------------------------------------------------------------------
-    def _take_lock(self, timeout: float) -> None:
-        path = self.root / STATE_DIR / "lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise ValidationError(f"cannot use {self.root} as a dataset folder: {exc.strerror}") from None
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    os.close(fd)
-                    raise PlantImagerError(
-                        f"dataset {self.root} is in use by another controller (pid {holder})"
-                    ) from None
-                time.sleep(0.05)  # bounded retry while another controller finishes
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-    def _load_session(self, new_template: NameTemplate | None) -> None:
-        path = self.root / STATE_DIR / "session.json"
-        try:
-            session = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-        except (OSError, ValueError) as exc:
-            raise PlantImagerError(f"cannot read {path}: {exc}") from None
-        if not isinstance(session, dict) or not isinstance(session.get("session_id"), str):
-            if self.readonly:
-                raise PlantImagerError(f"{path} is missing or damaged")
-            now = time.time()
-            stamp = datetime.fromtimestamp(now).strftime("%Y%m%d%H%M%S")
-            session = {"session_id": f"{stamp}-{secrets.token_hex(3)}", "created": now}
-        stored = session.get("template")
-        self.template = new_template or NameTemplate(stored if isinstance(stored, str) else DEFAULT_TEMPLATE)
-        self.session_id: str = session["session_id"]
-        self.created = float(session.get("created", time.time()))
-        if not self.readonly and session.get("template") != self.template.text:
-            session["template"] = self.template.text
-            write_atomically(path, (json.dumps(session, indent=1) + "\n").encode())
-
-    def _remove_leftovers(self) -> None:
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                logger.info("dataset %s: removing %s left by an interrupted write", self.root, entry.name)
-                os.unlink(entry.path)
-
-    # -- ledger replay ---------------------------------------------------------------------------
-    def _apply(self, record: Mapping[str, Any]) -> None:
-        try:
-            kind = record["kind"]
-            if kind == "capture":
-                self._apply_capture(record)
-                return
-            capture = self._captures[int(record["capture_no"])]
-            if kind == "captured":
-                capture.t0, capture.lead_ms = record.get("t0"), record.get("lead_ms")
-                capture.skew_ms = record.get("skew_ms")
-                for camera, meta in record.get("results", {}).items():
-                    shot = capture.shots[camera]
-                    shot.status, shot.meta = "stored", dict(meta)
-                    self._rename(shot, record.get("files", {}).get(camera, shot.file))
-                for camera, reason in record.get("failures", {}).items():
-                    capture.shots[camera].status, capture.shots[camera].reason = "failed", str(reason)
-                for camera, reason in record.get("unknown", {}).items():
-                    capture.shots[camera].reason = str(reason)
-                return
-            shot = capture.shots[record["camera"]]
-            if kind == "received":
-                shot.status = "received"
-                shot.meta.update(record.get("meta", {}))
-                self._rename(shot, record["file"])
-            elif kind == "released":
-                shot.status = "done"
-            elif kind == "lost":
-                shot.status, shot.reason = "lost", str(record.get("reason", ""))
-            else:
-                logger.warning("dataset %s: ignoring a ledger record of kind %r", self.root, kind)
-        except (KeyError, TypeError, ValueError) as exc:
-            logger.error(
-                "dataset %s: ignoring a ledger record (%s: %s): %.200s",
-                self.root,
-                type(exc).__name__,
-                exc,
-                record,
-            )
-
-    def _apply_capture(self, record: Mapping[str, Any]) -> None:
-        capture = CaptureState(
-            int(record["capture_no"]),
-            str(record["data_code"]),
-            float(record["created"]),
-            str(record["template"]),
-        )
-        for item in record["shots"]:
-            shot = ShotState(
-                capture.capture_no,
-                capture.data_code,
-                template=capture.template,
-                sent_at=capture.created,
-                **item,
-            )
-            capture.shots[shot.camera] = shot
-            if shot.wanted:
-                self._files.add(shot.file)
-        self._captures[capture.capture_no] = capture
-
-    def _rename(self, shot: ShotState, file: str) -> None:
-        if file != shot.file and shot.wanted:
-            self._files.discard(shot.file)
-            self._files.add(file)
-        shot.file = file
-
     def _record(self, record: dict[str, Any], *, durable: bool = True) -> None:
         self._record_many([record], durable=durable)
 
@@ -447,12 +303,7 @@ class Dataset:
     def owed(self) -> list[ShotState]:
         """Copies of the shots that still need work (fetch, or release), oldest capture first."""
         with self._lock:
-            return [
-                dataclasses.replace(shot, meta=dict(shot.meta))
-                for no in sorted(self._captures)
-                for shot in self._captures[no].shots.values()
-                if shot.status in OWED
-            ]
+            return self._state.owed()
 
     def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
         """Write one image's file durably, without recording it yet (see :meth:`record_images`).
@@ -521,16 +372,8 @@ class Dataset:
             If the file cannot be written or a different file has the name.
         """
         image = staged.image
-        final = self.root / image.file
-        try:
-            sync_file(staged.tmp)
-            if not link_new(staged.tmp, final, image.meta["sha256"]):
-                logger.info("dataset %s: %s was already written", self.root, image.file)
-        except OSError as exc:
-            raise PlantImagerError(f"cannot write {final}: {exc.strerror or exc}") from exc
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                staged.tmp.unlink()
+        if not publish_file(staged.tmp, self.root / image.file, image.meta["sha256"]):
+            logger.info("dataset %s: %s was already written", self.root, image.file)
         return image
 
     def record_images(self, images: Sequence[WrittenImage]) -> None:
@@ -603,49 +446,14 @@ class Dataset:
 
     # -- manifest and summary --------------------------------------------------------------------
     def _changed(self, max_age: float = 0.0) -> None:
-        """Rewrite the manifest after a change, without making other threads wait for it.
-
-        Each rewrite holds every change made so far, so changes made while one is in progress
-        share the next one. With ``max_age``, the rewrite is skipped if the manifest was written
-        less than that many seconds ago (:meth:`flush` brings it up to date). The ledger, not the
-        manifest, is what a restart relies on: the manifest is rebuilt from it when the dataset is
-        opened.
-        """
-        if self.readonly:
-            return
-        with self._lock:
-            self._generation += 1
-            if max_age > 0 and time.monotonic() - self._written_at < max_age:
-                return
-        while self._write_lock.acquire(blocking=False):
-            try:
-                self._write_pending()
-            finally:
-                self._write_lock.release()
-            with self._lock:
-                if self._written == self._generation:
-                    return
-
-    def _write_pending(self) -> None:
-        # Write lock held.
-        while True:
-            with self._lock:
-                if self._written == self._generation:
-                    return
-                generation, document = self._generation, self.manifest()
-            write_atomically(
-                self.root / MANIFEST_NAME,
-                msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
-            )
-            self._written = generation
-            self._written_at = time.monotonic()
+        # Rewrite the manifest (see ManifestWriter.changed); a read-only dataset writes nothing.
+        if not self.readonly:
+            self._manifest.changed(max_age)
 
     def flush(self) -> None:
         """Return once ``manifest.json`` includes every change made so far."""
-        if self.readonly:
-            return
-        with self._write_lock:
-            self._write_pending()
+        if not self.readonly:
+            self._manifest.flush()
 
     def manifest(self) -> dict[str, Any]:
         """The content of ``manifest.json`` (see :func:`~plantimager.rig.manifest.manifest_document`)."""
@@ -660,21 +468,14 @@ class Dataset:
     def summary(self) -> dict[str, Any]:
         """Counts for a status display: captures, images received, images owed per camera, lost."""
         with self._lock:
-            shots = [s for c in self._captures.values() for s in c.shots.values() if s.wanted]
-            owed: dict[str, int] = {}
-            for shot in shots:
-                if shot.status in ("sent", "stored"):
-                    owed[shot.camera] = owed.get(shot.camera, 0) + 1
+            counts = self._state.counts()
             return {
                 "path": str(self.root),
                 "session": self.session_id,
                 "template": self.template.text,
                 "captures": len(self._captures),
                 "next_capture_no": self.next_capture_no,
-                "images": sum(s.status in ("received", "done") for s in shots),
-                "owed": owed,
-                "lost": sum(s.status == "lost" for s in shots),
-                "failed": sum(s.status == "failed" for s in shots),
+                **counts,
             }
 
     # -- life cycle ------------------------------------------------------------------------------

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import secrets
+import time
 from datetime import datetime
 from pathlib import Path
 
-from plantimager.commons.errors import ValidationError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .storage import write_atomically
+from .template import DEFAULT_TEMPLATE, NameTemplate
 
-__all__ = ["DEFAULT_CAPTURES", "current_session", "prepare_folder", "session_folder"]
+__all__ = [
+    "DEFAULT_CAPTURES",
+    "SessionInfo",
+    "current_session",
+    "load_session",
+    "prepare_folder",
+    "session_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +91,47 @@ def session_folder(captures: Path, *, new: bool = False) -> Path:
     write_atomically(captures / _POINTER, f"{name}\n".encode())
     logger.info("new session %s", captures / name)
     return captures / name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What a dataset's ``session.json`` says: its session id, creation time and file-name template."""
+
+    session_id: str
+    created: float
+    template: NameTemplate
+
+
+def load_session(path: Path, new_template: NameTemplate | None, *, readonly: bool) -> SessionInfo:
+    """Read a dataset's ``session.json``, starting a new session if it is missing or damaged.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``session.json`` file.
+    new_template : NameTemplate, optional
+        The template to use from now on (remembered in the file); by default the one the file names.
+    readonly : bool
+        Write nothing; a missing or damaged file is then an error.
+
+    Raises
+    ------
+    PlantImagerError
+        If the file cannot be read, or is missing or damaged in read-only mode.
+    """
+    try:
+        session = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (OSError, ValueError) as exc:
+        raise PlantImagerError(f"cannot read {path}: {exc}") from None
+    if not isinstance(session, dict) or not isinstance(session.get("session_id"), str):
+        if readonly:
+            raise PlantImagerError(f"{path} is missing or damaged")
+        now = time.time()
+        stamp = datetime.fromtimestamp(now).strftime("%Y%m%d%H%M%S")
+        session = {"session_id": f"{stamp}-{secrets.token_hex(3)}", "created": now}
+    stored = session.get("template")
+    template = new_template or NameTemplate(stored if isinstance(stored, str) else DEFAULT_TEMPLATE)
+    if not readonly and session.get("template") != template.text:
+        session["template"] = template.text
+        write_atomically(path, (json.dumps(session, indent=1) + "\n").encode())
+    return SessionInfo(session["session_id"], float(session.get("created", time.time())), template)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["OWED", "CaptureState", "ShotPlan", "ShotState", "extension_for", "shots_by_node"]
+__all__ = [
+    "OWED",
+    "CaptureState",
+    "ShotPlan",
+    "ShotState",
+    "StagedImage",
+    "WrittenImage",
+    "extension_for",
+    "shots_by_node",
+]
 
 #: Shot states that still need work: fetch (``sent``, ``stored``) or release (``received``).
 OWED = ("sent", "stored", "received")
@@ -80,3 +91,41 @@ def shots_by_node(shots: Iterable[ShotState]) -> dict[str, list[ShotState]]:
     for shot in shots:
         out.setdefault(shot.node, []).append(shot)
     return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WrittenImage:
+    """An image whose file is durably written into the dataset but not yet recorded in the ledger.
+
+    Attributes
+    ----------
+    capture_no : int
+        Its capture.
+    camera : str
+        Its camera (``node/camera``).
+    file : str
+        The file name in the dataset.
+    meta : dict
+        What the node sent with it, with ``size`` and ``sha256`` of the bytes written.
+    """
+
+    capture_no: int
+    camera: str
+    file: str
+    meta: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StagedImage:
+    """An image whose bytes are in a temporary file of the dataset: not yet durable, not yet named.
+
+    Attributes
+    ----------
+    image : WrittenImage
+        What it will be once finished (:meth:`~plantimager.rig.dataset.Dataset.finish_image`).
+    tmp : pathlib.Path
+        The temporary file.
+    """
+
+    image: WrittenImage
+    tmp: Path

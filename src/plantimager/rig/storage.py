@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
 __all__ = [
     "TMP_PREFIX",
     "fsync_dir",
     "link_new",
+    "lock_exclusively",
+    "publish_file",
+    "remove_temporaries",
     "sha256_of",
     "sync_file",
     "write_atomically",
@@ -146,3 +151,78 @@ def link_new(tmp: Path, final: Path, sha256: str) -> bool:
     if sha256_of(final) != sha256:
         raise PlantImagerError(f"{final} already exists and holds other bytes; it was not overwritten")
     return False
+
+
+def lock_exclusively(path: Path, timeout: float, what: str) -> int:
+    """Take the exclusive lock (flock) of the lock file ``path`` and write this process's pid in it.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The lock file; created if missing.
+    timeout : float
+        How long to wait for another process to let go, seconds.
+    what : str
+        What the lock guards, for error messages (e.g. ``"dataset /data/s1"``).
+
+    Returns
+    -------
+    int
+        The open file descriptor; closing it lets go of the lock.
+
+    Raises
+    ------
+    ValidationError
+        If the lock file cannot be created.
+    PlantImagerError
+        If another process still holds the lock after ``timeout``.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ValidationError(f"cannot create the lock file {path} of {what}: {exc.strerror}") from None
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise PlantImagerError(f"{what} is in use by another controller (pid {holder})") from None
+            time.sleep(0.05)  # bounded retry while the other controller finishes
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def remove_temporaries(folder: Path, what: str) -> None:
+    """Remove the temporary files (``TMP_PREFIX``) that interrupted writes left in ``folder``."""
+    for entry in os.scandir(folder):
+        if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
+            logger.info("%s: removing %s left by an interrupted write", what, entry.name)
+            os.unlink(entry.path)
+
+
+def publish_file(tmp: Path, final: Path, sha256: str) -> bool:
+    """Make the written file ``tmp`` durable under the new name ``final``, and remove ``tmp``.
+
+    Returns
+    -------
+    bool
+        True if ``final`` was created; False if it already held the same bytes (``sha256``).
+
+    Raises
+    ------
+    PlantImagerError
+        If the file cannot be synced or linked, or ``final`` holds other bytes (nothing is overwritten).
+    """
+    try:
+        sync_file(tmp)
+        return link_new(tmp, final, sha256)
+    except OSError as exc:
+        raise PlantImagerError(f"cannot write {final}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

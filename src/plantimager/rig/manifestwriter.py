@@ -1,0 +1,78 @@
+"""Rewriting ``manifest.json`` after every change, without making other threads wait for the disk."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .storage import write_atomically
+
+__all__ = ["ManifestWriter"]
+
+
+class ManifestWriter:
+    """Keeps one manifest file up to date with a document that changes often.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The manifest file.
+    document : callable
+        Returns the current document; called with ``lock`` held.
+    lock : threading.RLock
+        The lock that guards what the document is built from.
+    """
+
+    def __init__(self, path: Path, document: Callable[[], dict[str, Any]], lock: threading.RLock) -> None:
+        self.path = path
+        self._document = document
+        self._lock = lock
+        self._write_lock = threading.Lock()
+        self._generation = self._written = 0
+        self._written_at = float("-inf")
+
+    def changed(self, max_age: float = 0.0) -> None:
+        """Rewrite the manifest after a change, without making other threads wait for it.
+
+        Each rewrite holds every change made so far, so changes made while one is in progress
+        share the next one. With ``max_age``, the rewrite is skipped if the manifest was written
+        less than that many seconds ago (:meth:`flush` brings it up to date). The ledger, not the
+        manifest, is what a restart relies on: the manifest is rebuilt from it when the dataset is
+        opened.
+        """
+        with self._lock:
+            self._generation += 1
+            if max_age > 0 and time.monotonic() - self._written_at < max_age:
+                return
+        while self._write_lock.acquire(blocking=False):
+            try:
+                self._write_pending()
+            finally:
+                self._write_lock.release()
+            with self._lock:
+                if self._written == self._generation:
+                    return
+
+    def _write_pending(self) -> None:
+        # Write lock held.
+        while True:
+            with self._lock:
+                if self._written == self._generation:
+                    return
+                generation, document = self._generation, self._document()
+            write_atomically(
+                self.path,
+                msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
+            )
+            self._written = generation
+            self._written_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Return once ``manifest.json`` includes every change made so far."""
+        with self._write_lock:
+            self._write_pending()
