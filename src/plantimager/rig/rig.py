@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from plantimager.commons.errors import PlantImagerError, RigError, ValidationErr
 
 from .dataset import STATE_DIR, Dataset
 from .download import Download, TransferGate
+from .fanout import fan_out, select_cameras
 from .node import CallLimits, RigNode, describe_error
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
 from .roster import Roster
@@ -280,33 +281,8 @@ class Rig:
             return self._trigger.capture(dataset, nodes, wanted)
 
     def _select(self, cameras: Iterable[str] | None) -> dict[str, set[str]]:
-        """Node name -> the camera keys wanted on it."""
-        known = self._roster.cameras()
-        if not known:
-            raise PlantImagerError(
-                f"the rig has no camera: no camera node is registered with {self.registry_url}"
-            )
-        wanted: dict[str, set[str]] = {}
-        if cameras is None:
-            for cam in known:
-                wanted.setdefault(cam.node, set()).add(cam.key)
-            return wanted
-        names = [cameras] if isinstance(cameras, str) else list(cameras)
-        if not names:
-            raise ValidationError("no camera given (pass None to capture them all)")
-        unknown = []
-        for name in names:
-            matches = [cam for cam in known if name in (cam.key, cam.node)]
-            if not matches:
-                unknown.append(name)
-            for cam in matches:
-                wanted.setdefault(cam.node, set()).add(cam.key)
-        if unknown:
-            listing = ", ".join(cam.key for cam in known[:20]) + (", ..." if len(known) > 20 else "")
-            raise ValidationError(
-                f"unknown camera(s): {', '.join(map(repr, unknown))}; the rig has: {listing}"
-            )
-        return wanted
+        """Node name -> the camera keys wanted on it (see :func:`~plantimager.rig.fanout.select_cameras`)."""
+        return select_cameras(self._roster.cameras(), cameras, self.registry_url)
 
     # -- download --------------------------------------------------------------------------------
     def download_all(
@@ -469,7 +445,9 @@ class Rig:
         self._check_running()
         targets = dict.fromkeys(self._select(list(names)))
         done, failures = [], {}
-        for name, (_node, outcome) in self._fan_out(targets, lambda node, _: node.call("shutdown")).items():
+        for name, (_node, outcome) in fan_out(
+            self._roster, self._executor, targets, lambda node, _: node.call("shutdown")
+        ).items():
             if isinstance(outcome, BaseException):
                 failures[name] = describe_error(outcome)
             else:
@@ -492,7 +470,9 @@ class Rig:
         self._check_running()
         infos = {info.name: info.as_dict() for info in self._roster.nodes()}
         targets = {name: None for name in self._roster.ready_nodes()}
-        for name, (_node, outcome) in self._fan_out(targets, lambda node, _: node.call("status")).items():
+        for name, (_node, outcome) in fan_out(
+            self._roster, self._executor, targets, lambda node, _: node.call("status")
+        ).items():
             info = infos.setdefault(name, {"name": name, "state": "gone"})
             if isinstance(outcome, BaseException):
                 info["error"] = describe_error(outcome)
@@ -514,18 +494,5 @@ class Rig:
     def _fan_out(
         self, targets: Mapping[str, Any], call: Callable[[RigNode, Any], Any]
     ) -> dict[str, tuple[RigNode | None, Any]]:
-        """Run ``call(node, argument)`` on every target node in parallel; name -> (node, result or error)."""
-        futures: dict[str, tuple[RigNode | None, Future[Any] | None]] = {}
-        for name, argument in targets.items():
-            node = self._roster.node(name)
-            futures[name] = (node, None if node is None else self._executor.submit(call, node, argument))
-        out: dict[str, tuple[RigNode | None, Any]] = {}
-        for name, (node, future) in futures.items():
-            if future is None:
-                out[name] = (None, PlantImagerError(f"node {name} is not connected"))
-                continue
-            try:
-                out[name] = (node, future.result())
-            except Exception as exc:
-                out[name] = (node, exc)
-        return out
+        """Run ``call`` on every target node in parallel (see :func:`~plantimager.rig.fanout.fan_out`)."""
+        return fan_out(self._roster, self._executor, targets, call)

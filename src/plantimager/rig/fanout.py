@@ -1,0 +1,88 @@
+"""Choosing nodes and cameras by name, and running one call on many nodes at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from plantimager.commons.errors import PlantImagerError, ValidationError
+
+from .node import RigNode
+from .record import CameraInfo
+from .roster import Roster
+
+__all__ = ["fan_out", "select_cameras"]
+
+
+def select_cameras(
+    known: Sequence[CameraInfo], cameras: Iterable[str] | str | None, registry_url: str
+) -> dict[str, set[str]]:
+    """Return node name -> the camera keys wanted on it, for camera or node names (None: all cameras).
+
+    Raises
+    ------
+    PlantImagerError
+        If the rig has no camera at all (``registry_url`` is named).
+    ValidationError
+        If no name is given, or a name is neither a camera nor a node of the rig.
+    """
+    if not known:
+        raise PlantImagerError(f"the rig has no camera: no camera node is registered with {registry_url}")
+    wanted: dict[str, set[str]] = {}
+    if cameras is None:
+        for cam in known:
+            wanted.setdefault(cam.node, set()).add(cam.key)
+        return wanted
+    names = [cameras] if isinstance(cameras, str) else list(cameras)
+    if not names:
+        raise ValidationError("no camera given (pass None to capture them all)")
+    unknown = []
+    for name in names:
+        matches = [cam for cam in known if name in (cam.key, cam.node)]
+        if not matches:
+            unknown.append(name)
+        for cam in matches:
+            wanted.setdefault(cam.node, set()).add(cam.key)
+    if unknown:
+        listing = ", ".join(cam.key for cam in known[:20]) + (", ..." if len(known) > 20 else "")
+        raise ValidationError(f"unknown camera(s): {', '.join(map(repr, unknown))}; the rig has: {listing}")
+    return wanted
+
+
+def fan_out(
+    roster: Roster, executor: Executor, targets: Mapping[str, Any], call: Callable[[RigNode, Any], Any]
+) -> dict[str, tuple[RigNode | None, Any]]:
+    """Run ``call(node, argument)`` on every target node in parallel.
+
+    Parameters
+    ----------
+    roster : Roster
+        Where the nodes are looked up by name.
+    executor : concurrent.futures.Executor
+        Runs the calls.
+    targets : mapping of str to object
+        Node name -> the argument of its call.
+    call : callable
+        ``call(node, argument)``.
+
+    Returns
+    -------
+    dict of str to (RigNode or None, object)
+        Node name -> (the node, its call's result or the exception it raised); a node that is not
+        connected gets ``(None, PlantImagerError)``.
+    """
+    futures: dict[str, tuple[RigNode | None, Future[Any] | None]] = {}
+    for name, argument in targets.items():
+        node = roster.node(name)
+        futures[name] = (node, None if node is None else executor.submit(call, node, argument))
+    out: dict[str, tuple[RigNode | None, Any]] = {}
+    for name, (node, future) in futures.items():
+        if future is None:
+            out[name] = (None, PlantImagerError(f"node {name} is not connected"))
+            continue
+        try:
+            out[name] = (node, future.result())
+        except Exception as exc:
+            out[name] = (node, exc)
+    return out
