@@ -51,7 +51,7 @@ from _common import machine_info, markdown_table
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.rig import Rig
 from plantimager.web import WebServer, create_app
-from plantimager.web.relay import MultipartParser
+from plantimager.web.mjpegstream import MultipartParser
 
 __all__ = ["main"]
 

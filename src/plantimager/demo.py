@@ -27,7 +27,6 @@ import zmq
 
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import PlantImagerError, RegistryError, ValidationError
-
 from plantimager.rig import Rig, RigEvent
 from plantimager.rig.session import prepare_folder
 from plantimager.rig.storage import write_atomically

@@ -7,7 +7,7 @@ import struct
 import pytest
 import simplejpeg
 
-from plantimager.web.relay import MultipartParser, RelayError, mjpeg_part, pack_frame
+from plantimager.web.mjpegstream import MultipartParser, RelayError, mjpeg_part, pack_frame
 
 pytestmark = pytest.mark.timeout(60)
 

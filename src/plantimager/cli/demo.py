@@ -13,8 +13,8 @@ import click
 
 from plantimager.cli.options import parse_resolution
 from plantimager.commons.errors import PlantImagerError
-from plantimager.rig import DEFAULT_REGISTRY_URL
 from plantimager.demo import Demo
+from plantimager.rig import DEFAULT_REGISTRY_URL
 from plantimager.rig.session import DEFAULT_CAPTURES
 
 __all__ = ["demo"]

@@ -16,22 +16,29 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from plantimager.cli.options import parse_resolution
+from plantimager.cli.rigcommon import (
+    console,
+    dataset_options,
+    echo_json,
+    fail_partial,
+    ms,
+    open_rig,
+    rig_options,
+)
 from plantimager.commons.errors import PlantImagerError, RigError
-from plantimager.rig import DEFAULT_REGISTRY_URL, CaptureRecord, DownloadProgress, Rig
-from plantimager.rig.session import DEFAULT_CAPTURES, current_session, session_folder
+from plantimager.rig import CaptureRecord, DownloadProgress, Rig
+from plantimager.rig.session import current_session, session_folder
 from plantimager.rig.settings import ROTATIONS
 
 __all__ = ["PAUSE_ENV", "rig"]
@@ -40,118 +47,24 @@ logger = logging.getLogger(__name__)
 
 #: Test-only hook of ``rig download`` (see the module documentation).
 PAUSE_ENV = "PLANTIMAGER_RIG_PAUSE_AFTER"
-#: Exit status when some cameras failed and the others completed.
-EXIT_PARTIAL = 3
 _PAUSE_LIMIT_S = 120.0
 
-# Wide enough for the tables when the output goes to a file or a pipe.
-_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
-
-# -- shared options and helpers ------------------------------------------------------------------
-def _rig_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--registry",
-            default=DEFAULT_REGISTRY_URL,
-            show_default=True,
-            envvar="PLANTIMAGER_REGISTRY",
-            metavar="URL",
-            help="Device registry the cameras register with (env PLANTIMAGER_REGISTRY).",
-        ),
-        click.option(
-            "--wait",
-            type=click.FloatRange(0.1, 600),
-            default=3.0,
-            show_default=True,
-            help="Seconds to wait for the registry and the cameras to answer.",
-        ),
-        click.option(
-            "--expect",
-            type=click.IntRange(0),
-            default=0,
-            help="Wait (up to --wait) until at least this many cameras are present.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--dataset",
-            type=click.Path(path_type=Path),
-            envvar="PLANTIMAGER_DATASET",
-            default=None,
-            help="The session folder (default: the current session under --captures).",
-        ),
-        click.option(
-            "--captures",
-            type=click.Path(path_type=Path),
-            envvar="PLANTIMAGER_CAPTURES",
-            default=DEFAULT_CAPTURES,
-            show_default=True,
-            help="Folder holding one folder per session.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-@contextlib.contextmanager
-def _open_rig(registry: str, wait: float, expect: int, **kwargs: Any) -> Iterator[Rig]:
-    try:
-        with Rig(registry, **kwargs) as rig:
-            if not rig.wait_ready(wait) and not rig.connected:
-                raise click.ClickException(
-                    f"the registry at {registry} did not answer within {wait:g} s "
-                    "(is it running? see `plantimager registry` or `plantimager demo`)"
-                )
-            if expect and not rig.wait_for_cameras(expect, wait):
-                raise click.ClickException(f"only {len(rig.cameras())} of {expect} cameras after {wait:g} s")
-            yield rig
-    except RigError:
-        raise
-    except PlantImagerError as exc:  # ValidationError, a dataset in use...
-        raise click.ClickException(str(exc)) from None
-
-
-def _fail_partial(error: RigError, what: str) -> None:
-    _console.print(f"[bold red]{what}: {len(error.failures)} camera(s) failed[/]")
-    table = Table("camera", "reason", show_edge=False)
-    for camera, reason in sorted(error.failures.items()):
-        table.add_row(camera, reason)
-    _console.print(table)
-    raise click.exceptions.Exit(EXIT_PARTIAL)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=1, default=str))
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-# -- the group -------------------------------------------------------------------------------------
 @click.group("rig")
 def rig() -> None:
     """Control a rig of camera nodes found through a device registry."""
 
 
 @rig.command("list")
-@_rig_options
+@rig_options
 @click.option("--watch", is_flag=True, help="Keep running and print arrivals and departures.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cameras(registry: str, wait: float, expect: int, watch: bool, as_json: bool) -> None:
     """List the cameras of the rig (and, with --watch, follow them live)."""
-    with _open_rig(registry, wait, expect) as the_rig:
+    with open_rig(registry, wait, expect) as the_rig:
         cameras = the_rig.cameras()
         if as_json:
-            _echo_json(
+            echo_json(
                 {"cameras": [c.as_dict() for c in cameras], "nodes": [n.as_dict() for n in the_rig.nodes()]}
             )
         else:
@@ -163,13 +76,11 @@ def list_cameras(registry: str, wait: float, expect: int, watch: bool, as_json: 
                 table.add_row(
                     cam.key, cam.node_id, f"{width}x{height}", cam.encoding, str(cam.rotation), cam.stream_url
                 )
-            _console.print(table)
+            console.print(table)
             for node in the_rig.nodes():
                 if node.state != "ready":
-                    _console.print(
-                        f"[yellow]node {node.name} at {node.address}: {node.state} {node.error}[/]"
-                    )
-            _console.print(f"{len(cameras)} camera(s) on {len(the_rig.nodes())} node(s), registry {registry}")
+                    console.print(f"[yellow]node {node.name} at {node.address}: {node.state} {node.error}[/]")
+            console.print(f"{len(cameras)} camera(s) on {len(the_rig.nodes())} node(s), registry {registry}")
         if watch:
             _watch(the_rig)
 
@@ -185,8 +96,8 @@ def _watch(the_rig: Rig) -> None:
 
 
 @rig.command("capture")
-@_rig_options
-@_dataset_options
+@rig_options
+@dataset_options
 @click.argument("cameras", nargs=-1)
 @click.option("--template", default=None, help="File-name template of new images (str.format fields).")
 @click.option("--new-session", is_flag=True, help="Start a new session folder under --captures.")
@@ -217,7 +128,7 @@ def capture(
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
     failed: RigError | None = None
-    with _open_rig(registry, wait, expect, dataset=folder, template=template) as the_rig:
+    with open_rig(registry, wait, expect, dataset=folder, template=template) as the_rig:
         records = []
         for number in range(count):
             if number:
@@ -234,27 +145,27 @@ def capture(
                 if not as_json:
                     _print_capture(record)
         if as_json:
-            _echo_json([r.as_dict() for r in records])
+            echo_json([r.as_dict() for r in records])
         if then_download:
             _download(the_rig, jobs=None, quiet=as_json)
     if failed is not None:
-        _fail_partial(failed, "capture")
+        fail_partial(failed, "capture")
 
 
 def _print_capture(record: CaptureRecord) -> None:
     table = Table("camera", "file", "offset ms", "bytes", show_edge=False)
     for shot in record.shots:
         table.add_row(shot.camera, shot.file, f"{shot.offset_ms:+.3f}", str(shot.size))
-    _console.print(table)
-    _console.print(
-        f"capture {record.capture_no}: {len(record.shots)} image(s), skew {_ms(record.skew_ms)} ms, "
+    console.print(table)
+    console.print(
+        f"capture {record.capture_no}: {len(record.shots)} image(s), skew {ms(record.skew_ms)} ms, "
         f"lead {record.lead_ms:.1f} ms, data code {record.data_code}, into {record.dataset}"
     )
 
 
 @rig.command("download")
-@_rig_options
-@_dataset_options
+@rig_options
+@dataset_options
 @click.option(
     "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Nodes transferring at once."
 )
@@ -266,7 +177,7 @@ def download(
     folder = dataset if dataset is not None else current_session(captures)
     if folder is None:
         raise click.ClickException(f"no session under {captures} yet: capture first, or give --dataset")
-    with _open_rig(registry, wait, expect, dataset=folder, jobs=jobs) as the_rig:
+    with open_rig(registry, wait, expect, dataset=folder, jobs=jobs) as the_rig:
         _download(the_rig, jobs=jobs, quiet=as_json)
 
 
@@ -278,7 +189,7 @@ def _download(the_rig: Rig, *, jobs: int | None, quiet: bool) -> None:
         MofNCompleteColumn(),
         TextColumn("{task.fields[size]}"),
     )
-    progress = Progress(*columns, TimeElapsedColumn(), console=_console, disable=quiet)
+    progress = Progress(*columns, TimeElapsedColumn(), console=console, disable=quiet)
     task = progress.add_task("download", total=None, size="")
     written = [0]
 
@@ -296,16 +207,16 @@ def _download(the_rig: Rig, *, jobs: int | None, quiet: bool) -> None:
         report = getattr(exc, "report", None)
         if report is not None and not quiet:
             written = f"{len(report.files)} image(s) written ({report.bytes / 1e6:.1f} MB)"
-            _console.print(f"{written}; {report.owed} still owed")
+            console.print(f"{written}; {report.owed} still owed")
         elif report is not None:
-            _echo_json(report.as_dict())
-        _fail_partial(exc, "download")
+            echo_json(report.as_dict())
+        fail_partial(exc, "download")
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
     if quiet:
-        _echo_json(report.as_dict())
+        echo_json(report.as_dict())
     else:
-        _console.print(
+        console.print(
             f"{len(report.files)} image(s) written ({report.bytes / 1e6:.1f} MB in {report.seconds:.2f} s), "
             f"{report.released} released on the nodes, into {report.dataset}"
         )
@@ -350,7 +261,7 @@ def _parse_controls(
 
 
 @rig.command("config")
-@_rig_options
+@rig_options
 @click.argument("cameras", nargs=-1)
 @click.option("--resolution", callback=parse_resolution, metavar="WxH", help="Still resolution.")
 @click.option("--encoding", type=click.Choice(["jpeg", "png"]), help="Image encoding.")
@@ -385,7 +296,7 @@ def config(
         "quality": quality,
         "controls": controls,
     }
-    with _open_rig(registry, wait, expect) as the_rig:
+    with open_rig(registry, wait, expect) as the_rig:
         result: dict[str, dict[str, Any]] = {}
         failures: dict[str, str] = {}
         try:
@@ -412,18 +323,18 @@ def config(
                 str(item.get("rotation")),
                 controls_text,
             )
-        _console.print(table)
+        console.print(table)
     if failures:
-        _fail_partial(RigError("configure", failures), "configure")
+        fail_partial(RigError("configure", failures), "configure")
 
 
 @rig.command("shutdown")
-@_rig_options
+@rig_options
 @click.argument("nodes", nargs=-1)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def shutdown(registry: str, wait: float, expect: int, nodes: tuple[str, ...], yes: bool) -> None:
     """Stop NODES (node names, or cameras of theirs; all when none)."""
-    with _open_rig(registry, wait, expect) as the_rig:
+    with open_rig(registry, wait, expect) as the_rig:
         targets = list(nodes) or [n.name for n in the_rig.nodes() if n.state == "ready"]
         if not targets:
             raise click.ClickException("no camera node to shut down")
@@ -433,16 +344,16 @@ def shutdown(registry: str, wait: float, expect: int, nodes: tuple[str, ...], ye
             done = the_rig.shutdown(targets)
         except RigError as exc:
             done = getattr(exc, "result", [])
-            _console.print(f"shut down: {', '.join(done) or 'none'}")
-            _fail_partial(exc, "shutdown")
+            console.print(f"shut down: {', '.join(done) or 'none'}")
+            fail_partial(exc, "shutdown")
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
-        _console.print(f"shut down {len(done)} node(s): {', '.join(done)}")
+        console.print(f"shut down {len(done)} node(s): {', '.join(done)}")
 
 
 @rig.command("status")
-@_rig_options
-@_dataset_options
+@rig_options
+@dataset_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def status(
     registry: str, wait: float, expect: int, dataset: Path | None, captures: Path, as_json: bool
@@ -453,10 +364,10 @@ def status(
     cameras of nodes whose clocks disagree fire apart by that much.
     """
     folder = dataset if dataset is not None else current_session(captures)
-    with _open_rig(registry, wait, expect, dataset=folder) as the_rig:
+    with open_rig(registry, wait, expect, dataset=folder) as the_rig:
         report = the_rig.status()
     if as_json:
-        _echo_json(report)
+        echo_json(report)
         return
     columns = (
         "node",
@@ -480,22 +391,22 @@ def status(
             info.get("node_id", ""),
             info.get("address", ""),
             str(len(info.get("cameras", []))),
-            _ms(info.get("rtt_ms")),
-            _ms(node_status.get("clock_offset_ms")),
+            ms(info.get("rtt_ms")),
+            ms(node_status.get("clock_offset_ms")),
             f"{spool.get('usage_bytes', 0) / 1e6:.1f}" if spool else "-",
             str(spool.get("pending_captures", "-")),
             str(node_status.get("uptime_s", "-")),
         )
-    _console.print(table)
+    console.print(table)
     summary = report.get("dataset")
     if summary:
         owed = sum(summary["owed"].values())
         counts = f"{summary['captures']} capture(s), {summary['images']} image(s) received"
-        _console.print(
+        console.print(
             f"dataset {summary['path']}: {counts}, {owed} owed, {summary['lost']} lost, "
             f"next capture number {summary['next_capture_no']}"
         )
         for camera, count in sorted(summary["owed"].items()):
-            _console.print(f"  {camera} owes {count} image(s)")
+            console.print(f"  {camera} owes {count} image(s)")
     else:
-        _console.print("no dataset yet")
+        console.print("no dataset yet")

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from ..context import context_of
 from ..errors import ApiError, read_json_object
 from ..events import to_json
-from ..relay import pack_frame
+from ..mjpegstream import pack_frame
 from ..settings import parse_settings
 
 __all__ = ["routes"]

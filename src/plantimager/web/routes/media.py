@@ -14,7 +14,7 @@ from starlette.routing import Route
 from ..context import context_of
 from ..errors import ApiError
 from ..files import dataset_image
-from ..relay import BOUNDARY, mjpeg_part
+from ..mjpegstream import BOUNDARY, mjpeg_part
 
 __all__ = ["routes"]
 
