@@ -22,11 +22,10 @@ must be created with ``--system-site-packages``.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,8 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .backend import CameraBackend, Frame, clamp_resolution
 from .controls import ENUM_CONTROLS, check_control, is_int, is_number, plain
+from .frametime import SENSOR_CLOCKS, clock_offset, exposure_start, wall_time
+from .picamera2module import MISSING_MESSAGE, libcamera_transform, load_picamera2, open_camera
 from .pixels import STILL_FORMATS, fit_preview, preview_size, still_to_rgb, yuv420_to_rgb
 
 __all__ = [
@@ -51,37 +52,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: What a user reads when picamera2 cannot be imported.
-MISSING_MESSAGE = (
-    "the picamera2 backend needs the python3-picamera2 package from Raspberry Pi OS "
-    "(apt install python3-picamera2) and a virtual environment created with --system-site-packages"
-)
 #: Frame metadata kept with a still (when the camera reports it).
 _METADATA_KEYS = (  # noqa: SIM905 - a list of names, kept short
     "SensorTimestamp ExposureTime AnalogueGain DigitalGain ColourGains ColourTemperature Lux FrameDuration "
     "AeLocked LensPosition AfState FocusFoM ScalerCrop SensorTemperature"
 ).split()
-_SENSOR_CLOCKS: dict[str, Callable[[], int]] = {
-    "monotonic": time.monotonic_ns,
-    "boottime": lambda: time.clock_gettime_ns(time.CLOCK_BOOTTIME),
-}
 #: Frames a capture may drop as too old before it takes one anyway (clock trouble), with a warning.
 MAX_STALE_FRAMES = 8
-_WALL_SANITY_NS = 10_000_000_000
-
-
-def load_picamera2() -> Any:
-    """Import and return the ``picamera2`` module.
-
-    Raises
-    ------
-    PlantImagerError
-        With :data:`MISSING_MESSAGE` when it cannot be imported.
-    """
-    try:
-        return importlib.import_module("picamera2")
-    except ImportError as exc:
-        raise PlantImagerError(f"{MISSING_MESSAGE} (importing picamera2 failed: {exc})") from exc
 
 
 # -- pixels --------------------------------------------------------------------------------------
@@ -151,7 +128,7 @@ class Picamera2Backend(CameraBackend):
             raise ValidationError(f"buffer_count must be an int in [1, 8], got {buffer_count!r}")
         if still_format not in STILL_FORMATS:
             raise ValidationError(f"still_format must be one of {list(STILL_FORMATS)}, got {still_format!r}")
-        if sensor_clock not in _SENSOR_CLOCKS:
+        if sensor_clock not in SENSOR_CLOCKS:
             raise ValidationError(f"sensor_clock must be 'monotonic' or 'boottime', got {sensor_clock!r}")
         if not (is_number(capture_timeout) and capture_timeout > 0):
             raise ValidationError(f"capture_timeout must be > 0 seconds, got {capture_timeout!r}")
@@ -161,7 +138,7 @@ class Picamera2Backend(CameraBackend):
         self._format = still_format
         self._buffer_count = buffer_count
         self._clock_name = sensor_clock
-        self._sensor_clock = _SENSOR_CLOCKS[sensor_clock]
+        self._sensor_clock = SENSOR_CLOCKS[sensor_clock]
         self._timeout = float(capture_timeout)
         self._cond = threading.Condition()
         self._waiters: list[_Waiter] = []
@@ -171,8 +148,8 @@ class Picamera2Backend(CameraBackend):
         self._clock_warned = False
         self._controls: dict[str, Any] = {}
         self._ranges: dict[str, tuple[Any, Any, Any]] = {}
-        self._transform = _transform(hflip, vflip) if hflip or vflip else None
-        self._cam = _open_camera(load_picamera2(), index)
+        self._transform = libcamera_transform(hflip, vflip) if hflip or vflip else None
+        self._cam = open_camera(load_picamera2(), index)
         try:
             properties = dict(getattr(self._cam, "camera_properties", {}) or {})
             self._model = str(properties.get("Model") or "camera")
@@ -470,7 +447,7 @@ class Picamera2Backend(CameraBackend):
     def _serve(self, request: Any) -> None:
         metadata = dict(request.get_metadata())
         offset = self._clock_offset()
-        start = _exposure_start(metadata)
+        start = exposure_start(metadata)
         with self._cond:
             pending = [w for w in self._waiters if not w.done]
         served = []
@@ -500,80 +477,18 @@ class Picamera2Backend(CameraBackend):
             self._cond.notify_all()
 
     def _clock_offset(self) -> tuple[int, int]:
-        """``(wall - sensor clock, uncertainty)`` in ns, from the closest of three readings."""
-        best: tuple[int, int] | None = None
-        for _ in range(3):
-            before = time.time_ns()
-            sensor = self._sensor_clock()
-            after = time.time_ns()
-            if best is None or after - before < best[1]:
-                best = ((before + after) // 2 - sensor, after - before)
-        assert best is not None
-        return best
+        return clock_offset(self._sensor_clock)
 
     def _wall_time(self, metadata: Mapping[str, Any], offset: int, called_ns: int) -> tuple[int, str]:
-        exposure_ns = _exposure_ns(metadata)
-        wall_clock = metadata.get("FrameWallClock")
-        timestamp = metadata.get("SensorTimestamp")
-        if isinstance(wall_clock, int) and not isinstance(wall_clock, bool):
-            captured, source = wall_clock - exposure_ns, "FrameWallClock"
-        elif isinstance(timestamp, int) and not isinstance(timestamp, bool):
-            captured, source = timestamp - exposure_ns + offset, f"SensorTimestamp ({self._clock_name})"
-        else:
-            return called_ns, "time of the call"
-        if abs(captured - called_ns) > exposure_ns + _WALL_SANITY_NS:
-            if not self._clock_warned:
-                self._clock_warned = True
-                logger.warning(
-                    "camera %s: frame time %s is %.1f s away from the capture call; using the call's time "
-                    "(is sensor_clock=%r right?)",
-                    self.name,
-                    source,
-                    (captured - called_ns) / 1e9,
-                    self._clock_name,
-                )
-            return called_ns, "time of the call"
-        return captured, source
-
-
-def _exposure_ns(metadata: Mapping[str, Any]) -> int:
-    exposure = metadata.get("ExposureTime")
-    return round(float(exposure) * 1000) if is_number(exposure) else 0
-
-
-def _exposure_start(metadata: Mapping[str, Any]) -> int | None:
-    """Sensor-clock time at which the frame's exposure started, or None when unknown."""
-    timestamp = metadata.get("SensorTimestamp")
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        return None
-    return timestamp - _exposure_ns(metadata)
-
-
-def _transform(hflip: bool, vflip: bool) -> Any:
-    try:
-        libcamera = importlib.import_module("libcamera")
-    except ImportError as exc:
-        raise PlantImagerError(f"{MISSING_MESSAGE} (importing libcamera failed: {exc})") from exc
-    return libcamera.Transform(hflip=int(hflip), vflip=int(vflip))
-
-
-def _open_camera(module: Any, index: int) -> Any:
-    picamera2 = getattr(module, "Picamera2", None)
-    if picamera2 is None:
-        raise PlantImagerError(f"the picamera2 module found has no Picamera2 class; {MISSING_MESSAGE}")
-    try:
-        cameras = list(picamera2.global_camera_info())
-    except Exception as exc:
-        raise PlantImagerError(f"libcamera cannot list the cameras: {exc}") from exc
-    if index >= len(cameras):
-        found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(cameras)) or "none"
-        raise PlantImagerError(
-            f"there is no camera {index} on this host (cameras found: {found}); check the ribbon cable and "
-            "`rpicam-hello --list-cameras`"
-        )
-    try:
-        return picamera2(camera_num=index)
-    except Exception as exc:
-        raise PlantImagerError(
-            f"camera {index} cannot be opened: {exc} (is another program, or another node, using it?)"
-        ) from exc
+        captured, source, sane = wall_time(metadata, offset, called_ns, self._clock_name)
+        if not sane and not self._clock_warned:
+            self._clock_warned = True
+            logger.warning(
+                "camera %s: frame time %s is %.1f s away from the capture call; using the call's time "
+                "(is sensor_clock=%r right?)",
+                self.name,
+                source,
+                (captured - called_ns) / 1e9,
+                self._clock_name,
+            )
+        return (captured, source) if sane else (called_ns, "time of the call")
