@@ -201,10 +201,8 @@ class AuthGate:
         method, path = scope["method"], scope["path"]
         account, why = self.auth.account_of(session)
         if account is None:
-            name = session.get("account")
-            if name is not None:
-                session.clear()
-            self._log(scope, name, why)
+            # The session is kept as it is (a new login replaces it): every request says why.
+            self._log(scope, session.get("account"), why)
             return self._unauthenticated(scope, why)
         scope[ACCOUNT_KEY] = account
         if method in _SAFE_METHODS:
