@@ -15,6 +15,7 @@ import pytest
 
 from plantimager.web.accounts import AccountStore
 from plantimager.web.gate import CSRF_HEADER, WebAuth
+from plantimager.web.throttle import LoginThrottle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -303,3 +304,36 @@ def test_logging_out_ends_the_session(client):
     answer = client.post("/logout", headers={CSRF_HEADER: token})
     assert answer.status_code == 303 and answer.headers["location"] == "/login"
     assert refused(client.get("/api/cameras"), 401)
+
+
+def test_repeated_wrong_passwords_lock_that_account_for_that_client_a_while(client, clock, caplog):
+    for _ in range(5):
+        assert client.post("/login", json={"account": "vera", "password": "wrong-guess"}).status_code == 401
+    with caplog.at_level(logging.WARNING, logger="plantimager.web"):
+        locked = client.post("/login", json={"account": "vera", "password": PASSWORDS["vera"]})
+    assert refused(locked, 429) == "too many failed logins for 'vera': try again in 30 s"
+    assert any("(account vera): too many failed logins" in r.getMessage() for r in caplog.records)
+    # Another account from the same client is not held up.
+    assert client.post("/login", json={"account": "otto", "password": PASSWORDS["otto"]}).status_code == 200
+    clock[0] += 31
+    assert client.post("/login", json={"account": "vera", "password": PASSWORDS["vera"]}).status_code == 200
+    assert client.post("/login", json={"account": "vera", "password": "wrong-guess"}).status_code == 401
+
+
+def test_the_throttle_counts_per_client_and_account_within_its_window():
+    throttle = LoginThrottle(limit=3, window=60, lockout=10, keys=2)
+    mallory, alice = ("10.0.0.9", "otto"), ("10.0.0.2", "otto")
+    for t in (0, 1, 2):
+        assert throttle.locked_for(mallory, t) == 0
+        throttle.failed(mallory, t)
+    assert throttle.locked_for(mallory, 3) == 9
+    assert throttle.locked_for(alice, 3) == 0  # the same account from elsewhere
+    assert throttle.locked_for(mallory, 12.5) == 0  # the lockout is over
+    throttle.failed(mallory, 13)
+    assert throttle.locked_for(mallory, 14) == 9  # still 3 failures within the window
+    assert throttle.locked_for(mallory, 62) == 0  # the first ones left the window
+    throttle.failed(alice, 20)
+    throttle.failed(("10.0.0.3", "x"), 21)  # a third key: the oldest is forgotten
+    assert throttle.locked_for(mallory, 14) == 0
+    throttle.succeeded(alice)
+    assert throttle.locked_for(alice, 21) == 0

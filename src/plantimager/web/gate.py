@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .accounts import OPERATOR, Account, AccountStore
+from .throttle import LoginThrottle
 
 __all__ = [
     "ACCOUNT_KEY",
@@ -83,12 +84,15 @@ class WebAuth:
         Seconds a login lasts.
     clock : callable
         Wall-clock time in seconds (``time.time``).
+    throttle : LoginThrottle
+        Failed logins per client and account (by default, 5 in 5 minutes lock them for 30 s).
     """
 
     store: AccountStore
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     lifetime: float = DEFAULT_LIFETIME
     clock: Callable[[], float] = time.time
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def open_session(self, session: dict[str, Any], account: Account) -> None:
         """Fill a fresh session for ``account`` (a new CSRF token: a token known before login is useless)."""

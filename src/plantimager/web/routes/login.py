@@ -125,12 +125,28 @@ async def login(request: Request) -> Response:
         return _render(
             request, 401, error="Give your account name and password.", login_name=name, next=target
         )
+    key = (request.client.host if request.client else "-", name)
+    wait = auth.throttle.locked_for(key, auth.clock())
+    if wait > 0:
+        why = f"too many failed logins for {name[:64]!r}: try again in {wait:.0f} s"
+        _refuse(request, name, why)
+        if as_json:
+            raise ApiError(429, why)
+        return _render(
+            request,
+            429,
+            error=f"Too many failed logins: try again in {wait:.0f} s.",
+            login_name=name,
+            next=target,
+        )
     account = await run_in_threadpool(auth.store.check, name, password)
     if account is None:
+        auth.throttle.failed(key, auth.clock())
         _refuse(request, name, _WRONG)
         if as_json:
             raise ApiError(401, _WRONG)
         return _render(request, 401, error=f"{_WRONG[0].upper()}{_WRONG[1:]}.", login_name=name, next=target)
+    auth.throttle.succeeded(key)
     auth.open_session(request.session, account)
     logger.info("%s logged in as %s (%s)", peer_of(request.scope), account.name, account.role)
     if as_json:
