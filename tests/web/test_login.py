@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from plantimager.web.accounts import AccountStore
-from plantimager.web.gate import CSRF_HEADER, WebAuth
+from plantimager.web.gate import CSRF_HEADER, RECHECK, WebAuth
 from plantimager.web.throttle import LoginThrottle
 
 pytestmark = pytest.mark.timeout(120)
@@ -337,3 +337,25 @@ def test_the_throttle_counts_per_client_and_account_within_its_window():
     assert throttle.locked_for(mallory, 14) == 0
     throttle.succeeded(alice)
     assert throttle.locked_for(alice, 21) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/previews.bin", f"/cameras/{CAMERA}/preview.mjpg"])
+def test_a_preview_stream_ends_soon_after_its_session(client, rig, clock, caplog, path):
+    log_in(client, "vera")
+    received, checked_at, expired_at = 0, None, None
+    with caplog.at_level(logging.WARNING, logger="plantimager.web"), client.stream("GET", path) as stream:
+        assert stream.status_code == 200
+        for chunk in stream.iter_bytes():  # ends when the server closes the stream
+            received += len(chunk)
+            if checked_at is None and received > 20_000:
+                clock[0] += RECHECK + 1  # a check of a valid session: the stream goes on
+                checked_at = received
+            elif checked_at is not None and expired_at is None and received > checked_at + 20_000:
+                clock[0] += 13 * 3600  # the session expires while the stream runs
+                expired_at = received
+    assert expired_at is not None and received - expired_at < 1_000_000  # ended within a few frames
+    assert any(
+        r.getMessage().endswith("(account vera): your session expired: log in again (stream ended)")
+        for r in caplog.records
+    )
+    assert rig.web.previews.wait_for(lambda stats: stats[CAMERA]["viewers"] == 0, 10)

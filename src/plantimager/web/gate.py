@@ -11,12 +11,14 @@ Starlette's ``SessionMiddleware`` (which signs the cookie with itsdangerous):
 - a state-changing request other than logging out needs the operator role, else 403 naming the
   action and the role.
 
-Only ``/login`` and ``/static/`` are open. Every refusal is logged with the peer's address and the
-account name, never a password, token or cookie.
+A stream that outlives its session (previews, live events) is ended within :data:`RECHECK`
+seconds of the session's end. Only ``/login`` and ``/static/`` are open. Every refusal is logged
+with the peer's address and the account name, never a password, token or cookie.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -38,6 +40,7 @@ __all__ = [
     "COOKIE",
     "CSRF_HEADER",
     "DEFAULT_LIFETIME",
+    "RECHECK",
     "AuthGate",
     "WebAuth",
     "action_of",
@@ -58,6 +61,8 @@ DEFAULT_LIFETIME = 12 * 3600.0
 COOKIE = "plantimager_session"
 # The browser keeps the cookie an hour past the session's end, so an expired session is named as such.
 _COOKIE_GRACE = 3600
+#: Seconds between two checks of the session of a stream (previews, events) while it runs.
+RECHECK = 5.0
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _OPEN_PATHS = ("/login", "/static/")
 _ACTIONS = (
@@ -198,7 +203,60 @@ class AuthGate:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if scope["method"] not in _SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        ended = asyncio.Event()  # streams are answers to GET
+        await self.app(scope, self._listen(receive, ended), self._guard(scope, send, ended))
+
+    def _guard(self, scope: Scope, send: Send, ended: asyncio.Event) -> Send:
+        """``send`` that ends a long response once its session is no longer valid.
+
+        It sends the end of the body and sets ``ended``, which makes the app see the client leave
+        (see :meth:`_listen`): the stream stops as if the viewer had closed it.
+        """
+        session: dict[str, Any] = scope["session"]
+        auth = self.auth
+        next_check = auth.clock() + RECHECK
+
+        async def guarded(message: dict[str, Any]) -> None:
+            nonlocal next_check
+            if ended.is_set():
+                return  # the response was ended here; the rest of the stream is dropped
+            if message["type"] == "http.response.body" and message.get("more_body"):
+                now = auth.clock()
+                if now >= next_check:
+                    next_check = now + RECHECK
+                    account, why = auth.account_of(session)
+                    if account is None:
+                        self._log(scope, session.get("account"), f"{why} (stream ended)")
+                        ended.set()
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                        return
+            await send(message)
+
+        return guarded
+
+    @staticmethod
+    def _listen(receive: Receive, ended: asyncio.Event) -> Receive:
+        """``receive`` that reports the client gone once ``ended`` is set."""
+
+        async def listening() -> dict[str, Any]:
+            if ended.is_set():
+                return {"type": "http.disconnect"}
+            message = asyncio.ensure_future(receive())
+            stop = asyncio.ensure_future(ended.wait())
+            try:
+                await asyncio.wait((message, stop), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                if not message.done():
+                    message.cancel()
+            if message.done() and not message.cancelled():
+                return message.result()
+            return {"type": "http.disconnect"}
+
+        return listening
 
     def _check(self, scope: Scope) -> Response | None:
         session: dict[str, Any] = scope["session"]
