@@ -359,3 +359,35 @@ def test_a_preview_stream_ends_soon_after_its_session(client, rig, clock, caplog
         for r in caplog.records
     )
     assert rig.web.previews.wait_for(lambda stats: stats[CAMERA]["viewers"] == 0, 10)
+
+
+@pytest.mark.parametrize(
+    ("content", "ctype", "status", "words"),
+    [
+        (
+            b"account=otto&password=" + b"x" * 5000,
+            "application/x-www-form-urlencoded",
+            413,
+            "at most 4096 bytes",
+        ),
+        (b"account=otto", "text/plain", 415, "send the login as a form or as application/json"),
+        (b"{not json", "application/json", 400, "malformed JSON"),
+        (b"[1, 2]", "application/json", 400, "must be a JSON object"),
+        (b'{"account": "otto"}', "application/json", 401, "give an account and a password"),
+        (b'{"account": "otto", "password": 7}', "application/json", 401, "give an account and a password"),
+    ],
+)
+def test_malformed_logins_get_a_clear_refusal(client, content, ctype, status, words):
+    answer = client.post("/login", content=content, headers={"Content-Type": ctype})
+    assert words in refused(answer, status)
+    assert refused(client.get("/api/cameras"), 401)
+
+
+def test_a_tampered_session_cookie_is_no_session(client, rig):
+    log_in(client, "otto")
+    cookie = client.cookies["plantimager_session"]
+    payload, _, rest = cookie.partition(".")
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest
+    client.cookies.clear()
+    client.cookies.set("plantimager_session", forged)
+    assert refused(client.get("/api/cameras"), 401) == "not logged in: log in first"
