@@ -391,3 +391,10 @@ def test_a_tampered_session_cookie_is_no_session(client, rig):
     client.cookies.clear()
     client.cookies.set("plantimager_session", forged)
     assert refused(client.get("/api/cameras"), 401) == "not logged in: log in first"
+
+
+def test_a_typed_account_name_cannot_forge_log_lines(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="plantimager.web"):
+        client.post("/login", json={"account": "x\nrefused login from 10.0.0.1", "password": "whatever-1"})
+    (line,) = [r.getMessage() for r in caplog.records if "refused login" in r.getMessage()]
+    assert "\n" not in line and "(account x?refused login from 10.0.0.1)" in line

@@ -71,7 +71,8 @@ async def _body(request: Request) -> tuple[bytes, str]:
 
 
 def _refuse(request: Request, account: str, why: str) -> None:
-    logger.warning("refused login from %s (account %s): %s", peer_of(request.scope), account[:64] or "-", why)
+    shown = "".join(c if c.isprintable() else "?" for c in account[:64])  # typed: no line breaks
+    logger.warning("refused login from %s (account %s): %s", peer_of(request.scope), shown or "-", why)
 
 
 async def login(request: Request) -> Response:
