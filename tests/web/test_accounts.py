@@ -179,3 +179,37 @@ def test_plantimager_web_with_accounts_asks_for_a_login(registry, tmp_path):
         assert command.popen.wait(15) == 0
     finally:
         command.kill()
+
+
+def test_plantimager_web_with_a_token_logs_in_by_its_link(registry, tmp_path):
+    command = Child(
+        [*LAUNCH, "web", "--registry", registry.url, "--port", "0", "--token"],
+        env={
+            "PLANTIMAGER_CAPTURES": str(tmp_path / "captures"),
+            "PLANTIMAGER_WEB_ACCOUNTS": str(tmp_path / "none.json"),  # no account
+        },
+    )
+    try:
+        url = command.wait_for(r"^serving the rig of \S+ at (http://127\.0\.0\.1:\d+)/$").group(1)
+        link = command.wait_for(r"^log in with the token: (http://\S+/login\?token=(\S+))$")
+        assert len(link.group(2)) >= 32
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.get("/api/cameras").status_code == 401
+            wrong = http.get("/login?token=" + link.group(2)[::-1])
+            assert wrong.status_code == 401 and "This login token is not valid" in wrong.text
+            assert 'id="token-note"' in wrong.text and 'id="login-password"' not in wrong.text
+            assert http.get("/api/cameras").status_code == 401
+            answer = http.get(link.group(1))
+            assert answer.status_code == 303 and answer.headers["location"] == "/"
+            me = http.get("/api/account").json()
+            assert me["account"] == "(token)" and me["role"] == "operator"
+            assert http.post("/api/session", json={}).status_code == 403  # the CSRF token is still needed
+            started = http.post("/api/session", json={}, headers={"X-CSRF-Token": me["csrf_token"]})
+            assert started.status_code == 200, started.text
+        os.kill(command.pid, signal.SIGINT)
+        assert command.popen.wait(15) == 0
+        command.wait_for(r"^web page stopped$")
+        after = command.seen[command.seen.index(link.string) + 1 :]
+        assert after and not any(link.group(2) in line for line in after)  # printed once, never logged
+    finally:
+        command.kill()

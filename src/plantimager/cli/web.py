@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -100,6 +101,13 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Hours a login lasts.",
 )
 @click.option(
+    "--token",
+    "use_token",
+    is_flag=True,
+    help="Also allow a login with a token made at this start and printed with the page's address "
+    "(an operator login, as Jupyter's); needs no account.",
+)
+@click.option(
     "--insecure",
     is_flag=True,
     help="Serve on an address other than loopback without any account (anyone reaching the page "
@@ -119,14 +127,16 @@ def web(
     remove_account: str | None,
     list_accounts: bool,
     session_hours: float,
+    use_token: bool,
     insecure: bool,
 ) -> None:
     """Serve the web page of a rig: live cameras and previews, capture, download, settings, shutdown.
 
     The page listens on 127.0.0.1 unless --host says otherwise. Once an account exists (see
     --set-password), it asks for a login: a viewer watches, an operator also captures, downloads,
-    changes settings and shuts down. On any address but loopback it refuses to start without an
-    account unless --insecure. Ctrl-C or SIGTERM stops it.
+    changes settings and shuts down; --token adds an operator login by a printed link. On any
+    address but loopback it refuses to start without a login unless --insecure. Ctrl-C or SIGTERM
+    stops it.
     """
     # The web stack loads only for this command.
     from plantimager.web import WebServer, create_app
@@ -138,7 +148,8 @@ def web(
     try:
         if _manage(store, set_password, role, remove_account, list_accounts):
             return
-        auth = WebAuth(store, lifetime=session_hours * 3600) if store else None
+        token = secrets.token_urlsafe(24) if use_token else None
+        auth = WebAuth(store, lifetime=session_hours * 3600, token=token) if store or token else None
         if auth is None and not insecure and not is_loopback(host):
             check_exposure(host, authenticated=False)  # refused before any connection to the rig
     except PlantImagerError as exc:
@@ -164,8 +175,10 @@ def web(
             try:
                 server.start()
                 click.echo(f"serving the rig of {registry} at {server.url}/")
-                if auth is not None:
+                if store:
                     click.echo(f"login required: {len(store.names())} account(s) in {store.path}")
+                if token is not None:
+                    click.echo(f"log in with the token: {server.url}/login?token={token}")
                 click.echo("Ctrl-C stops it.")
                 stop.wait()
             except RuntimeError as exc:

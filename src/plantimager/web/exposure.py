@@ -2,7 +2,8 @@
 
 On a loopback address (127.0.0.0/8, ::1, ``localhost``) only people logged in to this machine can
 reach the page, so it may run without accounts, as the demo does. On any other address it needs
-accounts, unless the user says ``--insecure``, which is logged as a warning at every start.
+a login (accounts or a token), unless the user says ``--insecure``, which is logged as a warning
+at every start.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def check_exposure(host: str, *, authenticated: bool, insecure: bool = False) ->
         raise ValidationError(
             f"refusing to serve the page on {host or '0.0.0.0'} without a login: anyone who can reach "
             "it could capture, download and shut the cameras down. Add an account with "
-            "`plantimager web --set-password NAME --role operator`, or serve on 127.0.0.1, or give "
-            "--insecure if this network is trusted"
+            "`plantimager web --set-password NAME --role operator`, or log in by a printed link with "
+            "--token, or serve on 127.0.0.1, or give --insecure if this network is trusted"
         )
     logger.warning(
         "serving the page on %s WITHOUT a login (--insecure): anyone who can reach it can drive the rig",

@@ -19,6 +19,7 @@ with the peer's address and the account name, never a password, token or cookie.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
@@ -41,6 +42,7 @@ __all__ = [
     "CSRF_HEADER",
     "DEFAULT_LIFETIME",
     "RECHECK",
+    "TOKEN_ACCOUNT",
     "AuthGate",
     "WebAuth",
     "action_of",
@@ -57,6 +59,8 @@ CSRF_HEADER = "x-csrf-token"
 ACCOUNT_KEY = "plantimager.account"
 #: Seconds a login lasts (12 hours: a working day at the rig).
 DEFAULT_LIFETIME = 12 * 3600.0
+#: The account of a session opened with the server's token (not a valid account name).
+TOKEN_ACCOUNT = "(token)"
 #: Name of the session cookie.
 COOKIE = "plantimager_session"
 # The browser keeps the cookie an hour past the session's end, so an expired session is named as such.
@@ -91,6 +95,10 @@ class WebAuth:
         Wall-clock time in seconds (``time.time``).
     throttle : LoginThrottle
         Failed logins per client and account (by default, 5 in 5 minutes lock them for 30 s).
+    token : str, optional
+        A token that logs in as an operator (``/login?token=...``), as Jupyter's: made at each
+        start and printed for whoever started the server. It is shown in the page as the account
+        :data:`TOKEN_ACCOUNT`.
     """
 
     store: AccountStore
@@ -98,6 +106,19 @@ class WebAuth:
     lifetime: float = DEFAULT_LIFETIME
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    token: str | None = None
+
+    def check_token(self, sent: str) -> Account | None:
+        """The token's operator account if ``sent`` is the server's token, else None."""
+        if not self.token or not sent:
+            return None
+        if not hmac.compare_digest(sent.encode("utf-8", "replace"), self.token.encode("utf-8")):
+            return None
+        return self._token_account()
+
+    def _token_account(self) -> Account:
+        stamp = hashlib.sha256((self.token or "").encode("utf-8")).hexdigest()[:16]
+        return Account(TOKEN_ACCOUNT, OPERATOR, stamp)
 
     def open_session(self, session: dict[str, Any], account: Account) -> None:
         """Fill a fresh session for ``account`` (a new CSRF token: a token known before login is useless)."""
@@ -124,6 +145,11 @@ class WebAuth:
         expires = session.get("expires")
         if not isinstance(expires, (int, float)) or expires <= self.clock():
             return None, "your session expired: log in again"
+        if name == TOKEN_ACCOUNT:
+            account = self._token_account() if self.token else None
+            if account is None or account.stamp != session.get("stamp"):
+                return None, "the login token is no longer valid (it changes at every start): log in again"
+            return account, ""
         account = self.store.get(name)
         if account is None or account.stamp != session.get("stamp"):
             return None, f"account {name!r} was removed or its password changed: log in again"

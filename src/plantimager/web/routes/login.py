@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError
-from ..gate import ACCOUNT_KEY, CSRF_HEADER, WebAuth, peer_of
+from ..gate import ACCOUNT_KEY, CSRF_HEADER, TOKEN_ACCOUNT, WebAuth, peer_of
 
 __all__ = ["routes"]
 
@@ -47,14 +47,34 @@ def _render(request: Request, status: int = 200, **context: Any) -> Response:
     context.setdefault("error", None)
     context.setdefault("next", _next_of(request.query_params.get("next")))
     context["login_csrf"] = auth.csrf_of(request.session)
+    context["token_login"] = auth.token is not None
+    context["password_login"] = bool(auth.store)
     return request.app.state.templates.TemplateResponse(request, "login.html", context, status_code=status)
 
 
 async def login_page(request: Request) -> Response:
-    """``GET /login``: the login form (or straight on, if already logged in)."""
-    account, _why = _auth(request).account_of(request.session)
+    """``GET /login[?token=...]``: the login form, or straight on if logged in or given the server's token."""
+    auth = _auth(request)
+    target = _next_of(request.query_params.get("next"))
+    sent = request.query_params.get("token")
+    if sent is not None:
+        key = (request.client.host if request.client else "-", TOKEN_ACCOUNT)
+        wait = auth.throttle.locked_for(key, auth.clock())
+        account = auth.check_token(sent) if wait <= 0 else None
+        if account is None:
+            why = f"too many wrong tokens: try again in {wait:.0f} s" if wait > 0 else "wrong login token"
+            if wait <= 0:
+                auth.throttle.failed(key, auth.clock())
+            _refuse(request, TOKEN_ACCOUNT, why)
+            message = "This login token is not valid (a new one is printed at every start of the server)."
+            return _render(request, 429 if wait > 0 else 401, error=message, next=target)
+        auth.throttle.succeeded(key)
+        auth.open_session(request.session, account)
+        logger.info("%s logged in with the token", peer_of(request.scope))
+        return RedirectResponse(target, status_code=303)  # the token leaves the address bar
+    account, _why = auth.account_of(request.session)
     if account is not None:
-        return RedirectResponse(_next_of(request.query_params.get("next")), status_code=303)
+        return RedirectResponse(target, status_code=303)
     notice = "Your session expired: log in again." if request.query_params.get("expired") else None
     return _render(request, notice=notice)
 
