@@ -92,12 +92,12 @@ class Rigging:
             self.nodes[node.name] = node
         return [node.ready() for node in started]
 
-    def serve(self, expect: int) -> Rigging:
-        """Start the rig, wait for ``expect`` cameras, and serve the web app."""
+    def serve(self, expect: int, auth: Any = None) -> Rigging:
+        """Start the rig, wait for ``expect`` cameras, and serve the web app (with a login if ``auth``)."""
         limits = CallLimits(connect=2000, call=1500, capture=20_000, transfer=5000)
         self.rig = Rig(self.registry.url, context=self.ctx, limits=limits, health_interval=0.3).start()
         assert self.rig.wait_for_cameras(expect, 20), self.rig.nodes()
-        app = create_app(self.rig, captures=self.captures, refresh=self.refresh)
+        app = create_app(self.rig, captures=self.captures, refresh=self.refresh, auth=auth)
         self.server = WebServer(app, "127.0.0.1", 0).start()
         return self
 
@@ -123,12 +123,12 @@ class Rigging:
 
 
 @contextlib.contextmanager
-def rigging(home: Path, nodes: list[str], *, refresh: float = 30.0) -> Iterator[Rigging]:
+def rigging(home: Path, nodes: list[str], *, refresh: float = 30.0, auth: Any = None) -> Iterator[Rigging]:
     """A :class:`Rigging` with ``nodes`` started and served; everything stopped afterwards."""
     rig = Rigging(home, refresh=refresh)
     try:
         rig.spawn(*nodes)
-        yield rig.serve(len(nodes))
+        yield rig.serve(len(nodes), auth)
     finally:
         rig.close()
 

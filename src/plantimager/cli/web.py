@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from plantimager.commons.errors import PlantImagerError
 from plantimager.rig import DEFAULT_REGISTRY_URL, CallLimits, Rig
 from plantimager.rig.session import DEFAULT_CAPTURES
+
+if TYPE_CHECKING:
+    from plantimager.web.accounts import AccountStore
 
 __all__ = ["web"]
 
@@ -63,6 +69,50 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     show_default=True,
     help="Seconds of silence after which a camera node is pinged (how soon a dead one shows).",
 )
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="PLANTIMAGER_WEB_ACCOUNTS",
+    default=None,
+    help="File of the page's accounts (env PLANTIMAGER_WEB_ACCOUNTS; default "
+    "~/.config/plantimager/web-accounts.json). With any account in it, the page needs a login.",
+)
+@click.option(
+    "--set-password",
+    "set_password",
+    metavar="ACCOUNT",
+    default=None,
+    help="Create ACCOUNT or change its password (asked for; read from stdin when not a terminal), then exit.",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "operator"]),
+    default=None,
+    help="With --set-password: the account's role (a new account is a viewer unless told).",
+)
+@click.option("--remove-account", metavar="ACCOUNT", default=None, help="Delete ACCOUNT, then exit.")
+@click.option("--list-accounts", is_flag=True, help="List the accounts and their roles, then exit.")
+@click.option(
+    "--session-hours",
+    type=click.FloatRange(0.01, 24 * 30),
+    default=12.0,
+    show_default=True,
+    help="Hours a login lasts.",
+)
+@click.option(
+    "--token",
+    "use_token",
+    is_flag=True,
+    help="Also allow a login with a token made at this start and printed with the page's address "
+    "(an operator login, as Jupyter's); needs no account.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Serve on an address other than loopback without any account (anyone reaching the page "
+    "can drive the rig).",
+)
 def web(
     registry: str,
     host: str,
@@ -71,13 +121,41 @@ def web(
     dataset: Path | None,
     jobs: int,
     health_interval: float,
+    accounts_file: Path | None,
+    set_password: str | None,
+    role: str | None,
+    remove_account: str | None,
+    list_accounts: bool,
+    session_hours: float,
+    use_token: bool,
+    insecure: bool,
 ) -> None:
     """Serve the web page of a rig: live cameras and previews, capture, download, settings, shutdown.
 
-    The page listens on 127.0.0.1 unless --host says otherwise; it has no login, so serve it on
-    a network you trust. Ctrl-C or SIGTERM stops it.
+    The page listens on 127.0.0.1 unless --host says otherwise. Once an account exists (see
+    --set-password), it asks for a login: a viewer watches, an operator also captures, downloads,
+    changes settings and shuts down; --token adds an operator login by a printed link. On any
+    address but loopback it refuses to start without a login unless --insecure. Ctrl-C or SIGTERM
+    stops it.
     """
-    from plantimager.web import WebServer, create_app  # the web stack loads only for this command
+    # The web stack loads only for this command.
+    from plantimager.web import WebServer, create_app
+    from plantimager.web.accounts import AccountStore, default_accounts_path
+    from plantimager.web.exposure import check_exposure, is_loopback
+    from plantimager.web.gate import WebAuth
+
+    store = AccountStore(accounts_file or default_accounts_path())
+    try:
+        if _manage(store, set_password, role, remove_account, list_accounts):
+            return
+        token = secrets.token_urlsafe(24) if use_token else None
+        auth = WebAuth(store, lifetime=session_hours * 3600, token=token) if store or token else None
+        if auth is None and not insecure and not is_loopback(host):
+            check_exposure(host, authenticated=False)  # refused before any connection to the rig
+    except PlantImagerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if role is not None:
+        raise click.UsageError("--role goes with --set-password")
 
     stop = threading.Event()
 
@@ -90,12 +168,17 @@ def web(
         limits = CallLimits(call=3000)
         with Rig(registry, jobs=jobs, limits=limits, health_interval=health_interval) as rig:
             try:
-                server = WebServer(create_app(rig, captures=captures, dataset=dataset), host, port)
+                app = create_app(rig, captures=captures, dataset=dataset, auth=auth)
+                server = WebServer(app, host, port, insecure=insecure)
             except OSError as exc:
                 raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
             try:
                 server.start()
                 click.echo(f"serving the rig of {registry} at {server.url}/")
+                if store:
+                    click.echo(f"login required: {len(store.names())} account(s) in {store.path}")
+                if token is not None:
+                    click.echo(f"log in with the token: {server.url}/login?token={token}")
                 click.echo("Ctrl-C stops it.")
                 stop.wait()
             except RuntimeError as exc:
@@ -108,3 +191,37 @@ def web(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     click.echo("web page stopped")
+
+
+def _read_password(account: str) -> str:
+    if sys.stdin.isatty():
+        return click.prompt(f"Password for {account}", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException("no password on stdin")
+    return line.rstrip("\r\n")
+
+
+def _manage(
+    store: AccountStore, set_password: str | None, role: str | None, remove: str | None, listing: bool
+) -> bool:
+    """Carry out an account command; whether there was one (then the command exits)."""
+    if sum(x is not None and x is not False for x in (set_password, remove, listing or None)) > 1:
+        raise click.UsageError("give one of --set-password, --remove-account, --list-accounts")
+    if set_password is not None:
+        account = store.set_password(set_password, _read_password(set_password), role)
+        click.echo(f"account {account.name} ({account.role}) saved in {store.path}")
+        return True
+    if remove is not None:
+        store.remove(remove)
+        click.echo(f"account {remove} removed from {store.path}")
+        return True
+    if listing:
+        names = store.names()
+        for name in names:
+            found = store.get(name)
+            click.echo(f"{name}\t{found.role if found else '?'}")
+        if not names:
+            click.echo(f"no account in {store.path}: the page is open to whoever reaches it")
+        return True
+    return False

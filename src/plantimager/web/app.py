@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -28,9 +30,10 @@ from .controller import WebController
 from .errors import error_handlers
 from .events import EventHub
 from .files import Thumbnails
+from .gate import AuthGate, WebAuth, page_context, session_cookie
 from .jobs import DownloadJob
 from .relay import PreviewHub
-from .routes import api, media, pages
+from .routes import api, login, media, pages
 
 __all__ = ["create_app"]
 
@@ -45,6 +48,7 @@ def create_app(
     captures: str | os.PathLike[str] = DEFAULT_CAPTURES,
     dataset: str | os.PathLike[str] | None = None,
     refresh: float = 2.0,
+    auth: WebAuth | None = None,
 ) -> Starlette:
     """Build the web app of a rig.
 
@@ -59,6 +63,10 @@ def create_app(
         The dataset folder to capture into instead of the current session.
     refresh : float
         Seconds between two comparisons of the live rig when no rig event arrived.
+    auth : WebAuth, optional
+        Accounts and sessions: every route but ``/login`` and ``/static/`` then needs a login,
+        actions need the session's CSRF token and the operator role (see :mod:`.gate`). None: the
+        page is open to whoever reaches it.
 
     Returns
     -------
@@ -90,16 +98,25 @@ def create_app(
             await web.close()
             await web.download.wait(5.0)
 
+    middleware = []
+    if auth is not None:
+        middleware = [
+            Middleware(SessionMiddleware, secret_key=auth.secret, **session_cookie(auth)),
+            Middleware(AuthGate, auth=auth),
+        ]
     app = Starlette(
         routes=[
+            *(login.routes if auth is not None else ()),
             *pages.routes,
             *media.routes,
             *api.routes,
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ],
+        middleware=middleware,
         exception_handlers=error_handlers,
         lifespan=lifespan,
     )
     app.state.web = web
-    app.state.templates = Jinja2Templates(directory=_HERE / "templates")
+    app.state.auth = auth
+    app.state.templates = Jinja2Templates(directory=_HERE / "templates", context_processors=[page_context])
     return app

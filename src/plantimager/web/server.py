@@ -24,6 +24,7 @@ from plantimager.rig import Rig
 
 from .app import create_app
 from .context import WebContext
+from .exposure import check_exposure
 
 __all__ = ["DEFAULT_PORT", "WebServer", "start_web"]
 
@@ -44,14 +45,21 @@ class WebServer:
         Address to listen on (127.0.0.1: this machine only).
     port : int
         TCP port; 0 lets the system pick a free one.
+    insecure : bool
+        Serve an app without accounts on an address other than loopback (logged as a warning).
 
     Raises
     ------
     OSError
         If the address cannot be bound (from the constructor: the port is known at once).
+    ValidationError
+        If the app has no accounts, ``host`` is not a loopback address and ``insecure`` is false.
     """
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self, app: Starlette, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, insecure: bool = False
+    ) -> None:
+        check_exposure(host, authenticated=getattr(app.state, "auth", None) is not None, insecure=insecure)
         self.app = app
         self.host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

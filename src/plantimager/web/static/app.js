@@ -8,10 +8,21 @@
   const grid = $("#grid");
   const cards = new Map(); // camera key -> card element
   let snapshot = initial.snapshot;
+  // With accounts, every action carries the session's CSRF token, and a viewer's action buttons
+  // stay disabled (the server refuses those actions anyway).
+  const csrfMeta = $('meta[name="csrf-token"]');
+  const csrfToken = csrfMeta ? csrfMeta.content : null;
+  const canOperate = document.body.dataset.role === "operator";
+
+  function toLogin(expired) {
+    const next = encodeURIComponent(location.pathname + location.search);
+    location.assign(`/login?next=${next}${expired ? "&expired=1" : ""}`);
+  }
 
   // -- talking to the controller -----------------------------------------------------------------------
   async function api(method, path, body) {
     const options = { method, headers: { Accept: "application/json" } };
+    if (csrfToken && method !== "GET") options.headers["X-CSRF-Token"] = csrfToken;
     if (body !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
@@ -27,6 +38,10 @@
       data = await response.json();
     } catch (error) {
       data = null;
+    }
+    if (response.status === 401 && csrfToken) {
+      toLogin(data && data.error && data.error.includes("expired"));
+      throw new Error(data && data.error ? data.error : "not logged in");
     }
     if (!response.ok) {
       const text = data && data.error ? data.error : `the controller answered ${response.status} ${response.statusText}`;
@@ -78,7 +93,7 @@
       message(error.message);
       return null;
     } finally {
-      button.disabled = false;
+      button.disabled = !canOperate;
       button.textContent = text;
     }
   }
@@ -338,7 +353,7 @@
     bar.hidden = false;
     bar.max = Math.max(job.total, 1);
     bar.value = job.state === "done" && !job.total ? 1 : job.done;
-    $("#download-all").disabled = job.state === "running";
+    $("#download-all").disabled = !canOperate || job.state === "running";
     if (job.state === "running") {
       text.textContent = `Downloading ${job.done} of ${job.total || "?"} images (${size(job.bytes)})…`;
     } else if (job.state === "done") {
@@ -377,7 +392,7 @@
       onDownload(await api("POST", "/api/download", {}));
     } catch (error) {
       message(error.message);
-      button.disabled = false;
+      button.disabled = !canOperate;
     }
   });
 
@@ -555,12 +570,26 @@
     source.addEventListener("error", () => {
       conn.textContent = "reconnecting…";
       conn.className = "conn bad";
+      if (csrfToken) api("GET", "/api/account").catch(() => {}); // off to the login page if the session ended
     });
     on("cameras", applySnapshot);
     on("capture", (result) => showCapture(result));
     on("download", onDownload);
     on("rig", (event) => {
       if (event.kind === "node_failed") message(`camera node ${event.node}: ${event.detail}`);
+    });
+  }
+
+  // -- the account ----------------------------------------------------------------------------------
+  const accountForm = $("#account");
+  if (accountForm) {
+    accountForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await api("POST", "/logout");
+      } finally {
+        location.assign("/login");
+      }
     });
   }
 
