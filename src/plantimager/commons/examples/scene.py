@@ -72,6 +72,8 @@ def render_view(
     elevation_deg: float = 20.0,
     size: tuple[int, int] = (640, 480),
     seed: int = 0,
+    *,
+    object_deg: float = 0.0,
 ) -> np.ndarray:
     """Render the synthetic potted plant seen from one camera position.
 
@@ -86,6 +88,8 @@ def render_view(
         Output ``(width, height)`` in pixels, each between 8 and 2048.
     seed : int, optional
         Chooses the plant (number, placement, size and colour of leaves) and the sensor noise.
+    object_deg : float, optional
+        Turn of the plant and pot about the vertical axis (as on a turntable); backdrop and light stay.
 
     Returns
     -------
@@ -100,12 +104,17 @@ def render_view(
     width, height = _check_size(size)
     if not -80.0 <= float(elevation_deg) <= 80.0:
         raise ValueError(f"elevation_deg must lie in [-80, 80], got {elevation_deg!r}")
-    if not math.isfinite(float(azimuth_deg)):
-        raise ValueError(f"azimuth_deg must be a finite angle, got {azimuth_deg!r}")
+    if not (math.isfinite(float(azimuth_deg)) and math.isfinite(float(object_deg))):
+        raise ValueError(f"angles must be finite, got azimuth_deg={azimuth_deg!r}, object_deg={object_deg!r}")
     cam = _Camera.looking_at(azimuth_deg, elevation_deg, width * _SUPERSAMPLE, height * _SUPERSAMPLE)
     plant = _make_plant(int(seed) & 0xFFFFFFFF)
 
-    points, normals, albedo, materials = _collect(plant, cam)
+    # Sample the plant as the camera sees it in the plant's own frame, then turn it into place.
+    seen = _Camera.looking_at(azimuth_deg - float(object_deg), elevation_deg, cam.width, cam.height)
+    cos, sin = math.cos(math.radians(object_deg)), math.sin(math.radians(object_deg))
+    turn = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])  # p @ turn turns row vectors
+    points, normals, albedo, materials = _collect(plant, seen)
+    points, normals = points @ turn, normals @ turn
     # The backdrop is smooth: shade it at the output size and repeat it to the supersampled grid.
     backdrop = _background(_Camera.looking_at(azimuth_deg, elevation_deg, width, height))
     linear = np.repeat(np.repeat(backdrop, _SUPERSAMPLE, axis=0), _SUPERSAMPLE, axis=1)
