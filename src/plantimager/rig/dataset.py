@@ -273,6 +273,7 @@ class Dataset:
             str(record["data_code"]),
             float(record["created"]),
             str(record["template"]),
+            position=record.get("position"),
         )
         for item in record["shots"]:
             shot = ShotState(
@@ -322,10 +323,13 @@ class Dataset:
         with self._lock:
             return max(self._captures, default=0) + 1
 
-    def begin_capture(self, plans: Sequence[ShotPlan]) -> list[ShotState]:
+    def begin_capture(
+        self, plans: Sequence[ShotPlan], *, position: Mapping[str, Any] | None = None
+    ) -> list[ShotState]:
         """Take the next capture number, name its images and record all that durably.
 
         Call this before sending the capture command. Nothing is written if a name is refused.
+        ``position`` (JSON-friendly) is recorded with the capture: where the object stood.
 
         Returns
         -------
@@ -373,6 +377,8 @@ class Dataset:
                 "template": self.template.text,
                 "shots": shots,
             }
+            if position is not None:
+                record["position"] = dict(position)
             self._record(record)
             capture = self._captures[capture_no]
             return [dataclasses.replace(capture.shots[s["camera"]]) for s in shots]

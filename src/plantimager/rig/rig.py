@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from .download import Download, TransferGate
 from .node import CallLimits, RigNode, describe_error
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
 from .roster import Roster
+from .scan import ScanReport, run_scan
 from .session import prepare_folder
 from .settings import check_settings
 from .template import NameTemplate
@@ -244,7 +245,9 @@ class Rig:
         """
         return self.capture(None)
 
-    def capture(self, cameras: Iterable[str] | None) -> CaptureRecord:
+    def capture(
+        self, cameras: Iterable[str] | None, *, position: Mapping[str, Any] | None = None
+    ) -> CaptureRecord:
         """Fire some cameras at one instant ``t0`` a few ms ahead; record the capture in the dataset.
 
         The capture number and the cameras are recorded durably before any node is told; each
@@ -255,6 +258,8 @@ class Rig:
         ----------
         cameras : iterable of str or None
             Rig-wide camera names (``node/cam0``) or node names (all their cameras); None for all.
+        position : mapping, optional
+            Where the object stands (JSON-friendly), recorded with the capture in the manifest.
 
         Returns
         -------
@@ -277,7 +282,16 @@ class Rig:
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
             nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
-            return self._trigger.capture(dataset, nodes, wanted)
+            return self._trigger.capture(dataset, nodes, wanted, position)
+
+    def scan(
+        self,
+        positions: int | Sequence[float] = 1,
+        turntable: str | None = None,
+        **options: Any,
+    ) -> ScanReport:
+        """Capture every camera at each position of a turntable; resumable. See :func:`~.scan.run_scan`."""
+        return run_scan(self, positions, turntable, **options)
 
     def _select(self, cameras: Iterable[str] | None) -> dict[str, set[str]]:
         """Node name -> the camera keys wanted on it."""

@@ -48,7 +48,11 @@ class Trigger:
         self.lead = lead
 
     def capture(
-        self, dataset: Dataset, nodes: Mapping[str, RigNode], wanted: Mapping[str, set[str]]
+        self,
+        dataset: Dataset,
+        nodes: Mapping[str, RigNode],
+        wanted: Mapping[str, set[str]],
+        position: Mapping[str, Any] | None = None,
     ) -> CaptureRecord:
         """Fire every camera of ``nodes`` at one instant; record and return the capture.
 
@@ -60,6 +64,8 @@ class Trigger:
             Node name -> node to fire.
         wanted : mapping
             Node name -> the camera keys wanted on it (the others are released at once).
+        position : mapping, optional
+            Where the object stood, recorded with the capture.
 
         Raises
         ------
@@ -82,7 +88,7 @@ class Trigger:
             for name, node in nodes.items()
             for cam in node.cameras()
         ]
-        shots = dataset.begin_capture(plans)
+        shots = dataset.begin_capture(plans, position=position)
         return self._fire(dataset, nodes, reasons, shots)
 
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
