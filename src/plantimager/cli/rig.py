@@ -499,3 +499,12 @@ def status(
             _console.print(f"  {camera} owes {count} image(s)")
     else:
         _console.print("no dataset yet")
+
+
+def _add_scan() -> None:
+    from plantimager.cli.scan import scan  # its own module: a scan is more than one rig call
+
+    rig.add_command(scan)
+
+
+_add_scan()
