@@ -169,8 +169,9 @@ class DummyBackend(CameraBackend):
         (``n`` views: the shipped 24, 15 degrees apart), turned by the turntable's angle.
     turntable_registry : str
         The registry a turntable name is looked up in.
-    render_size : tuple of int
-        Size of the live renderings (resized to the still resolution like the shipped views).
+    render_size : tuple of int, optional
+        Size of the live renderings, resized to the still resolution like the shipped views; by
+        default the initial resolution, scaled down to fit in 640x480.
 
     Raises
     ------
@@ -192,7 +193,7 @@ class DummyBackend(CameraBackend):
         first_view: int = 0,
         turntable: str | None = None,
         turntable_registry: str = DEFAULT_REGISTRY_URL,
-        render_size: tuple[int, int] = (640, 480),
+        render_size: tuple[int, int] | None = None,
     ) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
@@ -218,13 +219,19 @@ class DummyBackend(CameraBackend):
             array = _as_rgb(images[self.view])
         self._source = Image.fromarray(array)
         self._lock = threading.Lock()
+        self._resolution = clamp_resolution(*resolution, maximum=self._max)
         self._world: TurntableLink | None = None
         if turntable is not None:
             if not isinstance(images, (str, os.PathLike)) or Path(images) != default_image_dir():
                 raise ValidationError("a turntable turns the synthetic plant: give no images with it")
+            if render_size is None:
+                scale = min(1.0, 640 / self._resolution[0], 480 / self._resolution[1])
+                render_size = (
+                    max(8, round(self._resolution[0] * scale)),
+                    max(8, round(self._resolution[1] * scale)),
+                )
             self._turned = TurnedViews(360.0 * self.view / len(files), tuple(render_size))
             self._world = TurntableLink(turntable, turntable_registry, on_target=self._turned.prepare)
-        self._resolution = clamp_resolution(*resolution, maximum=self._max)
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
         # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
         self._cache: dict[bool, tuple[tuple[Any, ...], np.ndarray]] = {}
