@@ -185,7 +185,7 @@ def _plan(rig: Rig, angles: tuple[float, ...], turntable: str | None, new: bool)
     return plan
 
 
-def _settle_doubts(rig: Rig, plan: ScanPlan, stop: threading.Event, report: ScanReport) -> None:
+def _settle_doubts(rig: Rig, plan: ScanPlan, stop: threading.Event, report: ScanReport, grace: float) -> None:
     """Resolve the captures whose outcome an earlier run never learnt: fetched, or taken as lost."""
     dataset = rig.dataset
     doubtful = {n for s in position_states(dataset, plan) for n in s.doubtful}
@@ -193,10 +193,10 @@ def _settle_doubts(rig: Rig, plan: ScanPlan, stop: threading.Event, report: Scan
         return
     shots = [s for s in dataset.owed() if s.capture_no in doubtful and s.status == "sent"]
     youngest = max((s.sent_at for s in shots), default=0.0)
-    wait = youngest + DOUBT_GRACE_S - time.time()
+    wait = youngest + grace - time.time()
     if wait > 0:  # a capture that reached its nodes is stored by then
         logger.info("waiting %.1f s for the outcome of captures %s", wait, sorted(doubtful))
-        stop.wait(min(wait, DOUBT_GRACE_S))
+        stop.wait(min(wait, grace))
     try:
         report.downloads.append(rig.download_all())
     except RigError as exc:
@@ -219,6 +219,7 @@ def run_scan(
     settle_timeout: float | None = None,
     progress: Callable[[ScanProgress], Any] | None = None,
     stop: threading.Event | None = None,
+    doubt_grace: float = DOUBT_GRACE_S,
 ) -> ScanReport:
     """Run (or finish) a scan of the rig's dataset.
 
@@ -242,6 +243,9 @@ def run_scan(
         Called with a :class:`ScanProgress` at each step (downloads: on another thread).
     stop : threading.Event, optional
         Set it to stop after the position under way (the rest stays to be done).
+    doubt_grace : float
+        Seconds after its instant a capture whose outcome an earlier run never learnt (it was
+        stopped in between) is taken as never fired: its position is then taken again.
 
     Returns
     -------
@@ -272,7 +276,7 @@ def run_scan(
                 raise PlantImagerError(f"cannot look the turntable up: {exc}") from None
         plan = _plan(rig, angles, turntable, new)
         report = ScanReport(plan.scan, plan.angles)
-        _settle_doubts(rig, plan, stop, report)
+        _settle_doubts(rig, plan, stop, report, doubt_grace)
         states = position_states(rig.dataset, plan)
         report.already = [s.index for s in states if s.taken]
         todo = [s.index for s in states if not s.taken]
