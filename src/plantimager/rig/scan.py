@@ -30,7 +30,7 @@ from .scanplan import ScanPlan, load_plans, plan_angles, position_states, save_p
 if TYPE_CHECKING:
     from .rig import Rig
 
-__all__ = ["DOUBT_GRACE_S", "ScanProgress", "ScanReport", "find_turntable", "run_scan"]
+__all__ = ["DOUBT_GRACE_S", "ScanProgress", "ScanReport", "check_scan", "find_turntable", "run_scan"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,28 @@ def find_turntable(context: zmq.Context, registry_url: str, name: str | None) ->
     raise ValidationError(
         f"no turntable named {name!r} is registered with {registry_url} (turntables: {names})"
     )
+
+
+def check_scan(rig: Rig, positions: int | Sequence[float], turntable: str | None = None) -> str | None:
+    """Check a scan's plan and turntable without capturing anything; return the turntable's name.
+
+    Raises
+    ------
+    ValidationError
+        As :func:`run_scan` would, before capturing: bad positions, an unknown turntable...
+    PlantImagerError
+        If the registry cannot be asked.
+    """
+    angles = plan_angles(positions)
+    if turntable is None and len(angles) == 1:
+        return None
+    context = zmq.Context()
+    try:
+        return find_turntable(context, rig.registry_url, turntable)[0]
+    except RegistryError as exc:
+        raise PlantImagerError(f"cannot look the turntable up: {exc}") from None
+    finally:
+        context.destroy(linger=0)
 
 
 class _Downloader:

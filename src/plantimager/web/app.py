@@ -30,7 +30,8 @@ from .events import EventHub
 from .files import Thumbnails
 from .jobs import DownloadJob
 from .relay import PreviewHub
-from .routes import api, media, pages
+from .routes import api, media, pages, scan
+from .scanjob import ScanJob
 
 __all__ = ["create_app"]
 
@@ -77,6 +78,7 @@ def create_app(
         previews=previews,
         download=DownloadJob(controller, events),
         thumbnails=Thumbnails(),
+        scan=ScanJob(controller, events),
     )
     holder["web"] = web
 
@@ -89,12 +91,14 @@ def create_app(
         finally:
             await web.close()
             await web.download.wait(5.0)
+            await web.scan.wait(5.0)
 
     app = Starlette(
         routes=[
             *pages.routes,
             *media.routes,
             *api.routes,
+            *scan.routes,
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ],
         exception_handlers=error_handlers,
