@@ -230,7 +230,9 @@ class DummyBackend(CameraBackend):
                     max(8, round(self._resolution[0] * scale)),
                     max(8, round(self._resolution[1] * scale)),
                 )
-            self._turned = TurnedViews(360.0 * self.view / len(files), tuple(render_size))
+            self._turned = TurnedViews(
+                360.0 * self.view / len(files), tuple(render_size), then=self._warm_turned
+            )
             self._world = TurntableLink(turntable, turntable_registry, on_target=self._turned.prepare)
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
         # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
@@ -340,6 +342,14 @@ class DummyBackend(CameraBackend):
                 return
             resolution, controls = self._resolution, dict(self._controls)
         self._cached(resolution, controls)
+
+    def _warm_turned(self, angle: float, image: Image.Image) -> None:
+        # The view of the angle the table is turning to is ready: make the still of it now too.
+        with self._lock:
+            if self._closed:
+                return
+            resolution, controls = self._resolution, dict(self._controls)
+        self._cached(resolution, controls, source=(angle, image))
 
     def _cached(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -44,11 +45,21 @@ class TurnedViews:
         The camera's elevation, in degrees.
     seed : int
         The plant (see :func:`~plantimager.commons.examples.scene.render_view`).
+    then : callable, optional
+        Called on the worker thread with ``(angle, image)`` after each rendering made ahead (the
+        camera prepares its still from it).
     """
 
     def __init__(
-        self, azimuth: float, size: tuple[int, int], *, elevation: float = 20.0, seed: int = 0
+        self,
+        azimuth: float,
+        size: tuple[int, int],
+        *,
+        elevation: float = 20.0,
+        seed: int = 0,
+        then: Callable[[float, Image.Image], object] | None = None,
     ) -> None:
+        self.then = then
         self.azimuth, self.size, self.elevation, self.seed = float(azimuth), tuple(size), elevation, seed
         self._cond = threading.Condition()
         self._done: OrderedDict[float, Image.Image] = OrderedDict()
@@ -111,7 +122,9 @@ class TurnedViews:
                     return
                 angle, self._wanted = self._wanted, None
             try:
-                self.view(angle)
+                key, image = self.view(angle)
+                if self.then is not None:
+                    self.then(key, image)
             except Exception:  # a failed rendering ahead is tried again when the camera fires
                 logger.exception("rendering the plant ahead at %s deg failed", angle)
 
