@@ -3,6 +3,8 @@
 A thin adapter over :meth:`plantimager.rig.Rig.scan`. It prints one line per position taken
 (``position 3/36 at 20.0 deg: capture 3``) under two progress bars (positions, images
 downloaded). Running the same command again on the same dataset finishes an interrupted scan.
+Ctrl-C stops after the position under way (a second Ctrl-C at once); either way the scan stays
+resumable.
 Exit status as for the other ``rig`` commands: 0 done, 1 nothing done (bad input, unknown
 turntable...), 2 usage error, 3 cameras failed at a position (the scan stops there).
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 
 import click
 from rich.console import Console
@@ -115,6 +119,14 @@ def scan(
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once (what is recorded stays resumable)
+            signal.signal(signum, signal.default_int_handler)
+            raise KeyboardInterrupt
+        progress.console.print("stopping after the position under way (Ctrl-C again: at once)")
+        stop.set()
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     progress = Progress(*columns, console=_console, disable=as_json)
     where = progress.add_task("positions", total=None)
@@ -135,6 +147,7 @@ def scan(
 
     failed: RigError | None = None
     report = None
+    previous = signal.signal(signal.SIGINT, on_signal)
     try:
         with Rig(registry, dataset=folder) as the_rig:
             if not the_rig.wait_ready(wait) and not the_rig.connected:
@@ -158,6 +171,8 @@ def scan(
                     failed, report = exc, getattr(exc, "report", None)
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if report is not None:
         if as_json:
             click.echo(json.dumps(report.as_dict(), indent=1, default=str))
