@@ -70,6 +70,7 @@ def test_a_scan_takes_each_position_once_and_downloads_during_the_moves(
     steps = []
     report = rig.scan(positions=4, turntable="table", progress=steps.append)
     assert report.complete and sorted(report.captured) == [0, 1, 2, 3] and report.already == []
+    assert report.late == {}  # the table turned on only once every camera had fired
     manifest = check_complete(tmp_path / "scan", 4, 2)
     assert sorted({image["position"]["angle"] for image in manifest["images"]}) == [0.0, 90.0, 180.0, 270.0]
     assert [s.phase for s in steps if s.phase != "download"] == ["moving", "captured"] * 4

@@ -246,7 +246,11 @@ class Rig:
         return self.capture(None)
 
     def capture(
-        self, cameras: Iterable[str] | None, *, position: Mapping[str, Any] | None = None
+        self,
+        cameras: Iterable[str] | None,
+        *,
+        position: Mapping[str, Any] | None = None,
+        on_instant: Callable[[float], Any] | None = None,
     ) -> CaptureRecord:
         """Fire some cameras at one instant ``t0`` a few ms ahead; record the capture in the dataset.
 
@@ -260,6 +264,9 @@ class Rig:
             Rig-wide camera names (``node/cam0``) or node names (all their cameras); None for all.
         position : mapping, optional
             Where the object stands (JSON-friendly), recorded with the capture in the manifest.
+        on_instant : callable, optional
+            Called with the instant ``t0`` (wall clock, seconds) once chosen, before any node is
+            told (a scan starts its next move from it).
 
         Returns
         -------
@@ -282,7 +289,7 @@ class Rig:
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
             nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
-            return self._trigger.capture(dataset, nodes, wanted, position)
+            return self._trigger.capture(dataset, nodes, wanted, position, on_instant)
 
     def scan(
         self,

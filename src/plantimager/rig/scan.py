@@ -3,7 +3,9 @@
 :func:`run_scan` (``Rig.scan``) runs a scan plan (see :mod:`plantimager.rig.scanplan`): for each
 position not yet taken, it turns the table, waits until it has settled, fires every camera with
 the position recorded in the capture, and lets a download of what the cameras hold run while the
-table turns to the next position. Running the same scan again on the same dataset continues from
+table turns to the next position. The table turns on as soon as every camera's exposure is over
+(the longest exposure and a margin after the capture's instant), while the nodes still encode and
+store the images. Running the same scan again on the same dataset continues from
 the first position not yet taken; a finished scan is not taken again unless asked (``new``).
 
 Without a turntable a scan has one position: a plain capture, recorded as position 0.
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 #: (its nodes store a capture within a few seconds of its instant).
 DOUBT_GRACE_S = 15.0
 _SETTLE_MARGIN_S = 10.0
+#: Seconds past a capture's instant plus the longest exposure before the table may turn.
+_HOLD_MARGIN_S = 0.15
 _DOWNLOAD_JOIN_S = 600.0
 
 
@@ -81,6 +85,9 @@ class ScanReport:
         The downloads of this run.
     complete : bool
         Whether every position is now taken.
+    late : dict of int to list of str
+        Position index -> cameras that fired after the table began to turn to the next position
+        (normally none: it turns once every exposure is over, while the nodes store the images).
     """
 
     scan: int
@@ -89,6 +96,7 @@ class ScanReport:
     already: list[int] = field(default_factory=list)
     downloads: list[DownloadReport] = field(default_factory=list)
     complete: bool = False
+    late: dict[int, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy."""
@@ -313,6 +321,50 @@ def run_scan(
         context.destroy(linger=0)
 
 
+class _EarlyMove:
+    """Starts the table's next move once every camera's exposure is over, while the nodes still
+    encode and store: the object may turn as soon as the shutters have closed."""
+
+    def __init__(self, table: TurntableClient, angle: float, hold: float) -> None:
+        self.table, self.angle, self.hold = table, angle, hold
+        self.started = threading.Event()
+        self.move = 0
+        self.at = 0.0
+        self.error: Exception | None = None
+        self._timer: threading.Timer | None = None
+
+    def arm(self, t0: float) -> None:
+        """Called with the capture's instant: start the move ``hold`` seconds after it."""
+        self._timer = threading.Timer(max(0.0, t0 + self.hold - time.time()), self._go)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _go(self) -> None:
+        try:
+            self.at = time.time()
+            self.move = self.table.move_to(self.angle)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.started.set()
+
+    def result(self, timeout: float) -> int | None:
+        """The move's number; None if the capture never armed it."""
+        if self._timer is None:
+            return None
+        if not self.started.wait(timeout):
+            raise PlantImagerError(f"the turntable's next move did not start within {timeout:g} s")
+        if self.error is not None:
+            raise PlantImagerError(f"the turntable refused its next move: {self.error}")
+        return self.move
+
+
+def _hold(rig: Rig) -> float:
+    """How long after a capture's instant the table may turn: the longest exposure and a margin."""
+    exposures = [float(cam.controls.get("ExposureTime") or 0.0) / 1e6 for cam in rig.cameras()]
+    return max(exposures, default=0.0) + _HOLD_MARGIN_S
+
+
 def _take(
     rig: Rig,
     plan: ScanPlan,
@@ -333,21 +385,29 @@ def _take(
     last = todo[-1] if todo else 0
     downloader = _Downloader(rig, lambda p: tell("download", last, None, p))
     failure: RigError | None = None
+    moving: int | None = None  # a move already started towards the position to take
+    hold = _hold(rig)
     try:
-        for index in todo:
+        for number, index in enumerate(todo):
             if stop.is_set():
                 break
             angle = plan.angles[index]
             position: dict[str, Any] = {"scan": plan.scan, "index": index, "of": total, "angle": angle}
+            early: _EarlyMove | None = None
             if table is not None:
                 tell("moving", index, angle)
                 timeout = settle_timeout or 180.0 / max(float(table.speed), 1e-3) + _SETTLE_MARGIN_S
-                position["measured"] = wait_settled(table, table.move_to(angle), timeout)
+                move = moving if moving is not None else table.move_to(angle)
+                position["measured"] = wait_settled(table, move, timeout)
                 position["turntable"] = plan.turntable
+                if number + 1 < len(todo):
+                    early = _EarlyMove(table, plan.angles[todo[number + 1]], hold)
             else:
                 position["angle"] = None
             try:
-                record: CaptureRecord = rig.capture(None, position=position)
+                record: CaptureRecord | None = rig.capture(
+                    None, position=position, on_instant=early.arm if early is not None else None
+                )
             except RigError as exc:
                 failure, record = exc, getattr(exc, "record", None)
             downloader.kick()  # fetch this position while the table turns to the next
@@ -355,6 +415,12 @@ def _take(
                 report.captured[index] = record.capture_no
                 taken += 1
             tell("captured", index, angle)
+            moving = early.result(_SETTLE_MARGIN_S) if early is not None else None
+            if early is not None and record is not None and moving is not None:
+                late = [s.camera for s in record.shots if s.captured_at + hold - _HOLD_MARGIN_S > early.at]
+                if late:  # fired after the table began to turn: their view may be off
+                    report.late[index] = late
+                    logger.warning("position %d: %s fired after the table began to turn", index, late)
             if failure is not None:
                 break
     finally:
