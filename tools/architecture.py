@@ -34,6 +34,7 @@ PARTS = [
     "plantimager.commons.RPC",
     "plantimager.commons.deviceregistry",
     "plantimager.commons.cameradevice",
+    "plantimager.commons.turntabledevice",
     "plantimager.commons.mjpeg",
     "plantimager.commons.watchdog",
     "plantimager.commons.systemd",

@@ -59,6 +59,9 @@ class Demo:
         Serve the web page on 127.0.0.1 at this port (0: picked by the system); None: no page.
     say : callable
         Where the demo writes what it does (one line per call).
+    turntable : str, optional
+        Registry name of a simulated turntable the plant stands on: the simulated cameras then
+        show the plant turned by its angle (the turntable itself is started by the caller).
 
     Raises
     ------
@@ -76,6 +79,7 @@ class Demo:
         resolution: tuple[int, int] | None = None,
         web_port: int | None = None,
         say: Callable[[str], Any] = print,
+        turntable: str | None = None,
     ) -> None:
         if not 1 <= nodes <= 64 or not 1 <= cameras_per_node <= 8:
             raise ValidationError(
@@ -89,6 +93,7 @@ class Demo:
         self.resolution = resolution
         self.web_port = web_port
         self.say = say
+        self.turntable = turntable
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.registry_url = ""
         self.rig: Rig | None = None
@@ -188,6 +193,8 @@ class Demo:
         ]
         if self.resolution is not None:
             args += ["--resolution", f"{self.resolution[0]}x{self.resolution[1]}"]
+        if self.turntable is not None:
+            args += ["--backend-option", f"turntable={self.turntable}"]
         log = open(folder / "node.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         process = subprocess.Popen(

@@ -113,3 +113,20 @@ def test_render_views_rejects_zero():
 def test_render_view_rejects_non_finite_azimuth():
     with pytest.raises(ValueError, match="azimuth"):
         render_view(float("nan"))
+
+
+def test_turning_the_plant_is_seeing_it_from_the_other_way_round():
+    size = (160, 120)
+    plain = render_view(30.0, size=size)
+    assert np.array_equal(render_view(30.0, size=size, object_deg=0.0), plain)
+    assert np.array_equal(render_view(30.0, size=size, object_deg=360.0), plain)
+    turned = render_view(30.0, size=size, object_deg=40.0).astype(int)
+    assert np.abs(turned - plain).mean() > 1.0
+    # Turned by +40 deg (counter-clockwise from above), the plant shows the side a camera at
+    # 30 - 40 deg sees; only the light and the backdrop differ.
+    assert (
+        np.abs(turned - render_view(-10.0, size=size)).mean()
+        < np.abs(turned - render_view(70.0, size=size)).mean()
+    )
+    with pytest.raises(ValueError, match="object_deg"):
+        render_view(30.0, size=size, object_deg=float("nan"))

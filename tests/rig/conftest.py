@@ -59,10 +59,12 @@ class Process(Child):
 class Node(Process):
     """``plantimager camera`` with dummy cameras, its own spool and state folder, registered by name."""
 
-    def __init__(self, name: str, registry_url: str, home: Path, cameras: int = 1) -> None:
+    def __init__(
+        self, name: str, registry_url: str, home: Path, cameras: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.home = home
-        super().__init__(*dummy_node_args(name, registry_url, home, cameras, SMALL))
+        super().__init__(*dummy_node_args(name, registry_url, home, cameras, SMALL), *extra)
         self.address = ""
 
     def ready(self) -> Node:
@@ -92,8 +94,8 @@ def spawn(registry: DeviceRegistry, tmp_path: Path) -> Iterator[Callable[..., No
     """Start camera nodes (``spawn("n1", cameras=2)``); every one is stopped by pid at the end."""
     started: list[Process] = []
 
-    def start(name: str, cameras: int = 1) -> Node:
-        node = Node(name, registry.url, tmp_path / "nodes" / name, cameras)
+    def start(name: str, cameras: int = 1, extra: tuple[str, ...] = ()) -> Node:
+        node = Node(name, registry.url, tmp_path / "nodes" / name, cameras, extra)
         started.append(node)
         return node
 

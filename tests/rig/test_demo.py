@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import simplejpeg
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 def alive(pid: int) -> bool:
@@ -52,18 +52,22 @@ def test_demo_serves_a_rig_that_captures_and_downloads_then_stops_everything(run
         with urllib.request.urlopen(page.group(1), timeout=20) as response:
             assert response.status == 200 and b"Capture All" in response.read()
         hints = [x.strip().split()[2:] for x in demo.seen if x.strip().startswith("plantimager rig ")]
-        assert [h[0] for h in hints] == ["list", "capture", "download", "status"]
+        assert [h[0] for h in hints] == ["list", "capture", "download", "status", "scan"]
         assert ["capture", "--registry", url, "--captures", str(captures)] in hints
         wait = ["--expect", "3", "--wait", "20"]
-        for hint in hints:  # every command the demo prints works as printed
-            code, output = run_cli("rig", *hint, *wait).finish()
+        for hint in hints:  # every command the demo prints works as printed (a shorter scan)
+            shorter = ["--positions", "2"] if hint[0] == "scan" else []
+            code, output = run_cli("rig", *hint, *wait, *shorter).finish(40)
             assert code == 0, (hint, output)
         session = captures / (captures / ".session").read_text().strip()
-        names = sorted(p.name for p in session.iterdir() if p.suffix == ".jpeg")
+        names = sorted(p.name for p in session.iterdir() if p.suffix == ".jpeg" and "_d1_" in p.name)
         assert names == ["idnode1_d1_cam0.jpeg", "idnode2_d1_cam0.jpeg", "idnode3_d1_cam0.jpeg"]
         assert all(simplejpeg.decode_jpeg((session / n).read_bytes()).size for n in names)
         assert len({(session / n).read_bytes() for n in names}) == 3  # each node sees its own side
-        assert len(json.loads((session / "manifest.json").read_text())["images"]) == 3
+        images = json.loads((session / "manifest.json").read_text())["images"]
+        assert len(images) == 3 + 2 * 3  # the capture, then a scan of two positions
+        scanned = [image["settings"]["controls"]["turntable_deg"] for image in images if image["position"]]
+        assert sorted(scanned) == [0.0] * 3 + [180.0] * 3  # every camera saw the table where it stood
         assert json.loads((captures / ".demo" / "pids.json").read_text()) == {
             f"node{i}": pid for i, pid in enumerate(pids, 1)
         }

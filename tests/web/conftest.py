@@ -44,9 +44,11 @@ SMALL = "320x240"
 class Node(Child):
     """``plantimager camera`` with dummy cameras, registered under ``name``."""
 
-    def __init__(self, name: str, registry_url: str, home: Path, cameras: int = 1) -> None:
+    def __init__(
+        self, name: str, registry_url: str, home: Path, cameras: int = 1, extra: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
-        super().__init__([*LAUNCH, *dummy_node_args(name, registry_url, home, cameras, SMALL)])
+        super().__init__([*LAUNCH, *dummy_node_args(name, registry_url, home, cameras, SMALL), *extra])
 
     def ready(self) -> Node:
         """Wait until the node serves and is registered."""
@@ -85,9 +87,9 @@ class Rigging:
         self.server: WebServer | None = None
         self.refresh = refresh
 
-    def spawn(self, *names: str, cameras: int = 1) -> list[Node]:
-        """Start camera nodes and wait until each is registered."""
-        started = [Node(n, self.registry.url, self.home / "nodes" / n, cameras) for n in names]
+    def spawn(self, *names: str, cameras: int = 1, extra: tuple[str, ...] = ()) -> list[Node]:
+        """Start camera nodes (``extra``: more arguments) and wait until each is registered."""
+        started = [Node(n, self.registry.url, self.home / "nodes" / n, cameras, extra) for n in names]
         for node in started:
             self.nodes[node.name] = node
         return [node.ready() for node in started]

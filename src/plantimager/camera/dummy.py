@@ -9,6 +9,12 @@ so capturing again with the same settings is nearly free. The still is rendered 
 camera is made and whenever its resolution or controls change, so a capture never renders at the
 instant it fires (as a real camera streams frames all the time).
 
+Given a ``turntable`` (see :mod:`plantimager.camera.world`), the camera shows the synthetic plant
+rendered live (:func:`~plantimager.commons.examples.scene.render_view`) from its view's azimuth,
+turned by the angle the simulated turntable has when the camera fires; that angle is recorded in
+the frame's metadata as ``turntable_deg``. The view of each move's target angle is rendered as
+soon as the move starts, so a capture after the stage has settled usually finds it ready.
+
 A real sensor's noise makes a 12 MP JPEG about 3 MB; the smooth synthetic views give a sixth of
 that. ``noise`` adds deterministic pseudo-random noise of that amplitude to stills (12 gives about
 3 MB at 4056x3040), for benchmarks that need camera-like file sizes.
@@ -34,8 +40,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.examples.scene import default_image_dir
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
+from .views import TurnedViews
+from .world import DEFAULT_REGISTRY_URL, TurntableLink
 
 __all__ = ["DEFAULT_MAX_RESOLUTION", "DEFAULT_RESOLUTION", "DummyBackend", "list_images"]
 
@@ -154,6 +163,15 @@ class DummyBackend(CameraBackend):
     first_view : int
         The view of camera 0, so that several one-camera nodes on one machine (the demo's) look
         at the plant from different sides.
+    turntable : str, optional
+        The simulated turntable the plant stands on: its URL or its name in the registry. The
+        camera then renders the plant live, at ``render_size``, from azimuth ``360 * view / n``
+        (``n`` views: the shipped 24, 15 degrees apart), turned by the turntable's angle.
+    turntable_registry : str
+        The registry a turntable name is looked up in.
+    render_size : tuple of int, optional
+        Size of the live renderings, resized to the still resolution like the shipped views; by
+        default the initial resolution, scaled down to fit in 640x480.
 
     Raises
     ------
@@ -173,6 +191,9 @@ class DummyBackend(CameraBackend):
         max_resolution: tuple[int, int] = DEFAULT_MAX_RESOLUTION,
         noise: int = 0,
         first_view: int = 0,
+        turntable: str | None = None,
+        turntable_registry: str = DEFAULT_REGISTRY_URL,
+        render_size: tuple[int, int] | None = None,
     ) -> None:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
@@ -184,8 +205,6 @@ class DummyBackend(CameraBackend):
         self.noise = noise
         self._max = clamp_resolution(*max_resolution, maximum=(65535, 65535))
         if images is None:
-            from plantimager.commons.examples.scene import default_image_dir
-
             images = default_image_dir()
         if isinstance(images, (str, os.PathLike)):
             files = list_images(images)
@@ -201,6 +220,20 @@ class DummyBackend(CameraBackend):
         self._source = Image.fromarray(array)
         self._lock = threading.Lock()
         self._resolution = clamp_resolution(*resolution, maximum=self._max)
+        self._world: TurntableLink | None = None
+        if turntable is not None:
+            if not isinstance(images, (str, os.PathLike)) or Path(images) != default_image_dir():
+                raise ValidationError("a turntable turns the synthetic plant: give no images with it")
+            if render_size is None:
+                scale = min(1.0, 640 / self._resolution[0], 480 / self._resolution[1])
+                render_size = (
+                    max(8, round(self._resolution[0] * scale)),
+                    max(8, round(self._resolution[1] * scale)),
+                )
+            self._turned = TurnedViews(
+                360.0 * self.view / len(files), tuple(render_size), then=self._warm_turned
+            )
+            self._world = TurntableLink(turntable, turntable_registry, on_target=self._turned.prepare)
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
         # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
         self._cache: dict[bool, tuple[tuple[Any, ...], np.ndarray]] = {}
@@ -263,8 +296,13 @@ class DummyBackend(CameraBackend):
             resolution, controls = self._resolution, dict(self._controls)
             self._frames += 1
             number = self._frames
-        image = self._cached(resolution, controls)
-        return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls})
+        if self._world is None:
+            return Frame(
+                self._cached(resolution, controls), captured_ns, sensor_ns, {"frame": number, **controls}
+            )
+        angle = self._world.angle()
+        image = self._cached(resolution, controls, source=self._turned.view(angle))
+        return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls, "turntable_deg": angle})
 
     def capture_lores(self) -> np.ndarray:
         """Return a 640x480 preview frame with a moving light band and the frame number drawn in."""
@@ -288,6 +326,9 @@ class DummyBackend(CameraBackend):
         with self._lock:
             self._closed = True
             self._cache.clear()
+        if self._world is not None:
+            self._world.close()
+            self._turned.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -297,19 +338,37 @@ class DummyBackend(CameraBackend):
     def _warm(self) -> None:
         # Render the still of the current settings now, not when the camera fires.
         with self._lock:
-            if self._closed:
+            if self._closed or self._world is not None:
                 return
             resolution, controls = self._resolution, dict(self._controls)
         self._cached(resolution, controls)
 
-    def _cached(self, size: tuple[int, int], controls: dict[str, float], *, still: bool = True) -> np.ndarray:
+    def _warm_turned(self, angle: float, image: Image.Image) -> None:
+        # The view of the angle the table is turning to is ready: make the still of it now too.
+        with self._lock:
+            if self._closed:
+                return
+            resolution, controls = self._resolution, dict(self._controls)
+        self._cached(resolution, controls, source=(angle, image))
+
+    def _cached(
+        self,
+        size: tuple[int, int],
+        controls: dict[str, float],
+        *,
+        still: bool = True,
+        source: tuple[float, Image.Image] | None = None,
+    ) -> np.ndarray:
         slot = not still
-        key = (size, tuple(sorted(controls.items())))
+        if source is None and self._world is not None:
+            source = self._turned.latest()
+        angle, image = source if source is not None else (None, self._source)
+        key = (size, tuple(sorted(controls.items())), angle)
         with self._lock:
             entry = self._cache.get(slot)
             if entry is not None and entry[0] == key:
                 return entry[1]
-        image = _render(self._source, size, _tone_table(controls), self.noise if still else 0, self.index)
+        out = _render(image, size, _tone_table(controls), self.noise if still else 0, self.index)
         with self._lock:
-            self._cache[slot] = (key, image)
-        return image
+            self._cache[slot] = (key, out)
+        return out

@@ -117,6 +117,8 @@ def run_node(
     options = dict(backend_options or {})
     if resolution is not None:
         options["resolution"] = tuple(resolution)
+    if options.get("turntable") and registry:
+        options.setdefault("turntable_registry", registry)  # a turntable named in the node's registry
     stop = stop if stop is not None else threading.Event()
     context = zmq.Context()
     backends: list[CameraBackend] = []

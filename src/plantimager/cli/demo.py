@@ -16,12 +16,51 @@ from plantimager.commons.errors import PlantImagerError
 from plantimager.demo import Demo
 from plantimager.rig import DEFAULT_REGISTRY_URL
 from plantimager.rig.session import DEFAULT_CAPTURES
+from plantimager.turntable.dummy import DEFAULT_SPEED
+from plantimager.turntable.runner import run_turntable
 
 __all__ = ["demo"]
 
 logger = logging.getLogger(__name__)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Registry name of the demo's simulated turntable.
+TURNTABLE_NAME = "turntable"
+_TURNTABLE_WAIT_S = 10.0
+
+
+def _start_turntable(registry_url: str, speed: float, stop: threading.Event) -> threading.Thread:
+    """Serve the simulated turntable on a thread until ``stop`` is set; return once it registered."""
+    registered = threading.Event()
+    failed: list[BaseException] = []
+
+    def on_registered(name: str) -> None:
+        click.echo(f"turntable registered as {name}" if name else "turntable: registry unreachable")
+        registered.set()
+
+    def serve() -> None:
+        try:
+            run_turntable(
+                speed=speed,
+                registry=registry_url,
+                bind="tcp://127.0.0.1:0",
+                name=TURNTABLE_NAME,
+                stop=stop,
+                on_registered=on_registered,
+            )
+        except BaseException as exc:
+            failed.append(exc)
+            registered.set()
+
+    thread = threading.Thread(target=serve, name="demo-turntable", daemon=True)
+    thread.start()
+    if not registered.wait(_TURNTABLE_WAIT_S) or failed:
+        stop.set()
+        thread.join(_TURNTABLE_WAIT_S)
+        raise click.ClickException(
+            f"the simulated turntable did not start: {failed[0] if failed else 'timeout'}"
+        )
+    return thread
 
 
 @click.command("demo")
@@ -55,6 +94,19 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 )
 @click.option("--web/--no-web", default=True, show_default=True, help="Serve the web page.")
 @click.option(
+    "--turntable/--no-turntable",
+    default=True,
+    show_default=True,
+    help="Stand the plant on a simulated turntable (for `plantimager rig scan`).",
+)
+@click.option(
+    "--turntable-speed",
+    type=click.FloatRange(1, 3600),
+    default=DEFAULT_SPEED,
+    show_default=True,
+    help="Speed of the simulated turntable, degrees per second.",
+)
+@click.option(
     "--web-port",
     type=click.IntRange(0, 65535),
     default=8000,
@@ -70,6 +122,8 @@ def demo(
     timeout: float,
     web: bool,
     web_port: int,
+    turntable: bool,
+    turntable_speed: float,
 ) -> None:
     """Run a whole rig on this machine: registry, simulated cameras (one process per node), controller
     and its web page.
@@ -91,12 +145,17 @@ def demo(
         resolution=resolution,
         web_port=web_port if web else None,
         say=click.echo,
+        turntable=TURNTABLE_NAME if turntable else None,
     )
+    table_stop = threading.Event()
+    table_thread: threading.Thread | None = None
     try:
         try:
             the_demo.start(timeout)
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
+        if turntable:
+            table_thread = _start_turntable(the_demo.registry_url, turntable_speed, table_stop)
         registry_option = []
         if the_demo.registry_url != DEFAULT_REGISTRY_URL:
             registry_option = ["--registry", the_demo.registry_url]
@@ -110,6 +169,11 @@ def demo(
             ("capture", True, "fire every camera at the same instant"),
             ("download", True, "fetch the images into the session folder"),
             ("status", True, "nodes, spools, what the cameras still owe"),
+            *(
+                [("scan --positions 8", True, "turn the table to 8 positions, capture at each")]
+                if turntable
+                else []
+            ),
         ):
             options = registry_option + (captures_option if uses_captures else [])
             extra = "".join(f" {shlex.quote(option)}" for option in options)
@@ -124,6 +188,9 @@ def demo(
         the_demo.watch(stop)
     finally:
         click.echo("stopping the demo")
+        table_stop.set()
+        if table_thread is not None:
+            table_thread.join(_TURNTABLE_WAIT_S)
         the_demo.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

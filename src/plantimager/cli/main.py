@@ -17,6 +17,7 @@ __all__ = ["main"]
 _COMMANDS = {
     "registry": "registry",
     "camera": "camera",
+    "turntable": "turntable",
     "rig": "rig",
     "demo": "demo",
     "web": "web",

@@ -410,3 +410,12 @@ def status(
             console.print(f"  {camera} owes {count} image(s)")
     else:
         console.print("no dataset yet")
+
+
+def _add_scan() -> None:
+    from plantimager.cli.scan import scan  # its own module: a scan is more than one rig call
+
+    rig.add_command(scan)
+
+
+_add_scan()

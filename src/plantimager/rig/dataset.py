@@ -178,10 +178,13 @@ class Dataset:
         with self._lock:
             return max(self._captures, default=0) + 1
 
-    def begin_capture(self, plans: Sequence[ShotPlan]) -> list[ShotState]:
+    def begin_capture(
+        self, plans: Sequence[ShotPlan], *, position: Mapping[str, Any] | None = None
+    ) -> list[ShotState]:
         """Take the next capture number, name its images and record all that durably.
 
         Call this before sending the capture command. Nothing is written if a name is refused.
+        ``position`` (JSON-friendly) is recorded with the capture: where the object stood.
 
         Returns
         -------
@@ -221,14 +224,10 @@ class Dataset:
                     f"file-name template {self.template.text!r} gives names already taken in {self.root}: "
                     + "; ".join(clashes)
                 )
-            record = {
-                "kind": "capture",
-                "capture_no": capture_no,
-                "data_code": data_code,
-                "created": time.time(),
-                "template": self.template.text,
-                "shots": shots,
-            }
+            record = {"kind": "capture", "capture_no": capture_no, "data_code": data_code}
+            record.update(created=time.time(), template=self.template.text, shots=shots)
+            if position is not None:
+                record["position"] = dict(position)
             self._record(record)
             capture = self._captures[capture_no]
             return [dataclasses.replace(capture.shots[s["camera"]]) for s in shots]

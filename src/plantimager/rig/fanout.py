@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.errors import PlantImagerError, RigError, ValidationError
 
-from .node import RigNode
+from .node import RigNode, describe_error
 from .record import CameraInfo
 from .roster import Roster
 
-__all__ = ["fan_out", "select_cameras"]
+__all__ = ["configure_nodes", "fan_out", "select_cameras", "shutdown_nodes"]
 
 
 def select_cameras(
@@ -86,3 +86,56 @@ def fan_out(
         except Exception as exc:
             out[name] = (node, exc)
     return out
+
+
+def configure_nodes(
+    roster: Roster, executor: Executor, targets: Mapping[str, int | None], settings: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Apply ``settings`` on every target node (name -> camera index, None: all its cameras).
+
+    Returns rig-wide camera name -> the settings now in force. Raises :class:`RigError` naming
+    each camera not configured, its ``result`` attribute holding those that were.
+    """
+
+    def apply(node: RigNode, index: int | None) -> list[dict[str, Any]]:
+        result = node.call("configure", settings, index)
+        node.update_cameras(result)
+        return result
+
+    out: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for name, (node, outcome) in fan_out(roster, executor, targets, apply).items():
+        if isinstance(outcome, BaseException):
+            cameras = node.cameras() if node is not None else []
+            keys = [c.key for c in cameras if targets[name] is None or c.index == targets[name]] or [name]
+            failures.update(dict.fromkeys(keys, describe_error(outcome)))
+            continue
+        for item in outcome:
+            out[f"{name}/{item.get('name')}"] = item
+    if failures:
+        error = RigError(f"configure: {len(failures)} camera(s) were not configured", failures)
+        error.result = out  # type: ignore[attr-defined]
+        raise error
+    return out
+
+
+def shutdown_nodes(roster: Roster, executor: Executor, names: Iterable[str]) -> list[str]:
+    """Ask each named node to stop; returns the sorted names of those that agreed.
+
+    Raises :class:`RigError` naming the nodes that did not answer, its ``result`` attribute
+    holding those that agreed.
+    """
+    done, failures = [], {}
+    targets = dict.fromkeys(names)
+    for name, (_node, outcome) in fan_out(
+        roster, executor, targets, lambda node, _: node.call("shutdown")
+    ).items():
+        if isinstance(outcome, BaseException):
+            failures[name] = describe_error(outcome)
+        else:
+            done.append(name)
+    if failures:
+        error = RigError(f"shutdown: {len(failures)} node(s) did not answer", failures)
+        error.result = sorted(done)  # type: ignore[attr-defined]
+        raise error
+    return sorted(done)

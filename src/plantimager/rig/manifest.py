@@ -32,11 +32,12 @@ def manifest_document(
     -------
     dict
         ``format``, ``session``, ``created``, ``updated``, ``template``; ``captures`` (number, data
-        code, ``t0``, lead, skew, cameras, failures, lost and owed cameras); ``images`` (per image:
+        code, ``t0``, lead, skew, cameras, failures, lost and owed cameras, ``position``: where the
+        object stood, e.g. a scan position, or None); ``images`` (per image:
         ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
         ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
         ``offset_ms``, ``settings``, ``size``, ``sha256``, ``xxh3_128``: None for images stored by
-        nodes older than that checksum).
+        nodes older than that checksum; ``position``, that of its capture).
     """
     entries, images = [], []
     for capture in sorted(captures, key=lambda c: c.capture_no):
@@ -53,6 +54,7 @@ def manifest_document(
                 "failures": {s.camera: s.reason for s in wanted if s.status == "failed"},
                 "lost": {s.camera: s.reason for s in wanted if s.status == "lost"},
                 "owed": [s.camera for s in wanted if s.status in ("sent", "stored")],
+                "position": capture.position,
             }
         )
         images.extend(_image_entry(capture, s) for s in wanted if s.status in ("received", "done"))
@@ -89,4 +91,5 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "size": meta.get("size"),
         "sha256": meta.get("sha256"),
         "xxh3_128": meta.get("xxh3_128"),
+        "position": capture.position,
     }

@@ -97,6 +97,7 @@ class LedgerState:
             str(record["data_code"]),
             float(record["created"]),
             str(record["template"]),
+            position=record.get("position"),
         )
         for item in record["shots"]:
             shot = ShotState(

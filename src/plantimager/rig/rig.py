@@ -9,21 +9,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from plantimager.commons.errors import PlantImagerError, RigError, ValidationError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .dataset import STATE_DIR, Dataset
 from .download import Download, TransferGate
-from .fanout import fan_out, select_cameras
-from .node import CallLimits, RigNode, describe_error
+from .fanout import configure_nodes, fan_out, select_cameras, shutdown_nodes
+from .node import CallLimits, describe_error
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
 from .roster import Roster
+from .scan import ScanReport, run_scan
 from .session import prepare_folder
 from .settings import check_settings
 from .template import NameTemplate
@@ -239,13 +240,16 @@ class Rig:
 
     # -- capture ---------------------------------------------------------------------------------
     def capture_all(self) -> CaptureRecord:
-        """Fire every camera of the rig at one instant and record the capture in the dataset.
-
-        See :meth:`capture`.
-        """
+        """Fire every camera of the rig at one instant and record the capture (see :meth:`capture`)."""
         return self.capture(None)
 
-    def capture(self, cameras: Iterable[str] | None) -> CaptureRecord:
+    def capture(
+        self,
+        cameras: Iterable[str] | None,
+        *,
+        position: Mapping[str, Any] | None = None,
+        on_instant: Callable[[float], Any] | None = None,
+    ) -> CaptureRecord:
         """Fire some cameras at one instant ``t0`` a few ms ahead; record the capture in the dataset.
 
         The capture number and the cameras are recorded durably before any node is told; each
@@ -256,6 +260,10 @@ class Rig:
         ----------
         cameras : iterable of str or None
             Rig-wide camera names (``node/cam0``) or node names (all their cameras); None for all.
+        position : mapping, optional
+            Where the object stands (JSON-friendly), recorded with the capture in the manifest.
+        on_instant : callable, optional
+            Called with the chosen instant ``t0`` (wall clock, s) before any node is told.
 
         Returns
         -------
@@ -278,7 +286,13 @@ class Rig:
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
             nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
-            return self._trigger.capture(dataset, nodes, wanted)
+            return self._trigger.capture(dataset, nodes, wanted, position, on_instant)
+
+    def scan(
+        self, positions: int | Sequence[float] = 1, turntable: str | None = None, **options: Any
+    ) -> ScanReport:
+        """Capture every camera at each position of a turntable; resumable. See :func:`~.scan.run_scan`."""
+        return run_scan(self, positions, turntable, **options)
 
     def _select(self, cameras: Iterable[str] | None) -> dict[str, set[str]]:
         """Node name -> the camera keys wanted on it (see :func:`~plantimager.rig.fanout.select_cameras`)."""
@@ -328,10 +342,8 @@ class Rig:
                 raise ValidationError(f"{root} is not a dataset: nothing was ever captured into it")
             dataset, temporary = Dataset(root), True
         try:
-            download = Download(
-                self._roster, dataset, jobs=jobs or self.jobs, gate=self._gate, progress=progress
-            )
-            return download.run()
+            jobs = jobs or self.jobs
+            return Download(self._roster, dataset, jobs=jobs, gate=self._gate, progress=progress).run()
         finally:
             if temporary:
                 dataset.close()
@@ -396,27 +408,7 @@ class Rig:
             raise PlantImagerError(
                 f"the rig has no camera: no camera node is registered with {self.registry_url}"
             )
-
-        def apply(node: RigNode, index: int | None) -> list[dict[str, Any]]:
-            result = node.call("configure", settings, index)
-            node.update_cameras(result)
-            return result
-
-        out: dict[str, dict[str, Any]] = {}
-        failures: dict[str, str] = {}
-        for name, (node, outcome) in self._fan_out(targets, apply).items():
-            if isinstance(outcome, BaseException):
-                cameras = node.cameras() if node is not None else []
-                keys = [c.key for c in cameras if targets[name] is None or c.index == targets[name]] or [name]
-                failures.update(dict.fromkeys(keys, describe_error(outcome)))
-                continue
-            for item in outcome:
-                out[f"{name}/{item.get('name')}"] = item
-        if failures:
-            error = RigError(f"configure: {len(failures)} camera(s) were not configured", failures)
-            error.result = out  # type: ignore[attr-defined]
-            raise error
-        return out
+        return configure_nodes(self._roster, self._executor, targets, settings)
 
     def shutdown_all(self) -> list[str]:
         """Ask every camera node to stop; returns the names of those that agreed.
@@ -443,20 +435,7 @@ class Rig:
             As :meth:`shutdown_all`.
         """
         self._check_running()
-        targets = dict.fromkeys(self._select(list(names)))
-        done, failures = [], {}
-        for name, (_node, outcome) in fan_out(
-            self._roster, self._executor, targets, lambda node, _: node.call("shutdown")
-        ).items():
-            if isinstance(outcome, BaseException):
-                failures[name] = describe_error(outcome)
-            else:
-                done.append(name)
-        if failures:
-            error = RigError(f"shutdown: {len(failures)} node(s) did not answer", failures)
-            error.result = sorted(done)  # type: ignore[attr-defined]
-            raise error
-        return sorted(done)
+        return shutdown_nodes(self._roster, self._executor, self._select(list(names)))
 
     def status(self) -> dict[str, Any]:
         """Health of the rig: each node's ``status()`` and round trip, and the dataset's counts.
@@ -490,9 +469,3 @@ class Rig:
             "nodes": infos,
             "dataset": summary,
         }
-
-    def _fan_out(
-        self, targets: Mapping[str, Any], call: Callable[[RigNode, Any], Any]
-    ) -> dict[str, tuple[RigNode | None, Any]]:
-        """Run ``call`` on every target node in parallel (see :func:`~plantimager.rig.fanout.fan_out`)."""
-        return fan_out(self._roster, self._executor, targets, call)

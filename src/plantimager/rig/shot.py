@@ -83,6 +83,8 @@ class CaptureState:
     lead_ms: float | None = None
     skew_ms: float | None = None
     shots: dict[str, ShotState] = field(default_factory=dict)
+    #: Where the object stood (a scan position: ``scan``, ``index``, ``angle``...), None outside scans.
+    position: dict[str, Any] | None = None
 
 
 def shots_by_node(shots: Iterable[ShotState]) -> dict[str, list[ShotState]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -48,7 +48,12 @@ class Trigger:
         self.lead = lead
 
     def capture(
-        self, dataset: Dataset, nodes: Mapping[str, RigNode], wanted: Mapping[str, set[str]]
+        self,
+        dataset: Dataset,
+        nodes: Mapping[str, RigNode],
+        wanted: Mapping[str, set[str]],
+        position: Mapping[str, Any] | None = None,
+        on_instant: Callable[[float], Any] | None = None,
     ) -> CaptureRecord:
         """Fire every camera of ``nodes`` at one instant; record and return the capture.
 
@@ -60,6 +65,10 @@ class Trigger:
             Node name -> node to fire.
         wanted : mapping
             Node name -> the camera keys wanted on it (the others are released at once).
+        position : mapping, optional
+            Where the object stood, recorded with the capture.
+        on_instant : callable, optional
+            Called with ``t0`` (wall clock, seconds) once it is chosen, before any node is told.
 
         Raises
         ------
@@ -82,8 +91,8 @@ class Trigger:
             for name, node in nodes.items()
             for cam in node.cameras()
         ]
-        shots = dataset.begin_capture(plans)
-        return self._fire(dataset, nodes, reasons, shots)
+        shots = dataset.begin_capture(plans, position=position)
+        return self._fire(dataset, nodes, reasons, shots, on_instant)
 
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
         """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can)."""
@@ -107,12 +116,15 @@ class Trigger:
         nodes: Mapping[str, RigNode],
         reasons: Mapping[str, str],
         shots: list[ShotState],
+        on_instant: Callable[[float], Any] | None = None,
     ) -> CaptureRecord:
         capture_no, data_code = shots[0].capture_no, shots[0].data_code
         by_camera = {shot.camera: shot for shot in shots}
         live = {name: node for name, node in nodes.items() if name not in reasons}
         lead = self.lead.lead([node.round_trips.worst() for node in live.values()], len(live))
         t0 = time.time() + lead
+        if on_instant is not None:
+            on_instant(t0)
         decided = time.perf_counter()
         futures = {
             name: self.executor.submit(self._send, node, data_code, t0, decided)

@@ -11,7 +11,8 @@ Subclass a contract, give it one fixture and run pytest::
             ...
 
 Contracts: :class:`CameraContract`, :class:`NodeContract` and their over-RPC variants
-:class:`CameraOverRPC`, :class:`NodeOverRPC` (see :mod:`plantimager.testing.contracts`). Helpers:
+:class:`CameraOverRPC`, :class:`NodeOverRPC` (see :mod:`plantimager.testing.contracts`);
+:class:`TurntableContract` and :class:`TurntableOverRPC` (see :mod:`plantimager.testing.turntable`). Helpers:
 :func:`serve_in_thread`, :func:`served_client`, :class:`NodeClient`, :func:`client_class`,
 :func:`checked_context` (see :mod:`plantimager.testing.fixtures`).
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         serve_in_thread,
         served_client,
     )
+    from .turntable import TurntableContract, TurntableOverRPC
 
 __all__ = [
     "CameraContract",
@@ -42,6 +44,8 @@ __all__ = [
     "NodeContract",
     "NodeOverRPC",
     "ServedServer",
+    "TurntableContract",
+    "TurntableOverRPC",
     "checked_context",
     "client_class",
     "open_client",
@@ -53,6 +57,8 @@ _HOMES = {
     "CameraContract": "contracts",
     "CameraOverRPC": "contracts",
     "NodeContract": "contracts",
+    "TurntableContract": "turntable",
+    "TurntableOverRPC": "turntable",
     "NodeOverRPC": "contracts",
     "NodeClient": "fixtures",
     "ServedServer": "fixtures",

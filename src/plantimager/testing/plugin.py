@@ -39,7 +39,7 @@ __all__ = ["plantimager_context", "plantimager_serve", "pytest_configure"]
 
 # The contract module is imported by the user's test modules, after this plugin: have pytest rewrite
 # its assertions so failures show the compared values.
-pytest.register_assert_rewrite("plantimager.testing.contracts")
+pytest.register_assert_rewrite("plantimager.testing.contracts", "plantimager.testing.turntable")
 
 
 def pytest_configure(config: pytest.Config) -> None:

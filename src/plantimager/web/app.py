@@ -33,7 +33,8 @@ from .files import Thumbnails
 from .gate import AuthGate, WebAuth, page_context, session_cookie
 from .jobs import DownloadJob
 from .relay import PreviewHub
-from .routes import api, login, media, pages
+from .routes import api, login, media, pages, scan
+from .scanjob import ScanJob
 
 __all__ = ["create_app"]
 
@@ -85,6 +86,7 @@ def create_app(
         previews=previews,
         download=DownloadJob(controller, events),
         thumbnails=Thumbnails(),
+        scan=ScanJob(controller, events),
     )
     holder["web"] = web
 
@@ -97,6 +99,7 @@ def create_app(
         finally:
             await web.close()
             await web.download.wait(5.0)
+            await web.scan.wait(5.0)
 
     middleware = []
     if auth is not None:
@@ -110,6 +113,7 @@ def create_app(
             *pages.routes,
             *media.routes,
             *api.routes,
+            *scan.routes,
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ],
         middleware=middleware,

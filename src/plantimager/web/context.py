@@ -13,6 +13,7 @@ from .events import EventHub
 from .files import Thumbnails
 from .jobs import DownloadJob
 from .relay import PreviewHub
+from .scanjob import ScanJob
 
 __all__ = ["WebContext", "context_of"]
 
@@ -33,6 +34,8 @@ class WebContext:
         The background download.
     thumbnails : Thumbnails
         Thumbnails of dataset images.
+    scan : ScanJob or None
+        The background scan.
     stream_urls : dict
         Camera -> its node's preview URL, from the latest snapshot.
     loop : asyncio.AbstractEventLoop or None
@@ -45,6 +48,7 @@ class WebContext:
     download: DownloadJob
     thumbnails: Thumbnails
     stream_urls: dict[str, str] = field(default_factory=dict)
+    scan: ScanJob | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
     def follow(self, snapshot: dict[str, Any]) -> None:

@@ -187,6 +187,19 @@ class WebController:
             return download_result(partial)
         return download_result(report)
 
+    def scan(self, positions: int, turntable: str | None, progress: Callable[[Any], Any]) -> dict[str, Any]:
+        """Run (or finish) a scan into the session's dataset; its report (see ``Rig.scan``)."""
+        self._open_dataset(create=True)
+        report = self.rig.scan(positions, turntable, progress=progress)
+        return {
+            "scan": report.scan,
+            "total": len(report.angles),
+            "taken": len(report.captured),
+            "already": len(report.already),
+            "complete": report.complete,
+            "dataset": str(self._folder),
+        }
+
     def configure(self, name: str | None, settings: dict[str, Any]) -> dict[str, Any]:
         """Apply settings to every camera (``name`` None), one camera or one node's cameras.
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .texture import soil, srgb_to_linear, terracotta
+
 __all__ = ["default_image_dir", "render_view", "render_views"]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ def render_view(
     elevation_deg: float = 20.0,
     size: tuple[int, int] = (640, 480),
     seed: int = 0,
+    *,
+    object_deg: float = 0.0,
 ) -> np.ndarray:
     """Render the synthetic potted plant seen from one camera position.
 
@@ -86,6 +90,8 @@ def render_view(
         Output ``(width, height)`` in pixels, each between 8 and 2048.
     seed : int, optional
         Chooses the plant (number, placement, size and colour of leaves) and the sensor noise.
+    object_deg : float, optional
+        Turn of the plant and pot about the vertical axis (as on a turntable); backdrop and light stay.
 
     Returns
     -------
@@ -100,12 +106,17 @@ def render_view(
     width, height = _check_size(size)
     if not -80.0 <= float(elevation_deg) <= 80.0:
         raise ValueError(f"elevation_deg must lie in [-80, 80], got {elevation_deg!r}")
-    if not math.isfinite(float(azimuth_deg)):
-        raise ValueError(f"azimuth_deg must be a finite angle, got {azimuth_deg!r}")
+    if not (math.isfinite(float(azimuth_deg)) and math.isfinite(float(object_deg))):
+        raise ValueError(f"angles must be finite, got azimuth_deg={azimuth_deg!r}, object_deg={object_deg!r}")
     cam = _Camera.looking_at(azimuth_deg, elevation_deg, width * _SUPERSAMPLE, height * _SUPERSAMPLE)
     plant = _make_plant(int(seed) & 0xFFFFFFFF)
 
-    points, normals, albedo, materials = _collect(plant, cam)
+    # Sample the plant as the camera sees it in the plant's own frame, then turn it into place.
+    seen = _Camera.looking_at(azimuth_deg - float(object_deg), elevation_deg, cam.width, cam.height)
+    cos, sin = math.cos(math.radians(object_deg)), math.sin(math.radians(object_deg))
+    turn = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])  # p @ turn turns row vectors
+    points, normals, albedo, materials = _collect(plant, seen)
+    points, normals = points @ turn, normals @ turn
     # The backdrop is smooth: shade it at the output size and repeat it to the supersampled grid.
     backdrop = _background(_Camera.looking_at(azimuth_deg, elevation_deg, width, height))
     linear = np.repeat(np.repeat(backdrop, _SUPERSAMPLE, axis=0), _SUPERSAMPLE, axis=1)
@@ -343,7 +354,7 @@ def _collect(plant: _Plant, cam: _Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     r_in_soil = r_in_top - slope * (_POT_H_TOP - _SOIL_Z)
 
     def pot(shade: float) -> Paint:
-        return lambda p, n, u, v: _terracotta(p, shade)
+        return lambda p, n, u, v: terracotta(p, shade)
 
     add(_lathe(_POT_R_BOTTOM, _POT_R_TOP, 0.0, _POT_H_BODY), pot(1.0), _MAT_MATTE)
     add(_lathe(_POT_R_TOP, _POT_R_RIM, _POT_H_BODY, _POT_H_BODY), pot(0.9), _MAT_MATTE)
@@ -352,12 +363,12 @@ def _collect(plant: _Plant, cam: _Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     inner_wall = _lathe(r_in_top, r_in_soil, _POT_H_TOP, _SOIL_Z - 0.002)  # z falls: normal points inwards
     add(
         inner_wall,
-        lambda p, n, u, v: _terracotta(p, 0.8) * (0.35 + 0.65 * (1 - u[:, None]) ** 0.7),
+        lambda p, n, u, v: terracotta(p, 0.8) * (0.35 + 0.65 * (1 - u[:, None]) ** 0.7),
         _MAT_MATTE,
     )
-    add(_lathe(r_in_soil, 0.0, _SOIL_Z, _SOIL_Z), lambda p, n, u, v: _soil(p), _MAT_SOIL)
+    add(_lathe(r_in_soil, 0.0, _SOIL_Z, _SOIL_Z), lambda p, n, u, v: soil(p), _MAT_SOIL)
 
-    stem_colour = _srgb_to_linear(np.array([0.45, 0.58, 0.27]))
+    stem_colour = srgb_to_linear(np.array([0.45, 0.58, 0.27]))
 
     def stem_paint(p: np.ndarray, n: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return stem_colour[None, :] * (0.9 + 0.1 * np.cos(6.0 * math.pi * v))[:, None]
@@ -373,35 +384,6 @@ def _collect(plant: _Plant, cam: _Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
-def _hash(*coords: np.ndarray) -> np.ndarray:
-    """Cheap deterministic pseudo-random value in [0, 1) for each tuple of coordinates."""
-    acc = np.zeros(np.broadcast_shapes(*(c.shape for c in coords)))
-    for k, c in zip((12.9898, 78.233, 37.719), coords, strict=False):
-        acc = acc + np.asarray(c) * k
-    return np.modf(np.abs(np.sin(acc) * 43758.5453))[0]
-
-
-def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.power(np.clip(c, 0.0, 1.0), 2.2)
-
-
-def _terracotta(p: np.ndarray, shade: float) -> np.ndarray:
-    base = _srgb_to_linear(np.array([0.76, 0.42, 0.27])) * shade
-    cell = np.floor(p / 0.0025)
-    grain = _hash(cell[:, 0], cell[:, 1], cell[:, 2])
-    streak = 0.05 * np.sin(p[:, 2] * 260.0 + 2.0 * np.sin(np.arctan2(p[:, 1], p[:, 0]) * 3.0))
-    return base[None, :] * (0.93 + 0.09 * grain + streak)[:, None]
-
-
-def _soil(p: np.ndarray) -> np.ndarray:
-    cell = np.floor(p[:, :2] / 0.0025)
-    grain = _hash(cell[:, 0], cell[:, 1])
-    colour = _srgb_to_linear(np.array([0.33, 0.23, 0.16]))[None, :] * (0.45 + 0.9 * grain)[:, None]
-    perlite = _hash(cell[:, 0] + 17.0, cell[:, 1] - 5.0) > 0.975
-    colour[perlite] = _srgb_to_linear(np.array([0.86, 0.85, 0.80]))
-    return colour
-
-
 def _leaf_paint(leaf: _Leaf, p: np.ndarray, n: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Leaf colour with a pale midrib, faint pinnate veins, a lighter margin and soft blotches."""
     across = np.abs(2.0 * v - 1.0) * leaf.width * 0.5 * _leaf_outline(u)  # fraction of the length
@@ -410,8 +392,8 @@ def _leaf_paint(leaf: _Leaf, p: np.ndarray, n: np.ndarray, u: np.ndarray, v: np.
     veins = np.exp(-(((phase - np.round(phase)) / 0.07) ** 2)) * (1.0 - np.abs(2.0 * v - 1.0))
     margin = np.clip((np.abs(2.0 * v - 1.0) - 0.85) / 0.15, 0.0, 1.0)
     blotch = 0.06 * np.sin(p[:, 0] * 180.0 + 1.3) * np.sin(p[:, 1] * 150.0 - 0.7) + 0.05 * (u - 0.5)
-    base = _srgb_to_linear(leaf.colour)[None, :] * (1.0 + blotch)[:, None]
-    pale = _srgb_to_linear(np.array([0.68, 0.80, 0.45]))[None, :]
+    base = srgb_to_linear(leaf.colour)[None, :] * (1.0 + blotch)[:, None]
+    pale = srgb_to_linear(np.array([0.68, 0.80, 0.45]))[None, :]
     mix = np.clip(0.65 * midrib + 0.18 * veins + 0.15 * margin, 0.0, 1.0)[:, None]
     return base * (1.0 - mix) + pale * mix
 
@@ -427,9 +409,9 @@ def _background(cam: _Camera) -> np.ndarray:
 
     elevation = np.arcsin(np.clip(rays[..., 2], -1.0, 1.0))
     g = np.clip((elevation + 0.05) / 0.6, 0.0, 1.0)[..., None]
-    top, horizon = _srgb_to_linear(np.array([[0.60, 0.65, 0.71], [0.86, 0.87, 0.88]]))
+    top, horizon = srgb_to_linear(np.array([[0.60, 0.65, 0.71], [0.86, 0.87, 0.88]]))
     wall = g * top + (1.0 - g) * horizon
-    floor = _srgb_to_linear(np.array([0.80, 0.78, 0.74])) * np.ones_like(rays)
+    floor = srgb_to_linear(np.array([0.80, 0.78, 0.74])) * np.ones_like(rays)
     r = np.linalg.norm(hit, axis=-1)
     contact = 1.0 - 0.55 * np.exp(-np.maximum(r - _POT_R_BOTTOM, 0.0) / 0.02)
     towards = -_LIGHT[:2] / _LIGHT[2] * 0.2
@@ -468,7 +450,7 @@ def _draw(
     leaf = mat[win] == _MAT_LEAF
     back = leaf & (facing < 0.0)
     n = np.where((facing < 0.0)[:, None], -n, n)
-    colour[back] = colour[back] * 0.7 + 0.3 * _srgb_to_linear(np.array([0.62, 0.70, 0.50]))
+    colour[back] = colour[back] * 0.7 + 0.3 * srgb_to_linear(np.array([0.62, 0.70, 0.50]))
 
     lambert = n @ _LIGHT
     sky = 0.5 + 0.5 * n[:, 2]

@@ -119,6 +119,8 @@ async def download_start(request: Request) -> Response:
     job = web.download
     if job.running:
         raise ApiError(409, f"a download is already running ({job.done} of {job.total} images)")
+    if web.scan is not None and web.scan.running:
+        raise ApiError(409, "a scan is running: it downloads as it goes")
     if await run_in_threadpool(web.controller.folder) is None:
         raise ApiError(409, "nothing was captured yet: press Capture All first")
     return _JSON(job.start(), status_code=202)

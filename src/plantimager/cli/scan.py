@@ -1,0 +1,188 @@
+"""``plantimager rig scan``: capture every camera at each position of a turntable, resumably.
+
+A thin adapter over :meth:`plantimager.rig.Rig.scan`. It prints one line per position taken
+(``position 3/36 at 20.0 deg: capture 3``) under two progress bars (positions, images
+downloaded). Running the same command again on the same dataset finishes an interrupted scan.
+Ctrl-C stops after the position under way (a second Ctrl-C at once); either way the scan stays
+resumable.
+Exit status as for the other ``rig`` commands: 0 done, 1 nothing done (bad input, unknown
+turntable...), 2 usage error, 3 cameras failed at a position (the scan stops there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plantimager.commons.errors import PlantImagerError, RigError
+from plantimager.rig import DEFAULT_REGISTRY_URL, Rig
+from plantimager.rig.scan import ScanProgress
+from plantimager.rig.scanplan import MAX_POSITIONS
+from plantimager.rig.session import DEFAULT_CAPTURES, session_folder
+
+__all__ = ["EXIT_PARTIAL", "scan"]
+
+logger = logging.getLogger(__name__)
+
+#: Exit status when cameras failed at a position.
+EXIT_PARTIAL = 3
+
+_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _parse_angles(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected angles in degrees separated by commas, got {value!r}") from None
+
+
+@click.command("scan")
+@click.option(
+    "--registry",
+    default=DEFAULT_REGISTRY_URL,
+    show_default=True,
+    envvar="PLANTIMAGER_REGISTRY",
+    metavar="URL",
+    help="Device registry of the cameras and the turntable (env PLANTIMAGER_REGISTRY).",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0.1, 600),
+    default=3.0,
+    show_default=True,
+    help="Seconds to wait for the registry and the cameras to answer.",
+)
+@click.option(
+    "--expect", type=click.IntRange(0), default=0, help="Wait (up to --wait) for this many cameras."
+)
+@click.option(
+    "--dataset",
+    type=click.Path(path_type=Path),
+    envvar="PLANTIMAGER_DATASET",
+    default=None,
+    help="The session folder (default: the current session under --captures).",
+)
+@click.option(
+    "--captures",
+    type=click.Path(path_type=Path),
+    envvar="PLANTIMAGER_CAPTURES",
+    default=DEFAULT_CAPTURES,
+    show_default=True,
+    help="Folder holding one folder per session.",
+)
+@click.option("--new-session", is_flag=True, help="Start a new session folder under --captures.")
+@click.option(
+    "--positions",
+    type=click.IntRange(1, MAX_POSITIONS),
+    default=1,
+    show_default=True,
+    help="Turntable positions, evenly spaced around a full turn (1 without a turntable: one capture).",
+)
+@click.option("--angles", callback=_parse_angles, default=None, help="The angles instead, e.g. 0,45,90.")
+@click.option("--start", type=float, default=0.0, show_default=True, help="First angle, degrees.")
+@click.option("--turntable", default=None, help="Turntable name in the registry (default: the only one).")
+@click.option("--new", "new_scan", is_flag=True, help="Start a new scan even if the last one had this plan.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scan report as JSON.")
+def scan(
+    registry: str,
+    wait: float,
+    expect: int,
+    dataset: Path | None,
+    captures: Path,
+    new_session: bool,
+    positions: int,
+    angles: list[float] | None,
+    start: float,
+    turntable: str | None,
+    new_scan: bool,
+    as_json: bool,
+) -> None:
+    """Turn the table to each position, fire every camera there, download while it turns on.
+
+    Resumable: the plan is kept in the dataset; the same command again continues from the first
+    position not yet taken.
+    """
+    try:
+        folder = dataset if dataset is not None else session_folder(captures, new=new_session)
+    except PlantImagerError as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once (what is recorded stays resumable)
+            signal.signal(signum, signal.default_int_handler)
+            raise KeyboardInterrupt
+        progress.console.print("stopping after the position under way (Ctrl-C again: at once)")
+        stop.set()
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    progress = Progress(*columns, console=_console, disable=as_json)
+    where = progress.add_task("positions", total=None)
+    images = progress.add_task("images downloaded", total=None)
+    fetched = [0]
+
+    def on_progress(event: ScanProgress) -> None:
+        if event.phase == "download" and event.download is not None:
+            fetched[0] += event.download.ok
+            progress.update(images, completed=fetched[0])
+            if not event.download.ok:
+                progress.console.print(f"[red]{event.download.camera}: {event.download.reason}[/]")
+            return
+        progress.update(where, completed=event.taken, total=event.total)
+        if event.phase == "captured" and not as_json:
+            angle = "-" if event.angle is None else f"{event.angle:.1f} deg"
+            progress.console.print(f"position {event.index + 1}/{event.total} at {angle}: captured")
+
+    failed: RigError | None = None
+    report = None
+    previous = signal.signal(signal.SIGINT, on_signal)
+    try:
+        with Rig(registry, dataset=folder) as the_rig:
+            if not the_rig.wait_ready(wait) and not the_rig.connected:
+                raise click.ClickException(f"the registry at {registry} did not answer within {wait:g} s")
+            if expect and not the_rig.wait_for_cameras(expect, wait):
+                raise click.ClickException(
+                    f"only {len(the_rig.cameras())} of {expect} cameras after {wait:g} s"
+                )
+            progress.update(images, total=len(the_rig.cameras()) * (len(angles) if angles else positions))
+            with progress:
+                try:
+                    report = the_rig.scan(
+                        angles if angles is not None else positions,
+                        turntable,
+                        start=start,
+                        new=new_scan,
+                        progress=on_progress,
+                        stop=stop,
+                    )
+                except RigError as exc:
+                    failed, report = exc, getattr(exc, "report", None)
+    except PlantImagerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if report is not None:
+        if as_json:
+            click.echo(json.dumps(report.as_dict(), indent=1, default=str))
+        else:
+            done = "complete" if report.complete else "not complete"
+            _console.print(
+                f"scan {report.scan} of {len(report.angles)} position(s) {done}: "
+                f"{len(report.captured)} taken now, {len(report.already)} before, "
+                f"{fetched[0]} image(s) downloaded, into {folder}"
+            )
+    if failed is not None:
+        _console.print(f"[bold red]{failed}[/]")
+        raise click.exceptions.Exit(EXIT_PARTIAL)

@@ -1,0 +1,62 @@
+"""The scan endpoints: ``POST /api/scan`` starts one (202; progress as ``scan`` events), ``GET`` its state.
+
+The body of ``POST /api/scan`` is ``{"positions": N, "turntable": NAME}`` (``turntable``
+optional: the only one of the registry). The plan and the turntable are checked before the
+answer: bad positions or an unknown turntable get 422 naming what was wrong, and nothing is
+captured; a scan or a download already running gets 409.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from plantimager.commons.errors import ValidationError
+from plantimager.rig.scan import check_scan
+
+from ..context import context_of
+from ..errors import ApiError, read_json_object
+
+__all__ = ["routes"]
+
+
+async def scan_start(request: Request) -> Response:
+    """``POST /api/scan``: check the plan, then start the scan in the background (202)."""
+    web = context_of(request)
+    body = await read_json_object(request)
+    unknown = [str(k)[:40] for k in body if k not in ("positions", "turntable")]
+    if unknown:
+        raise ApiError(
+            422, f"unknown field {unknown[0]!r}; this endpoint takes positions, turntable", field=unknown[0]
+        )
+    positions, turntable = body.get("positions"), body.get("turntable")
+    if isinstance(positions, bool) or not isinstance(positions, int):
+        raise ApiError(422, f"positions must be a whole number, got {positions!r}", field="positions")
+    if turntable is not None and not isinstance(turntable, str):
+        raise ApiError(422, f"turntable must be a name, got {turntable!r}", field="turntable")
+    job = web.scan
+    if job is None:
+        raise ApiError(503, "this app has no scan job")
+    if job.running:
+        raise ApiError(409, f"a scan is already running ({job.taken} of {job.total} positions)")
+    if web.download.running:
+        raise ApiError(409, "wait for the download to finish before scanning")
+    try:
+        name = await run_in_threadpool(check_scan, web.controller.rig, positions, turntable)
+    except ValidationError as exc:
+        raise ApiError(422, str(exc), field="turntable" if "turntable" in str(exc) else "positions") from None
+    return JSONResponse(job.start(positions, name), status_code=202)
+
+
+async def scan_state(request: Request) -> Response:
+    """``GET /api/scan``: the state of the current or last scan."""
+    job = context_of(request).scan
+    return JSONResponse(job.as_dict() if job is not None else {"state": "idle"})
+
+
+routes = [
+    Route("/api/scan", scan_start, methods=["POST"]),
+    Route("/api/scan", scan_state, methods=["GET"]),
+]

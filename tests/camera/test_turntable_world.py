@@ -1,0 +1,87 @@
+"""Simulated cameras on a simulated turntable: each sees the plant turned by the table's angle as it fires."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import zmq
+
+from plantimager.camera.dummy import DummyBackend
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.examples.scene import render_view
+from plantimager.commons.turntabledevice import TurntableClient, wait_settled
+from plantimager.testing import serve_in_thread
+from plantimager.turntable.dummy import DummyTurntable
+from plantimager.turntable.server import TurntableServer
+
+SIZE = (160, 120)
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def registry(ctx: zmq.Context) -> Iterator[DeviceRegistry]:
+    server = DeviceRegistry(ctx, "127.0.0.1", 0, heartbeat_interval=0.2)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def table(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[TurntableClient]:
+    """A simulated turntable registered as ``table1``, and a client to drive it."""
+    server = TurntableServer(ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=720.0)
+    with serve_in_thread(server):
+        assert server.register_to_registry("turntable", "table1", registry.url) == "table1"
+        client = TurntableClient(ctx, server.address, timeout=5000)
+        yield client
+        client.close()
+    server.close()
+
+
+def camera(index: int, registry: DeviceRegistry, name: str = "table1") -> DummyBackend:
+    return DummyBackend(
+        index, SIZE, turntable=name, turntable_registry=registry.url, render_size=SIZE, first_view=index * 6
+    )
+
+
+def test_cameras_see_the_plant_turned_by_the_angle_the_table_has_when_they_fire(table, registry):
+    cams = [camera(0, registry), camera(1, registry)]
+    try:
+        seen = {}
+        for angle in (0.0, 90.0, 200.0):
+            wait_settled(table, table.move_to(angle), 10)
+            for cam in cams:
+                frame = cam.capture()
+                assert frame.metadata["turntable_deg"] == angle
+                # Exactly the renderer's view from the camera's azimuth with the plant turned.
+                azimuth = 360.0 * cam.view / 24
+                assert np.array_equal(frame.image, render_view(azimuth, size=SIZE, object_deg=angle))
+                seen[cam.index, angle] = frame.image
+        assert not np.array_equal(seen[0, 0.0], seen[0, 90.0])
+        assert not np.array_equal(seen[0, 90.0], seen[1, 90.0])
+    finally:
+        for cam in cams:
+            cam.close()
+
+
+def test_an_unknown_turntable_fails_the_capture_with_its_name(table, registry):
+    cam = camera(0, registry, name="no-such-table")
+    try:
+        with pytest.raises(PlantImagerError, match=r"no turntable named 'no-such-table'.*table1"):
+            cam.capture()
+    finally:
+        cam.close()
+
+
+def test_a_turntable_cannot_turn_images_of_ones_own(registry):
+    with pytest.raises(ValidationError, match="turntable"):
+        DummyBackend(0, SIZE, images=[np.zeros((8, 8, 3), np.uint8)], turntable="table1")

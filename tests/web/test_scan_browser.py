@@ -1,0 +1,72 @@
+"""The Scan control in a real browser: a scan of a simulated turntable with its progress, and bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from plantimager.testing import serve_in_thread
+from plantimager.turntable.dummy import DummyTurntable
+from plantimager.turntable.server import TurntableServer
+
+from .conftest import Rigging
+
+pytestmark = pytest.mark.timeout(120)
+
+ON_TABLE = ("--backend-option", "turntable=table", "--backend-option", "render_size=[160,120]")
+
+
+@pytest.fixture(scope="module")
+def scan_rig(tmp_path_factory) -> Iterator[Rigging]:
+    """Two simulated cameras on a simulated turntable (60 deg/s: a third of a turn takes 2 s), served."""
+    bundle = Rigging(tmp_path_factory.mktemp("scan-browser"))
+    table = TurntableServer(bundle.ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=60.0)
+    try:
+        with serve_in_thread(table):
+            assert table.register_to_registry("turntable", "table", bundle.registry.url) == "table"
+            bundle.spawn("node1", "node2", extra=ON_TABLE)
+            yield bundle.serve(2)
+    finally:
+        bundle.close()
+        table.close()
+
+
+def test_a_bad_plan_is_refused_with_its_reason_and_nothing_is_captured(scan_rig, new_page):
+    page = new_page()
+    page.goto(scan_rig.url + "/")
+    page.fill("#scan-positions", "0")
+    page.click("#scan-start")
+    expect(page.locator("#messages .message.error")).to_contain_text(
+        "positions must be between 1 and 3600, got 0"
+    )
+    expect(page.locator("#scan-start")).to_be_enabled()
+    expect(page.locator("#scan-text")).to_have_text("No scan yet.")
+    assert not scan_rig.captures.exists() or not list(scan_rig.captures.rglob("*.jpeg"))
+
+
+def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_rig, new_page):
+    page = new_page()
+    page.goto(scan_rig.url + "/")
+    page.fill("#scan-positions", "3")
+    page.click("#scan-start")
+    text = page.locator("#scan-text")
+    expect(text).to_contain_text("Scanning:")  # the table takes seconds between positions
+    expect(page.locator("#scan-start")).to_be_disabled()
+    expect(text).to_contain_text(
+        "Scan 1 complete: 3 of 3 positions, 6 images downloaded into", timeout=60_000
+    )
+    expect(page.locator("#scan-progress")).to_have_attribute("value", "3")
+    expect(page.locator("#scan-start")).to_be_enabled()
+    dataset = scan_rig.rig.dataset.root
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert (
+        sorted(image["position"]["angle"] for image in manifest["images"])
+        == [0.0] * 2 + [120.0] * 2 + [240.0] * 2
+    )
+    # A second page opened later shows the finished scan too.
+    other = new_page()
+    other.goto(scan_rig.url + "/")
+    expect(other.locator("#scan-text")).to_contain_text("Scan 1 complete")
