@@ -10,7 +10,8 @@ import pytest
 import zmq
 
 from helpers.process import LAUNCH, WAIT, Child
-from plantimager.commons.deviceregistry import DeviceRegistry, list_devices
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.commons.registry import list_devices
 from plantimager.commons.turntabledevice import TurntableClient, wait_settled
 
 pytestmark = pytest.mark.timeout(60)
