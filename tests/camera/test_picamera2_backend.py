@@ -555,3 +555,21 @@ def test_run_node_with_the_picamera2_backend_and_defaults(system: object, tmp_pa
     stored = seen["record"]["cameras"][0]
     assert stored["resolution"] == [1456, 1088] and stored["controls"]["ExposureTime"] == 2000
     assert seen["preview"] == [480, 640, 3]
+
+
+def test_optics_come_from_the_sensor_model_and_the_lens_option(monkeypatch):
+    fake.install(monkeypatch, fake.FakeSensor(model="imx219", resolution=(3280, 2464)), fake.FakeSensor())
+    known = Picamera2Backend(0, (1640, 1232))
+    hq = Picamera2Backend(1, (728, 544), focal_mm=6.0)
+    try:
+        optics = known.optics(known.get_resolution())
+        assert optics["model"] == "Camera Module 2 (imx219)"
+        assert optics["intrinsics"]["fx"] == pytest.approx(3.04 / (0.00112 * 2))
+        # The fake's second module is a Global Shutter camera: no fixed lens, so the option counts.
+        k = hq.optics(hq.get_resolution())["intrinsics"]
+        assert k["focal_mm"] == 6.0 and k["fx"] == pytest.approx(6.0 / (0.00345 * 2))
+    finally:
+        known.close()
+        hq.close()
+    with pytest.raises(ValidationError, match="focal_mm"):
+        Picamera2Backend(0, focal_mm=-1)

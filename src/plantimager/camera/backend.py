@@ -169,6 +169,19 @@ class CameraBackend(ABC):
     def capture_lores(self) -> np.ndarray:
         """Take one preview frame: RGB ``uint8`` of shape ``(480, 640, 3)``."""
 
+    def optics(self, resolution: tuple[int, int]) -> dict[str, Any] | None:
+        """What is known of the camera's geometry for stills of ``resolution``, or None.
+
+        Returns
+        -------
+        dict or None
+            ``make`` and ``model`` (str), ``intrinsics`` (a COLMAP ``PINHOLE``: ``width``,
+            ``height``, ``fx``, ``fy``, ``cx``, ``cy`` in pixels, ``focal_mm`` and ``sensor_mm``
+            or None, ``source``) or None, and ``pose`` (``R``, ``t``: world to camera, for
+            simulated cameras) or None. The default knows nothing.
+        """
+        return None
+
     @property
     @abstractmethod
     def control_ranges(self) -> dict[str, tuple[Any, Any, Any]]:

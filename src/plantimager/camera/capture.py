@@ -32,7 +32,9 @@ from typing import Any
 from plantimager.commons.errors import RigError, ValidationError
 
 from .backend import Frame
+from .exif import exif_bytes, with_exif
 from .names import validate_name
+from .optics import rotate_optics
 from .slot import EXTENSIONS, CameraSlot, encode_image, rotate, transcode
 from .spool import Spool
 
@@ -378,6 +380,9 @@ class CaptureRunner:
         image = rotate(frame.image, rotation)
         data = encode_image(image, encoding, quality)
         width, height = frame.resolution
+        optics = slot.backend.optics((width, height))
+        if optics is not None:
+            optics = rotate_optics(optics, rotation)
         meta = {
             "camera_index": slot.index,
             "node": self.node_id,
@@ -394,7 +399,13 @@ class CaptureRunner:
             "quality": quality if encoding == "jpeg" else None,
             "rotation": rotation,
             "controls": _jsonable(frame.metadata),
+            "camera_model": None if optics is None else {k: optics.get(k) for k in ("make", "model")},
+            "intrinsics": None if optics is None else optics.get("intrinsics"),
+            "pose": None if optics is None else optics.get("pose"),
         }
+        if encoding == "jpeg":
+            name = f"{self.node_id}/{slot.name}"
+            data = with_exif(data, exif_bytes(meta, optics, camera=name, serial=name))
         return self.spool.put(data_code, slot.name, data, meta, ext=EXTENSIONS[encoding]).meta
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ previews differ, deterministically.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -40,13 +41,21 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.examples.pinhole import VFOV_DEG, camera_pose, fitted_intrinsics
 from plantimager.commons.examples.scene import default_image_dir
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
 from .views import TurnedViews
 from .world import DEFAULT_REGISTRY_URL, TurntableLink
 
-__all__ = ["DEFAULT_MAX_RESOLUTION", "DEFAULT_RESOLUTION", "DummyBackend", "list_images"]
+__all__ = [
+    "DEFAULT_MAX_RESOLUTION",
+    "DEFAULT_RESOLUTION",
+    "SENSOR_HEIGHT_MM",
+    "SHIPPED_ELEVATION",
+    "DummyBackend",
+    "list_images",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +63,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_RESOLUTION = (4056, 3040)
 #: Still resolution of a new dummy camera.
 DEFAULT_RESOLUTION = (1280, 960)
+#: Elevation, in degrees, from which the shipped views of the plant were rendered.
+SHIPPED_ELEVATION = 20.0
+#: Height of the simulated sensor in millimetres (that of a 1/2.3" sensor such as the IMX477's).
+SENSOR_HEIGHT_MM = 4.712
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _DEFAULT_EXPOSURE_US = 10_000
@@ -172,6 +185,9 @@ class DummyBackend(CameraBackend):
     render_size : tuple of int, optional
         Size of the live renderings, resized to the still resolution like the shipped views; by
         default the initial resolution, scaled down to fit in 640x480.
+    elevation : float, optional
+        The camera's elevation above the turntable's plane, in degrees (-80 to 80), for live
+        renderings (with a turntable); the shipped views are seen from 20 degrees.
 
     Raises
     ------
@@ -194,7 +210,12 @@ class DummyBackend(CameraBackend):
         turntable: str | None = None,
         turntable_registry: str = DEFAULT_REGISTRY_URL,
         render_size: tuple[int, int] | None = None,
+        elevation: float | None = None,
     ) -> None:
+        if elevation is not None and turntable is None:
+            raise ValidationError("elevation needs live renderings: give a turntable with it")
+        if elevation is not None and not (isinstance(elevation, (int, float)) and -80 <= elevation <= 80):
+            raise ValidationError(f"elevation must be a number of degrees in [-80, 80], got {elevation!r}")
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
         if isinstance(first_view, bool) or not isinstance(first_view, int) or first_view < 0:
@@ -221,6 +242,11 @@ class DummyBackend(CameraBackend):
         self._lock = threading.Lock()
         self._resolution = clamp_resolution(*resolution, maximum=self._max)
         self._world: TurntableLink | None = None
+        # Where the camera stands and the size of what it resizes, when the views are the scene's.
+        scene = isinstance(images, (str, os.PathLike)) and Path(images) == default_image_dir()
+        self._azimuth = 360.0 * self.view / len(files) if scene else None  # others' images: unknown
+        self._elevation = SHIPPED_ELEVATION if elevation is None else float(elevation)
+        self._source_size: tuple[int, int] | None = self._source.size if scene else None
         if turntable is not None:
             if not isinstance(images, (str, os.PathLike)) or Path(images) != default_image_dir():
                 raise ValidationError("a turntable turns the synthetic plant: give no images with it")
@@ -231,8 +257,12 @@ class DummyBackend(CameraBackend):
                     max(8, round(self._resolution[1] * scale)),
                 )
             self._turned = TurnedViews(
-                360.0 * self.view / len(files), tuple(render_size), then=self._warm_turned
+                360.0 * self.view / len(files),
+                tuple(render_size),
+                elevation=self._elevation,
+                then=self._warm_turned,
             )
+            self._source_size = tuple(render_size)
             self._world = TurntableLink(turntable, turntable_registry, on_target=self._turned.prepare)
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
         # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
@@ -282,6 +312,29 @@ class DummyBackend(CameraBackend):
         with self._lock:
             self._controls.update(values)
         self._warm()
+
+    def optics(self, resolution: tuple[int, int]) -> dict[str, Any] | None:
+        """The renderer's exact pinhole fitted to ``resolution`` and the camera's pose in the rig.
+
+        The simulated sensor is as tall as a 1/2.3" one (:data:`SENSOR_HEIGHT_MM`), which gives
+        the focal length in millimetres. None for images other than the synthetic scene's.
+        """
+        if self._azimuth is None or self._source_size is None:
+            return None
+        intrinsics = fitted_intrinsics(self._source_size, resolution)
+        pitch_mm = SENSOR_HEIGHT_MM / (intrinsics["fy"] * 2.0 * math.tan(math.radians(VFOV_DEG) / 2.0))
+        rotation, translation = camera_pose(self._azimuth, self._elevation)
+        intrinsics.update(
+            focal_mm=intrinsics["fy"] * pitch_mm,
+            sensor_mm=[resolution[0] * pitch_mm, resolution[1] * pitch_mm],
+            source="renderer",
+        )
+        return {
+            "make": "plantimager",
+            "model": "simulated camera",
+            "intrinsics": intrinsics,
+            "pose": {"R": rotation.tolist(), "t": translation.tolist(), "frame": "rig"},
+        }
 
     def capture(self) -> Frame:
         """Return the camera's view at the current resolution with the current controls applied.

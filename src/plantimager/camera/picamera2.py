@@ -33,10 +33,11 @@ import numpy as np
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .backend import CameraBackend, Frame, clamp_resolution
-from .controls import ENUM_CONTROLS, check_control, is_int, is_number, plain
+from .controls import ENUM_CONTROLS, check_control, plain
 from .frametime import SENSOR_CLOCKS, clock_offset, exposure_start, wall_time
-from .picamera2module import MISSING_MESSAGE, libcamera_transform, load_picamera2, open_camera
+from .picamera2module import MISSING_MESSAGE, check_options, libcamera_transform, load_picamera2, open_camera
 from .pixels import STILL_FORMATS, fit_preview, preview_size, still_to_rgb, yuv420_to_rgb
+from .sensor import check_focal_mm, sensor_optics
 
 __all__ = [
     "ENUM_CONTROLS",
@@ -99,6 +100,9 @@ class Picamera2Backend(CameraBackend):
         Controls applied at start (see :meth:`set_controls`).
     capture_timeout : float
         Longest wait for a frame, seconds (long exposures need more).
+    focal_mm : float, optional
+        The lens's focal length, for modules without a fixed lens (HQ, Global Shutter); the
+        module's own otherwise (see :mod:`plantimager.camera.sensor`).
 
     Raises
     ------
@@ -121,19 +125,10 @@ class Picamera2Backend(CameraBackend):
         sensor_clock: str = "monotonic",
         controls: Mapping[str, Any] | None = None,
         capture_timeout: float = 10.0,
+        focal_mm: float | None = None,
     ) -> None:
-        if not (is_int(index) and index >= 0):
-            raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
-        if not (is_int(buffer_count) and 1 <= buffer_count <= 8):
-            raise ValidationError(f"buffer_count must be an int in [1, 8], got {buffer_count!r}")
-        if still_format not in STILL_FORMATS:
-            raise ValidationError(f"still_format must be one of {list(STILL_FORMATS)}, got {still_format!r}")
-        if sensor_clock not in SENSOR_CLOCKS:
-            raise ValidationError(f"sensor_clock must be 'monotonic' or 'boottime', got {sensor_clock!r}")
-        if not (is_number(capture_timeout) and capture_timeout > 0):
-            raise ValidationError(f"capture_timeout must be > 0 seconds, got {capture_timeout!r}")
-        if not (isinstance(hflip, bool) and isinstance(vflip, bool)):
-            raise ValidationError(f"hflip and vflip must be true or false, got {hflip!r}, {vflip!r}")
+        check_options(index, buffer_count, still_format, sensor_clock, capture_timeout, hflip, vflip)
+        self._focal_mm = check_focal_mm(focal_mm)
         self.index = index
         self._format = still_format
         self._buffer_count = buffer_count
@@ -151,7 +146,7 @@ class Picamera2Backend(CameraBackend):
         self._transform = libcamera_transform(hflip, vflip) if hflip or vflip else None
         self._cam = open_camera(load_picamera2(), index)
         try:
-            properties = dict(getattr(self._cam, "camera_properties", {}) or {})
+            self._properties = properties = dict(getattr(self._cam, "camera_properties", {}) or {})
             self._model = str(properties.get("Model") or "camera")
             width, height = (int(v) for v in self._cam.sensor_resolution)
             self._max = (width, height)
@@ -275,6 +270,10 @@ class Picamera2Backend(CameraBackend):
                 raise
         logger.info("camera %s now at %dx%d", self.name, *self._resolution)
         return self._resolution
+
+    def optics(self, resolution: tuple[int, int]) -> dict[str, Any] | None:
+        """The module's make and model and, when its lens is known, its nominal pinhole."""
+        return sensor_optics(self._properties, resolution, self._focal_mm)
 
     @property
     def control_ranges(self) -> dict[str, tuple[Any, Any, Any]]:

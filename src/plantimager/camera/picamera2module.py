@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
-__all__ = ["MISSING_MESSAGE", "libcamera_transform", "load_picamera2", "open_camera"]
+from .controls import is_int, is_number
+from .frametime import SENSOR_CLOCKS
+from .pixels import STILL_FORMATS
+
+__all__ = ["MISSING_MESSAGE", "check_options", "libcamera_transform", "load_picamera2", "open_camera"]
 
 #: What a user reads when picamera2 cannot be imported.
 MISSING_MESSAGE = (
@@ -60,3 +64,33 @@ def open_camera(module: Any, index: int) -> Any:
         raise PlantImagerError(
             f"camera {index} cannot be opened: {exc} (is another program, or another node, using it?)"
         ) from exc
+
+
+def check_options(
+    index: Any,
+    buffer_count: Any,
+    still_format: Any,
+    sensor_clock: Any,
+    capture_timeout: Any,
+    hflip: Any,
+    vflip: Any,
+) -> None:
+    """Refuse options of the Picamera2 backend that cannot open a camera, naming the option.
+
+    Raises
+    ------
+    ValidationError
+        If an option is out of range or of the wrong type.
+    """
+    if not (is_int(index) and index >= 0):
+        raise ValidationError(f"camera index must be an int >= 0, got {index!r}")
+    if not (is_int(buffer_count) and 1 <= buffer_count <= 8):
+        raise ValidationError(f"buffer_count must be an int in [1, 8], got {buffer_count!r}")
+    if still_format not in STILL_FORMATS:
+        raise ValidationError(f"still_format must be one of {list(STILL_FORMATS)}, got {still_format!r}")
+    if sensor_clock not in SENSOR_CLOCKS:
+        raise ValidationError(f"sensor_clock must be 'monotonic' or 'boottime', got {sensor_clock!r}")
+    if not (is_number(capture_timeout) and capture_timeout > 0):
+        raise ValidationError(f"capture_timeout must be > 0 seconds, got {capture_timeout!r}")
+    if not (isinstance(hflip, bool) and isinstance(vflip, bool)):
+        raise ValidationError(f"hflip and vflip must be true or false, got {hflip!r}, {vflip!r}")

@@ -15,6 +15,7 @@ MANIFEST_NAME = "manifest.json"
 #: Format tag of ``manifest.json``.
 MANIFEST_FORMAT = "plantimager-dataset/1"
 _SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
+_GEOMETRY_KEYS = ("camera_model", "intrinsics", "pose")
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -37,7 +38,11 @@ def manifest_document(
         ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
         ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
         ``offset_ms``, ``settings``, ``size``, ``sha256``, ``xxh3_128``: None for images stored by
-        nodes older than that checksum; ``position``, that of its capture).
+        nodes older than that checksum; ``position``, that of its capture; ``camera_model``
+        (``make``, ``model``), ``intrinsics`` and ``pose`` as the node stored them, or None when
+        unknown); ``cameras`` (rig-wide camera name -> the ``camera_model``, ``intrinsics`` and
+        ``pose`` of its latest image that has them). docs/photogrammetry.md describes the
+        geometry fields.
     """
     entries, images = [], []
     for capture in sorted(captures, key=lambda c: c.capture_no):
@@ -65,8 +70,18 @@ def manifest_document(
         "updated": _iso(time.time()),
         "template": template,
         "captures": entries,
+        "cameras": _cameras(images),
         "images": images,
     }
+
+
+def _cameras(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rig-wide camera name -> the geometry of its latest image (by capture) that has some."""
+    out: dict[str, dict[str, Any]] = {}
+    for image in images:
+        if image["intrinsics"] is not None or image["pose"] is not None or image["camera"] not in out:
+            out[image["camera"]] = {key: image[key] for key in _GEOMETRY_KEYS}
+    return dict(sorted(out.items()))
 
 
 def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
@@ -92,4 +107,5 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "sha256": meta.get("sha256"),
         "xxh3_128": meta.get("xxh3_128"),
         "position": capture.position,
+        **{key: meta.get(key) for key in _GEOMETRY_KEYS},
     }

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .pinhole import camera_frame, focal_px
 from .texture import soil, srgb_to_linear, terracotta
 
 __all__ = ["default_image_dir", "render_view", "render_views"]
@@ -38,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 _SUPERSAMPLE = 2
 _DENSITY = 1.3  # surface samples per (supersampled) pixel along each parameter direction
-_VFOV_DEG = 38.0
-_CAMERA_DISTANCE = 1.0
-_TARGET = np.array([0.0, 0.0, 0.215])
 _LIGHT = np.array([-0.45, -0.35, 0.82]) / np.linalg.norm([-0.45, -0.35, 0.82])
 
 # Pot geometry (metres): body radius at the bottom and top, body height, rim band and soil level.
@@ -168,14 +166,8 @@ class _Camera:
 
     @classmethod
     def looking_at(cls, azimuth_deg: float, elevation_deg: float, width: int, height: int) -> _Camera:
-        offset = _CAMERA_DISTANCE * _direction(math.radians(elevation_deg), math.radians(azimuth_deg))
-        position = _TARGET + offset
-        forward = -offset / np.linalg.norm(offset)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
-        focal = 0.5 * height / math.tan(math.radians(_VFOV_DEG) / 2.0)
-        return cls(position, right, down, forward, focal, width, height)
+        position, right, down, forward = camera_frame(azimuth_deg, elevation_deg)
+        return cls(position, right, down, forward, focal_px(height), width, height)
 
     def ray_directions(self) -> np.ndarray:
         xs = (np.arange(self.width) + 0.5 - self.width / 2.0) / self.focal
