@@ -62,9 +62,12 @@ def test_cameras_see_the_plant_turned_by_the_angle_the_table_has_when_they_fire(
             for cam in cams:
                 frame = cam.capture()
                 assert frame.metadata["turntable_deg"] == angle
-                # Exactly the renderer's view from the camera's azimuth with the plant turned.
+                # Exactly the renderer's view from the camera's azimuth with the plant turned, on
+                # the table's dotted top.
                 azimuth = 360.0 * cam.view / 24
-                assert np.array_equal(frame.image, render_view(azimuth, size=SIZE, object_deg=angle))
+                on_table = render_view(azimuth, size=SIZE, object_deg=angle, turntable=True)
+                assert np.array_equal(frame.image, on_table)
+                assert not np.array_equal(on_table, render_view(azimuth, size=SIZE, object_deg=angle))
                 seen[cam.index, angle] = frame.image
         assert not np.array_equal(seen[0, 0.0], seen[0, 90.0])
         assert not np.array_equal(seen[0, 90.0], seen[1, 90.0])

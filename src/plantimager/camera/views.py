@@ -1,5 +1,7 @@
 """Live renderings of the synthetic plant as a turntable turns it, for simulated cameras.
 
+The plant stands on the simulated turntable's dotted top, which turns with it.
+
 :class:`TurnedViews` renders the plant from one camera position at any angle of the turntable
 and keeps the latest few renderings. A rendering can be prepared ahead (when a move starts) on the
 object's own worker thread; asking for an angle being rendered waits for that rendering instead of
@@ -83,7 +85,9 @@ class TurnedViews:
         image = None
         try:
             image = Image.fromarray(
-                render_view(self.azimuth, self.elevation, self.size, self.seed, object_deg=key)
+                render_view(
+                    self.azimuth, self.elevation, self.size, self.seed, object_deg=key, turntable=True
+                )
             )
         finally:
             with self._cond:

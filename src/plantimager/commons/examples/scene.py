@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from .pinhole import camera_frame, focal_px
-from .texture import soil, srgb_to_linear, terracotta
+from .texture import printed_dots, soil, srgb_to_linear, terracotta
 
-__all__ = ["default_image_dir", "render_view", "render_views"]
+__all__ = ["TURNTABLE_RADIUS", "default_image_dir", "render_view", "render_views"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ _POT_H_TOP = 0.142
 _POT_R_RIM = 0.099
 _POT_WALL = 0.008
 _SOIL_Z = 0.126
+#: Radius of the simulated turntable's top, in metres.
+TURNTABLE_RADIUS = 0.17
 
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
@@ -74,6 +76,7 @@ def render_view(
     seed: int = 0,
     *,
     object_deg: float = 0.0,
+    turntable: bool = False,
 ) -> np.ndarray:
     """Render the synthetic potted plant seen from one camera position.
 
@@ -90,6 +93,10 @@ def render_view(
         Chooses the plant (number, placement, size and colour of leaves) and the sensor noise.
     object_deg : float, optional
         Turn of the plant and pot about the vertical axis (as on a turntable); backdrop and light stay.
+    turntable : bool, optional
+        Stand the pot on a turntable: a disc of :data:`TURNTABLE_RADIUS` printed with dots
+        (:func:`~.texture.printed_dots`) that turns with the plant and gives feature matchers
+        plenty to hold on to.
 
     Returns
     -------
@@ -113,7 +120,7 @@ def render_view(
     seen = _Camera.looking_at(azimuth_deg - float(object_deg), elevation_deg, cam.width, cam.height)
     cos, sin = math.cos(math.radians(object_deg)), math.sin(math.radians(object_deg))
     turn = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])  # p @ turn turns row vectors
-    points, normals, albedo, materials = _collect(plant, seen)
+    points, normals, albedo, materials = _collect(plant, seen, turntable)
     points, normals = points @ turn, normals @ turn
     # The backdrop is smooth: shade it at the output size and repeat it to the supersampled grid.
     backdrop = _background(_Camera.looking_at(azimuth_deg, elevation_deg, width, height))
@@ -333,7 +340,9 @@ def _leaf_outline(u: np.ndarray) -> np.ndarray:
     return np.clip(u, 0.0, 1.0) ** a * np.clip(1.0 - u, 0.0, 1.0) ** b / peak
 
 
-def _collect(plant: _Plant, cam: _Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _collect(
+    plant: _Plant, cam: _Camera, turntable: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sample every surface of the scene; return points, normals, albedo (linear RGB) and material ids."""
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
@@ -348,6 +357,13 @@ def _collect(plant: _Plant, cam: _Camera) -> tuple[np.ndarray, np.ndarray, np.nd
     def pot(shade: float) -> Paint:
         return lambda p, n, u, v: terracotta(p, shade)
 
+    if turntable:  # the top just below the pot's foot, the printed edge below it
+        dots = lambda p, n, u, v: printed_dots(p)  # noqa: E731 - a paint like the others
+        add(_lathe(TURNTABLE_RADIUS, 0.0, -0.0005, -0.0005), dots, _MAT_MATTE)
+        rim = lambda p, n, u, v: printed_dots(  # noqa: E731 - the dots unrolled on the edge
+            np.stack([np.arctan2(p[:, 1], p[:, 0]) * TURNTABLE_RADIUS, p[:, 2] + 1.0, p[:, 2]], axis=1)
+        )
+        add(_lathe(TURNTABLE_RADIUS, TURNTABLE_RADIUS, -0.0205, -0.0005), rim, _MAT_MATTE)
     add(_lathe(_POT_R_BOTTOM, _POT_R_TOP, 0.0, _POT_H_BODY), pot(1.0), _MAT_MATTE)
     add(_lathe(_POT_R_TOP, _POT_R_RIM, _POT_H_BODY, _POT_H_BODY), pot(0.9), _MAT_MATTE)
     add(_lathe(_POT_R_RIM, _POT_R_RIM, _POT_H_BODY, _POT_H_TOP), pot(1.04), _MAT_MATTE)
