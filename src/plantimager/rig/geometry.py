@@ -17,7 +17,15 @@ import numpy as np
 
 from plantimager.commons.errors import ValidationError
 
-__all__ = ["camera_centre", "image_angle", "intrinsic_matrix", "object_pose", "turn"]
+__all__ = [
+    "align_similarity",
+    "camera_centre",
+    "image_angle",
+    "intrinsic_matrix",
+    "object_pose",
+    "quaternion",
+    "turn",
+]
 
 
 def turn(angle_deg: float) -> np.ndarray:
@@ -83,3 +91,52 @@ def image_angle(image: dict[str, Any]) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
+
+
+def quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """The unit quaternion ``(w, x, y, z)`` of a rotation matrix, with ``w >= 0`` (COLMAP's order)."""
+    m = np.asarray(rotation, dtype=float)
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(1.0 + trace)
+        q = (0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s)
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = ((m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s)
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = ((m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s)
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = ((m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s)
+    w, x, y, z = (float(v) for v in np.asarray(q) / np.linalg.norm(q))
+    return (w, x, y, z) if w >= 0 else (-w, -x, -y, -z)
+
+
+def align_similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity ``(s, R, t)`` that best maps points ``source`` onto ``target`` (N x 3 each).
+
+    Least squares (Umeyama, 1991): minimises the sum of ``|s R source_i + t - target_i|^2``.
+
+    Raises
+    ------
+    ValidationError
+        If the point sets differ in shape, hold fewer than 3 points or are degenerate.
+    """
+    src, dst = np.asarray(source, dtype=float), np.asarray(target, dtype=float)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3 or len(src) < 3:
+        raise ValidationError(
+            f"alignment needs two sets of at least 3 points in 3D, got {src.shape} and {dst.shape}"
+        )
+    mu_src, mu_dst = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - mu_src, dst - mu_dst
+    variance = (a**2).sum() / len(src)
+    if variance < 1e-18:
+        raise ValidationError("alignment needs points that are not all in one place")
+    u, d, vt = np.linalg.svd(b.T @ a / len(src))
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1.0
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(d) @ sign) / variance)
+    return scale, rotation, mu_dst - scale * rotation @ mu_src

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from plantimager.commons.errors import ValidationError
 
 from .shot import CaptureState, ShotState
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "manifest_document"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_NAME", "load_manifest", "manifest_document"]
 
 MANIFEST_NAME = "manifest.json"
 #: Format tag of ``manifest.json``.
@@ -109,3 +114,32 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "position": capture.position,
         **{key: meta.get(key) for key in _GEOMETRY_KEYS},
     }
+
+
+def load_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the manifest of the dataset in ``folder``, for tools that only read a dataset.
+
+    Raises
+    ------
+    ValidationError
+        If ``folder`` is not a folder, holds no ``manifest.json``, or the manifest is not one of a
+        plantimager dataset.
+    """
+    root = Path(folder)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise ValidationError(f"{root} is not a dataset: no such folder")
+    if not path.is_file():
+        raise ValidationError(f"{root} is not a dataset: it has no {MANIFEST_NAME}")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"{path} cannot be read as JSON: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise ValidationError(
+            f"{path} is not a plantimager manifest (format {found!r}, expected {MANIFEST_FORMAT!r})"
+        )
+    if not isinstance(document.get("images"), list):
+        raise ValidationError(f"{path} has no list of images")
+    return document

@@ -1,0 +1,293 @@
+"""A dataset as COLMAP sees it: cameras, images and known poses, and their text model.
+
+:func:`colmap_model` reads a dataset's manifest and groups its images by the camera geometry they
+were taken with: one COLMAP camera per rig camera and set of intrinsics (a camera whose resolution
+or rotation changed during a session gets one COLMAP camera per setting). Cameras with recorded
+intrinsics become ``PINHOLE`` cameras with those exact numbers; the others get COLMAP's own prior,
+a ``SIMPLE_RADIAL`` camera of focal length 1.2 x the image's larger side, for the solver to refine.
+
+:func:`export_colmap` writes the text model COLMAP reads with ``--input_path`` (``cameras.txt``,
+``images.txt`` with the poses of the images whose pose is known, in the object's frame, and an empty
+``points3D.txt``) and ``image-list.txt``, every image's name relative to the dataset folder (give
+the dataset as COLMAP's ``--image_path``). docs/photogrammetry.md shows how to use them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from plantimager.commons.errors import ValidationError
+
+from .geometry import image_angle, object_pose, quaternion
+from .manifest import load_manifest
+
+__all__ = ["ColmapCamera", "ColmapExport", "ColmapImage", "ColmapModel", "colmap_model", "export_colmap"]
+
+logger = logging.getLogger(__name__)
+
+#: COLMAP's prior focal length for an unknown camera, as a factor of the image's larger side.
+_PRIOR_FOCAL_FACTOR = 1.2
+#: Image files COLMAP reads.
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class ColmapCamera:
+    """One COLMAP camera: a rig camera with one set of intrinsics.
+
+    Attributes
+    ----------
+    camera_id : int
+        COLMAP's id, from 1.
+    name : str
+        The rig camera's name (``node/camN``).
+    model : str
+        ``PINHOLE`` (intrinsics known) or ``SIMPLE_RADIAL`` (a prior to refine).
+    width, height : int
+        Image size in pixels.
+    params : tuple of float
+        COLMAP's parameters of ``model``: ``fx, fy, cx, cy`` or ``f, cx, cy, k``.
+    """
+
+    camera_id: int
+    name: str
+    model: str
+    width: int
+    height: int
+    params: tuple[float, ...]
+
+    @property
+    def known(self) -> bool:
+        """True when the intrinsics were recorded, not guessed."""
+        return self.model == "PINHOLE"
+
+
+@dataclass(frozen=True)
+class ColmapImage:
+    """One image of the dataset.
+
+    Attributes
+    ----------
+    image_id : int
+        COLMAP's id, from 1.
+    name : str
+        The file, relative to the dataset folder (``/``-separated).
+    camera_id : int
+        Its :class:`ColmapCamera`.
+    camera : str
+        The rig camera that took it.
+    pose : tuple of arrays or None
+        Ground-truth world-to-camera ``(R, t)`` in the object's frame (the turntable's angle taken
+        out), or None when the camera's pose is unknown.
+    """
+
+    image_id: int
+    name: str
+    camera_id: int
+    camera: str
+    pose: tuple[np.ndarray, np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class ColmapModel:
+    """A dataset's cameras and images, ready for COLMAP.
+
+    Attributes
+    ----------
+    root : Path
+        The dataset folder (COLMAP's image path).
+    cameras : list of ColmapCamera
+    images : list of ColmapImage
+    skipped : dict
+        Files of the manifest left out, and why (missing on disk, not an image COLMAP reads).
+    """
+
+    root: Path
+    cameras: list[ColmapCamera]
+    images: list[ColmapImage]
+    skipped: dict[str, str]
+
+    @property
+    def posed(self) -> list[ColmapImage]:
+        """The images whose pose is known."""
+        return [image for image in self.images if image.pose is not None]
+
+
+@dataclass(frozen=True)
+class ColmapExport:
+    """What :func:`export_colmap` wrote.
+
+    Attributes
+    ----------
+    folder : Path
+        Holds ``cameras.txt``, ``images.txt``, ``points3D.txt`` and ``image-list.txt``.
+    model : ColmapModel
+        The cameras and images written.
+    """
+
+    folder: Path
+    model: ColmapModel
+
+
+def _image_name(entry: dict[str, Any]) -> str:
+    name = entry.get("file")
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"a manifest image has no file name: {entry!r:.200}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or "\\" in name:
+        raise ValidationError(f"manifest image file {name!r} is not a plain path inside the dataset")
+    return name
+
+
+def _number(record: dict[str, Any], key: str, what: str) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValidationError(f"{what}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _pinhole(intrinsics: dict[str, Any], what: str) -> tuple[int, int, tuple[float, ...]]:
+    if intrinsics.get("model") != "PINHOLE":
+        raise ValidationError(f"{what}: intrinsics model {intrinsics.get('model')!r} is not PINHOLE")
+    width, height = (_number(intrinsics, key, what) for key in ("width", "height"))
+    params = tuple(_number(intrinsics, key, what) for key in ("fx", "fy", "cx", "cy"))
+    if width < 1 or height < 1 or width != int(width) or height != int(height):
+        raise ValidationError(f"{what}: image size must be whole pixels >= 1, got {width} x {height}")
+    if params[0] <= 0 or params[1] <= 0:
+        raise ValidationError(f"{what}: focal lengths must be > 0, got {params[:2]}")
+    return int(width), int(height), params
+
+
+def _prior(path: Path) -> tuple[int, int, tuple[float, ...]]:
+    with Image.open(path) as image:  # reads the header only
+        width, height = image.size
+    return width, height, (_PRIOR_FOCAL_FACTOR * max(width, height), width / 2.0, height / 2.0, 0.0)
+
+
+def colmap_model(dataset: str | os.PathLike[str]) -> ColmapModel:
+    """The cameras and images of the dataset in ``dataset``, as COLMAP needs them.
+
+    Raises
+    ------
+    ValidationError
+        If ``dataset`` is not a dataset (see :func:`~.manifest.load_manifest`), or an image's file
+        name, intrinsics or pose is malformed (the message names the file).
+    """
+    root = Path(dataset)
+    manifest = load_manifest(root)
+    cameras: dict[tuple[str, str, int, int, tuple[float, ...]], ColmapCamera] = {}
+    images: list[ColmapImage] = []
+    skipped: dict[str, str] = {}
+    entries = sorted(
+        (e for e in manifest["images"] if isinstance(e, dict)),
+        key=lambda e: (e.get("capture_no") or 0, str(e.get("camera"))),
+    )
+    for entry in entries:
+        name = _image_name(entry)
+        path = root / name
+        if path.suffix.lower() not in _IMAGE_SUFFIXES:
+            skipped[name] = f"COLMAP does not read {path.suffix or 'files without a suffix'}"
+            continue
+        if not path.is_file():
+            skipped[name] = "missing from the dataset folder"
+            continue
+        camera = str(entry.get("camera"))
+        intrinsics = entry.get("intrinsics")
+        if isinstance(intrinsics, dict):
+            model, (width, height, params) = "PINHOLE", _pinhole(intrinsics, name)
+        else:
+            model, (width, height, params) = "SIMPLE_RADIAL", _prior(path)
+        key = (camera, model, width, height, params)
+        if key not in cameras:
+            cameras[key] = ColmapCamera(len(cameras) + 1, camera, model, width, height, params)
+        pose = None
+        if isinstance(entry.get("pose"), dict):
+            try:
+                pose = object_pose(entry["pose"], image_angle(entry))
+            except ValidationError as exc:
+                raise ValidationError(f"{name}: {exc}") from None
+        images.append(ColmapImage(len(images) + 1, name, cameras[key].camera_id, camera, pose))
+    if skipped:
+        logger.warning("dataset %s: %d image(s) left out: %s", root, len(skipped), skipped)
+    return ColmapModel(root, list(cameras.values()), images, skipped)
+
+
+def _cameras_txt(model: ColmapModel) -> str:
+    lines = [
+        "# Camera list with one line of data per camera:",
+        "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
+        f"# Number of cameras: {len(model.cameras)}",
+    ]
+    for cam in model.cameras:
+        params = " ".join(repr(float(p)) for p in cam.params)
+        lines.append(f"{cam.camera_id} {cam.model} {cam.width} {cam.height} {params}")
+    return "\n".join(lines) + "\n"
+
+
+def _images_txt(model: ColmapModel) -> str:
+    posed = model.posed
+    lines = [
+        "# Image list with two lines of data per image:",
+        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+        "#   POINTS2D[] as (X, Y, POINT3D_ID)",
+        f"# Number of images: {len(posed)} (those of known pose, in the object's frame)",
+    ]
+    for image in posed:
+        rotation, translation = image.pose
+        values = [*quaternion(rotation), *(float(v) for v in translation)]
+        lines.append(f"{image.image_id} {' '.join(repr(v) for v in values)} {image.camera_id} {image.name}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def export_colmap(dataset: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> ColmapExport:
+    """Write the COLMAP text model of a dataset.
+
+    Parameters
+    ----------
+    dataset : path
+        The dataset folder.
+    out : path, optional
+        Where to write; ``<dataset>/colmap`` by default. Files already there are replaced.
+
+    Returns
+    -------
+    ColmapExport
+
+    Raises
+    ------
+    ValidationError
+        If the dataset is not one, or holds no image COLMAP can read.
+    """
+    model = colmap_model(dataset)
+    if not model.images:
+        raise ValidationError(f"{model.root} holds no image to export")
+    folder = Path(out) if out is not None else model.root / "colmap"
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {
+        "cameras.txt": _cameras_txt(model),
+        "images.txt": _images_txt(model),
+        "points3D.txt": "# 3D point list (none: COLMAP triangulates them)\n",
+        "image-list.txt": "".join(f"{image.name}\n" for image in model.images),
+    }
+    for file_name, text in texts.items():
+        tmp = folder / f".{file_name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, folder / file_name)
+    logger.info(
+        "dataset %s: COLMAP model of %d camera(s), %d image(s) (%d posed) in %s",
+        model.root,
+        len(model.cameras),
+        len(model.images),
+        len(model.posed),
+        folder,
+    )
+    return ColmapExport(folder, model)

@@ -1,0 +1,233 @@
+"""COLMAP export and reconstruction inputs, on hand-made datasets: geometry helpers and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from plantimager.cli.main import main
+from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.examples.pinhole import camera_pose, intrinsics
+from plantimager.rig.colmap import colmap_model, export_colmap
+from plantimager.rig.geometry import align_similarity, quaternion, turn
+from plantimager.rig.manifest import MANIFEST_FORMAT, load_manifest
+from plantimager.rig.reconstruction import reconstruct
+
+
+def rotation_of(q: tuple[float, float, float, float]) -> np.ndarray:
+    w, x, y, z = q
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        np.eye(3),
+        turn(179.9),
+        np.diag([1.0, -1.0, -1.0]),  # half turns about each axis: the trace is -1
+        np.diag([-1.0, 1.0, -1.0]),
+        np.diag([-1.0, -1.0, 1.0]),
+        *(camera_pose(azimuth, elevation)[0] for azimuth in (0, 95, 200, 315) for elevation in (-30, 25, 70)),
+    ],
+)
+def test_quaternions_give_back_their_rotation_with_w_not_negative(rotation):
+    q = quaternion(rotation)
+    assert q[0] >= 0 and math.isclose(sum(v * v for v in q), 1.0)
+    np.testing.assert_allclose(rotation_of(q), rotation, atol=1e-12)
+
+
+def test_the_similarity_between_two_point_sets_is_recovered():
+    rng = np.random.default_rng(3)
+    source = rng.normal(size=(20, 3))
+    rotation = camera_pose(40.0, 30.0)[0]
+    target = 2.5 * source @ rotation.T + np.array([0.1, -2.0, 3.0])
+    scale, found, shift = align_similarity(source, target)
+    assert scale == pytest.approx(2.5)
+    np.testing.assert_allclose(found, rotation, atol=1e-12)
+    np.testing.assert_allclose(shift, [0.1, -2.0, 3.0], atol=1e-12)
+    mirrored = source * np.array([1.0, 1.0, -1.0])  # a reflection is not a similarity: R stays a rotation
+    assert np.linalg.det(align_similarity(source, mirrored)[1]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        (np.zeros((2, 3)), np.zeros((2, 3)), "at least 3 points"),
+        (np.zeros((4, 3)), np.zeros((5, 3)), "at least 3 points"),
+        (np.zeros((4, 2)), np.zeros((4, 2)), "at least 3 points in 3D"),
+        (np.ones((4, 3)), np.arange(12.0).reshape(4, 3), "not all in one place"),
+    ],
+)
+def test_alignments_of_unusable_point_sets_are_refused(source, target, message):
+    with pytest.raises(ValidationError, match=message):
+        align_similarity(source, target)
+
+
+def write_dataset(root: Path, images: list[dict], *, sizes: tuple[int, int] = (64, 48)) -> Path:
+    """A dataset folder: its JPEGs and a manifest listing them (files named in ``images``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for entry in images:
+        if entry.pop("on_disk", True):
+            path = root / entry["file"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix == ".jpg":
+                Image.new("RGB", sizes, (90, 120, 60)).save(path)
+            else:
+                path.write_bytes(b"raw sensor data")
+    manifest = {"format": MANIFEST_FORMAT, "session": "s", "captures": [], "cameras": {}, "images": images}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def image(file: str, camera: str = "n1/cam0", capture_no: int = 1, **fields) -> dict:
+    return {
+        "file": file,
+        "camera": camera,
+        "capture_no": capture_no,
+        "intrinsics": None,
+        "pose": None,
+    } | fields
+
+
+def test_cameras_are_grouped_by_intrinsics_and_unknown_ones_get_colmaps_prior(tmp_path):
+    known = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
+    rotation, translation = camera_pose(30.0, 20.0)
+    pose = {"R": rotation.tolist(), "t": translation.tolist()}
+    root = write_dataset(
+        tmp_path / "d",
+        [
+            image("a/1.jpg", intrinsics=known, pose=pose, position={"angle": 90.0}),
+            image("a/2.jpg", capture_no=2, intrinsics=known, pose=pose, position={"angle": 180.0}),
+            image("b/1.jpg", camera="n2/cam0"),
+            image("gone.jpg", camera="n2/cam0", capture_no=2, on_disk=False),
+            image("raw.dng", camera="n2/cam0", capture_no=3),
+        ],
+    )
+    model = colmap_model(root)
+    assert [(c.name, c.model, c.known) for c in model.cameras] == [
+        ("n1/cam0", "PINHOLE", True),
+        ("n2/cam0", "SIMPLE_RADIAL", False),
+    ]
+    assert model.cameras[0].params == (known["fx"], known["fy"], known["cx"], known["cy"])
+    assert model.cameras[1].params == (1.2 * 64, 32.0, 24.0, 0.0)  # COLMAP's own prior, from the JPEG
+    assert [i.name for i in model.images] == ["a/1.jpg", "b/1.jpg", "a/2.jpg"]
+    assert set(model.skipped) == {"gone.jpg", "raw.dng"} and "missing" in model.skipped["gone.jpg"]
+    # The table turned the object: in its frame the camera stands turned the other way.
+    first = model.images[0]
+    np.testing.assert_allclose(first.pose[0], rotation @ turn(90.0))
+
+    result = export_colmap(root, tmp_path / "out")
+    text = (tmp_path / "out" / "images.txt").read_text()
+    assert "a/1.jpg" in text and "b/1.jpg" not in text  # only the posed images carry a pose
+    assert (tmp_path / "out" / "image-list.txt").read_text().split() == ["a/1.jpg", "b/1.jpg", "a/2.jpg"]
+    assert result.folder == tmp_path / "out" and len(result.model.posed) == 2
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (image("../outside.jpg", on_disk=False), "not a plain path inside the dataset"),
+        (image("/etc/passwd", on_disk=False), "not a plain path inside the dataset"),
+        (image("a\\b.jpg", on_disk=False), "not a plain path inside the dataset"),
+        (image("", on_disk=False), "has no file name"),
+        (image("x.jpg", intrinsics={"model": "OPENCV"}), "x.jpg: intrinsics model 'OPENCV' is not PINHOLE"),
+        (
+            image("x.jpg", intrinsics={"model": "PINHOLE", "width": 64, "height": 48, "fx": "big"}),
+            "x.jpg: fx must be a finite number, got 'big'",
+        ),
+        (
+            image(
+                "x.jpg",
+                intrinsics={
+                    "model": "PINHOLE",
+                    "width": 0.5,
+                    "height": 48,
+                    "fx": 1,
+                    "fy": 1,
+                    "cx": 0,
+                    "cy": 0,
+                },
+            ),
+            "whole pixels",
+        ),
+        (image("x.jpg", pose={"R": [[1, 0], [0, 1]], "t": [0, 0, 0]}), r"x.jpg: a pose needs R of shape 3x3"),
+        (image("x.jpg", pose={"R": np.diag([1, 1, -1]).tolist(), "t": [0, 0, 0]}), "must be a rotation"),
+    ],
+)
+def test_malformed_manifest_images_are_named_in_the_error(tmp_path, entry, message):
+    root = write_dataset(tmp_path / "d", [entry])
+    with pytest.raises(ValidationError, match=message):
+        colmap_model(root)
+    assert not (root / "colmap").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: None, "no such folder"),
+        (lambda root: root.mkdir(), "it has no manifest.json"),
+        (
+            lambda root: (root.mkdir(), (root / "manifest.json").write_text("{not json")),
+            "cannot be read as JSON",
+        ),
+        (lambda root: (root.mkdir(), (root / "manifest.json").write_text("[1, 2]")), "format 'list'"),
+        (
+            lambda root: (root.mkdir(), (root / "manifest.json").write_text('{"format": "other/2"}')),
+            "format 'other/2', expected 'plantimager-dataset/1'",
+        ),
+        (
+            lambda root: (
+                root.mkdir(),
+                (root / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT})),
+            ),
+            "has no list of images",
+        ),
+    ],
+)
+def test_folders_that_are_not_datasets_are_refused_by_every_command(tmp_path, make, message):
+    root = tmp_path / "not-a-dataset"
+    make(root)
+    with pytest.raises(ValidationError, match=message):
+        load_manifest(root)
+    runner = CliRunner()
+    for command in (["dataset", "export", str(root)], ["dataset", "reconstruct", str(root)]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1 and message.split("'")[0] in result.output, result.output
+    assert not (root / "colmap").exists() and not (root / "reconstruction").exists()
+
+
+def test_an_empty_dataset_has_nothing_to_export_or_reconstruct(tmp_path):
+    root = write_dataset(tmp_path / "d", [image("gone.jpg", on_disk=False)])
+    with pytest.raises(ValidationError, match="holds no image to export"):
+        export_colmap(root)
+    with pytest.raises(ValidationError, match="holds 0 usable image"):
+        reconstruct(root)
+
+
+def test_without_pycolmap_reconstruct_says_how_to_install_it(tmp_path, monkeypatch):
+    root = write_dataset(tmp_path / "d", [image("1.jpg"), image("2.jpg", capture_no=2)])
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # makes `import pycolmap` raise ImportError
+    with pytest.raises(PlantImagerError, match=r"needs pycolmap.*pip install 'plantimager\[sfm\]'"):
+        reconstruct(root)
+    result = CliRunner().invoke(main, ["dataset", "reconstruct", str(root)])
+    assert result.exit_code == 1 and "plantimager[sfm]" in result.output
+    assert not (root / "reconstruction").exists()
+
+
+def test_images_that_share_no_features_make_no_model_and_say_why(tmp_path):
+    root = write_dataset(tmp_path / "d", [image("1.jpg"), image("2.jpg", capture_no=2)])  # flat grey
+    with pytest.raises(PlantImagerError, match="could not start a model from the 2 images"):
+        reconstruct(root)
