@@ -21,6 +21,7 @@ _COMMANDS = {
     "rig": "rig",
     "demo": "demo",
     "web": "web",
+    "dataset": "dataset",
 }
 
 

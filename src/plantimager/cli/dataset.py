@@ -1,0 +1,132 @@
+"""``plantimager dataset``: work on a dataset already on disk, without any camera.
+
+- ``dataset export --format colmap DATASET`` writes COLMAP's text model (cameras with their recorded
+  intrinsics, the known poses, an image list) to ``DATASET/colmap`` or ``--out``;
+- ``dataset reconstruct DATASET`` runs COLMAP's structure from motion (the ``sfm`` extra) and writes
+  the sparse model and a PLY point cloud, with a progress display and a summary.
+
+Exit status: 0 done, 1 failed (not a dataset, pycolmap missing, no model), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plantimager.commons.errors import PlantImagerError
+from plantimager.rig.colmap import export_colmap
+from plantimager.rig.reconstruction import PHASES, ReconstructionSummary, reconstruct
+
+__all__ = ["dataset"]
+
+_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+_DATASET = click.argument(
+    "folder", metavar="DATASET", type=click.Path(file_okay=False, path_type=Path), required=True
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group("dataset")
+def dataset() -> None:
+    """Export or reconstruct a dataset on disk."""
+
+
+@dataset.command("export")
+@_DATASET
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["colmap"]),
+    default="colmap",
+    show_default=True,
+    help="What to write.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/colmap.")
+@_JSON
+def export(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
+    """Write DATASET's cameras, images and known poses for COLMAP (to DATASET/colmap by default).
+
+    Run COLMAP with ``--image_path DATASET``: the image list names files relative to it.
+    """
+    try:
+        result = export_colmap(folder, out)
+    except PlantImagerError as exc:
+        raise click.ClickException(str(exc)) from None
+    model = result.model
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "format": fmt,
+                    "folder": str(result.folder),
+                    "cameras": len(model.cameras),
+                    "images": len(model.images),
+                    "posed": len(model.posed),
+                    "skipped": model.skipped,
+                }
+            )
+        )
+        return
+    known = sum(camera.known for camera in model.cameras)
+    _console.print(
+        f"wrote {result.folder}: {len(model.cameras)} camera(s) ({known} with recorded intrinsics), "
+        f"{len(model.images)} image(s), {len(model.posed)} with known pose"
+    )
+    for name, why in model.skipped.items():
+        _console.print(f"left out {name}: {why}")
+
+
+def _print_summary(summary: ReconstructionSummary) -> None:
+    _console.print(
+        f"registered {summary.registered} of {summary.images} images, {summary.points} points, "
+        f"mean reprojection error {summary.reprojection_px:.3f} px"
+        + ("" if summary.fixed_intrinsics else " (intrinsics refined)")
+    )
+    if summary.max_centre_error is not None:
+        worst = max(summary.centre_errors.values())
+        _console.print(
+            f"against the recorded poses: camera centres within {worst * 1000:.1f} mm "
+            f"({100 * summary.max_centre_error:.2f}% of the {summary.ring_radius:.3f} m ring radius)"
+        )
+    if summary.unregistered:
+        _console.print(f"not registered: {', '.join(summary.unregistered)}")
+    if summary.models > 1:
+        _console.print(f"COLMAP made {summary.models} separate models; the largest is kept")
+    _console.print(f"model in {summary.folder}/sparse, point cloud {summary.folder}/points.ply")
+
+
+@dataset.command("reconstruct")
+@_DATASET
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/reconstruction."
+)
+@_JSON
+def reconstruct_command(folder: Path, out: Path | None, as_json: bool) -> None:
+    """Reconstruct DATASET with COLMAP: sparse model and PLY point cloud (needs plantimager[sfm])."""
+    with Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console,
+        disable=as_json or not _console.is_terminal,
+    ) as bars:
+        tasks = {phase: bars.add_task(phase, total=None, visible=False) for phase in PHASES}
+
+        def show(phase: str, done: int, total: int) -> None:
+            bars.update(tasks[phase], completed=done, total=total, visible=True)
+
+        try:
+            summary = reconstruct(folder, out, progress=show)
+        except PlantImagerError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summary.to_dict()))
+    else:
+        _print_summary(summary)

@@ -1,0 +1,294 @@
+"""Structure from motion on a dataset: a sparse model and a point cloud, with COLMAP (pycolmap).
+
+:func:`reconstruct` extracts SIFT features with each camera's recorded intrinsics (see
+:func:`~.colmap.colmap_model`), matches every pair of images, and runs COLMAP's incremental mapper.
+Intrinsics that were recorded are held fixed; they are refined only when some camera has none.
+It writes, under ``<dataset>/reconstruction`` by default:
+
+- ``database.db``: COLMAP's features and matches (open it in the COLMAP GUI);
+- ``sparse/``: the largest model, in COLMAP's binary and text formats;
+- ``points.ply``: its points, coloured;
+- ``summary.json``: :meth:`ReconstructionSummary.to_dict`.
+
+When the dataset records ground-truth poses (the simulated rig does), the model's camera centres
+are aligned to them by the best similarity and the distance of each from its true place is
+reported: a check that the images reconstruct to the right shape, not only to a model.
+
+pycolmap is an optional dependency: ``pip install 'plantimager[sfm]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from plantimager.commons.errors import PlantImagerError, ValidationError
+
+from .colmap import ColmapModel, colmap_model
+from .geometry import align_similarity, camera_centre
+
+__all__ = ["PHASES", "ReconstructionSummary", "reconstruct"]
+
+logger = logging.getLogger(__name__)
+
+#: Phases reported to a progress callback, in order.
+PHASES = ("features", "matching", "mapping", "writing")
+
+Progress = Callable[[str, int, int], Any]
+
+
+@dataclass
+class ReconstructionSummary:
+    """What :func:`reconstruct` made of a dataset.
+
+    Attributes
+    ----------
+    folder : str
+        Where the results are.
+    images : int
+        Images given to COLMAP.
+    registered : int
+        Images whose pose the model holds.
+    unregistered : list of str
+        The others.
+    points : int
+        3D points of the model.
+    reprojection_px : float
+        Mean reprojection error of the model's points, in pixels.
+    models : int
+        Separate models COLMAP made (1 when every image connects); the largest is kept.
+    fixed_intrinsics : bool
+        True when every camera's intrinsics were recorded and held fixed.
+    ring_radius : float or None
+        With ground truth: the median distance of the true camera centres from the vertical axis
+        (the radius of a ring of cameras), in the rig's units (metres).
+    centre_errors : dict
+        With ground truth: image name -> distance of its aligned centre from the true one, in the
+        rig's units; empty without ground truth.
+    skipped : dict
+        Files of the manifest not given to COLMAP, and why.
+    """
+
+    folder: str
+    images: int
+    registered: int
+    unregistered: list[str]
+    points: int
+    reprojection_px: float
+    models: int
+    fixed_intrinsics: bool
+    ring_radius: float | None = None
+    centre_errors: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def max_centre_error(self) -> float | None:
+        """The largest centre error as a fraction of :attr:`ring_radius`; None without ground truth."""
+        if not self.centre_errors or not self.ring_radius:
+            return None
+        return max(self.centre_errors.values()) / self.ring_radius
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {**asdict(self), "max_centre_error": self.max_centre_error}
+
+
+def _pycolmap() -> ModuleType:
+    try:
+        return importlib.import_module("pycolmap")
+    except ImportError as exc:
+        raise PlantImagerError(
+            "reconstruction needs pycolmap, which is not installed: pip install 'plantimager[sfm]'"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _colmap_log(pycolmap: ModuleType) -> Iterator[None]:
+    """COLMAP's own log (to stderr) only when this module logs at DEBUG; errors always."""
+    before = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = 0 if logger.isEnabledFor(logging.DEBUG) else 2
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = before
+
+
+def _extract(pycolmap: ModuleType, model: ColmapModel, database: Path, progress: Progress) -> None:
+    """Features of every image, each camera's with its own intrinsics."""
+    names: dict[int, list[str]] = {}
+    for image in model.images:
+        names.setdefault(image.camera_id, []).append(image.name)
+    done = 0
+    progress("features", done, len(model.images))
+    for camera in model.cameras:
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = camera.model
+        reader.camera_params = ",".join(repr(float(p)) for p in camera.params)
+        pycolmap.extract_features(
+            str(database),
+            str(model.root),
+            image_names=names[camera.camera_id],
+            camera_mode=pycolmap.CameraMode.SINGLE,
+            camera_model=camera.model,
+            reader_options=reader,
+        )
+        done += len(names[camera.camera_id])
+        progress("features", done, len(model.images))
+
+
+def _map(pycolmap: ModuleType, model: ColmapModel, database: Path, work: Path, progress: Progress) -> dict:
+    fixed = all(camera.known for camera in model.cameras)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.ba_refine_focal_length = not fixed
+    options.ba_refine_principal_point = False
+    options.ba_refine_extra_params = not fixed
+    registered = [0]
+
+    def first_pair() -> None:
+        registered[0] = 2
+        progress("mapping", registered[0], len(model.images))
+
+    def next_image() -> None:
+        registered[0] += 1
+        progress("mapping", min(registered[0], len(model.images)), len(model.images))
+
+    progress("mapping", 0, len(model.images))
+    return pycolmap.incremental_mapping(
+        str(database),
+        str(model.root),
+        str(work),
+        options,
+        initial_image_pair_callback=first_pair,
+        next_image_callback=next_image,
+    )
+
+
+def _compare(model: ColmapModel, reconstruction: Any) -> tuple[float | None, dict[str, float]]:
+    """Align the model's centres to the ground truth; the ring radius and each image's error."""
+    truth = {image.name: camera_centre(*image.pose) for image in model.posed}
+    found = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.images[image_id]
+        if image.name in truth:
+            found[image.name] = np.asarray(image.projection_center(), dtype=float)
+    names = sorted(found)
+    if len(names) < 3:
+        return None, {}
+    source = np.array([found[name] for name in names])
+    target = np.array([truth[name] for name in names])
+    try:
+        scale, rotation, shift = align_similarity(source, target)
+    except ValidationError:
+        return None, {}
+    aligned = scale * source @ rotation.T + shift
+    errors = np.linalg.norm(aligned - target, axis=1)
+    radius = float(np.median(np.hypot(target[:, 0], target[:, 1])))
+    return radius, {name: float(error) for name, error in zip(names, errors, strict=True)}
+
+
+def reconstruct(
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> ReconstructionSummary:
+    """Reconstruct a dataset's sparse model and point cloud with COLMAP.
+
+    Parameters
+    ----------
+    dataset : path
+        The dataset folder.
+    out : path, optional
+        Where to write; ``<dataset>/reconstruction`` by default. A previous reconstruction there
+        is replaced.
+    progress : callable, optional
+        Called with ``(phase, done, total)`` as the work goes on; phases are ``features``,
+        ``matching``, ``mapping`` and ``writing``.
+
+    Returns
+    -------
+    ReconstructionSummary
+
+    Raises
+    ------
+    ValidationError
+        If ``dataset`` is not a dataset or holds fewer than two images COLMAP can read.
+    PlantImagerError
+        If pycolmap is not installed, or COLMAP could not build any model.
+    """
+    model = colmap_model(dataset)
+    if len(model.images) < 2:
+        raise ValidationError(
+            f"{model.root} holds {len(model.images)} usable image(s): reconstruction needs 2"
+        )
+    pycolmap = _pycolmap()
+    report: Progress = progress or (lambda phase, done, total: None)
+    folder = Path(out) if out is not None else model.root / "reconstruction"
+    folder.mkdir(parents=True, exist_ok=True)
+    database, work, sparse = folder / "database.db", folder / ".models", folder / "sparse"
+    for stale in (database, work, sparse, folder / "points.ply", folder / "summary.json"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    work.mkdir()
+
+    with _colmap_log(pycolmap):
+        _extract(pycolmap, model, database, report)
+        report("matching", 0, 1)
+        pycolmap.match_exhaustive(str(database))
+        report("matching", 1, 1)
+        models = _map(pycolmap, model, database, work, report)
+    if not models:
+        shutil.rmtree(work)
+        raise PlantImagerError(
+            f"COLMAP could not start a model from the {len(model.images)} images of {model.root}: "
+            "too few features match between them (more texture, overlap or resolution helps)"
+        )
+    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+
+    report("writing", 0, 1)
+    sparse.mkdir()
+    best.write(str(sparse))
+    best.write_text(str(sparse))
+    best.export_PLY(str(folder / "points.ply"))
+    shutil.rmtree(work)
+    registered = {best.images[image_id].name for image_id in best.reg_image_ids()}
+    radius, errors = _compare(model, best)
+    reprojection = float(best.compute_mean_reprojection_error())
+    summary = ReconstructionSummary(
+        folder=str(folder),
+        images=len(model.images),
+        registered=len(registered),
+        unregistered=sorted(image.name for image in model.images if image.name not in registered),
+        points=int(best.num_points3D()),
+        reprojection_px=reprojection if math.isfinite(reprojection) else float("nan"),
+        models=len(models),
+        fixed_intrinsics=all(camera.known for camera in model.cameras),
+        ring_radius=radius,
+        centre_errors=errors,
+        skipped=model.skipped,
+    )
+    (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    report("writing", 1, 1)
+    logger.info(
+        "dataset %s: %d of %d images registered, %d points, %.3f px",
+        model.root,
+        summary.registered,
+        summary.images,
+        summary.points,
+        summary.reprojection_px,
+    )
+    return summary

@@ -1,0 +1,128 @@
+"""End to end: a scan of the simulated rig exports to COLMAP and reconstructs to the rig's true shape.
+
+Two rings of four simulated cameras (25 and 45 degrees up) around the plant on the simulated
+turntable, six table positions: 48 images at 640 x 480. ``plantimager dataset export`` and
+``plantimager dataset reconstruct`` then run as a user runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from plantimager.commons.deviceregistry import DeviceRegistry
+from plantimager.rig.geometry import camera_centre, image_angle, object_pose
+from plantimager.testing import serve_in_thread
+from plantimager.turntable.dummy import DummyTurntable
+from plantimager.turntable.server import TurntableServer
+
+pytestmark = pytest.mark.timeout(300)
+
+RINGS = (25.0, 45.0)
+#: Views 0, 7, 14 and 21 of 24 (105 degrees apart): with six table positions 60 degrees apart, the
+#: object is seen from 24 azimuths 15 degrees apart on each ring, none twice.
+VIEWS = (0, 7, 14, 21)
+POSITIONS = 6
+
+
+@pytest.fixture
+def table(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[TurntableServer]:
+    server = TurntableServer(ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=720.0)
+    with serve_in_thread(server):
+        assert server.register_to_registry("turntable", "table", registry.url) == "table"
+        yield server
+    server.close()
+
+
+def scan_two_rings(spawn, make_rig, dataset: Path) -> None:
+    started = []
+    for ring, elevation in enumerate(RINGS):
+        for view in VIEWS:
+            options = ["turntable=table", "render_size=[640,480]", f"elevation={elevation}"]
+            options.append(f"first_view={view}")
+            extra = ("--resolution", "640x480", *(a for o in options for a in ("--backend-option", o)))
+            started.append(spawn(f"r{ring}v{view:02d}", extra=extra))
+    for node in started:
+        node.ready()
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(len(started), 30)
+    assert rig.scan(positions=POSITIONS, turntable="table").complete
+    assert not rig.download_all().failures
+
+
+def ply_vertices(path: Path) -> int:
+    with path.open("rb") as stream:
+        for line in stream:
+            if line.startswith(b"element vertex"):
+                return int(line.split()[2])
+            if line.strip() == b"end_header":
+                break
+    raise AssertionError(f"{path} declares no vertices")
+
+
+def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
+    spawn, make_rig, run_cli, table, tmp_path
+):
+    dataset = tmp_path / "plant"
+    scan_two_rings(spawn, make_rig, dataset)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    images = {entry["file"]: entry for entry in manifest["images"]}
+    assert len(images) == len(RINGS) * len(VIEWS) * POSITIONS
+
+    code, output = run_cli("dataset", "export", "--format", "colmap", str(dataset)).finish(60)
+    assert code == 0, output
+    # cameras.txt: one PINHOLE camera per rig camera, with the renderer's exact pinhole.
+    cameras = {}
+    for line in (dataset / "colmap" / "cameras.txt").read_text().splitlines():
+        if not line.startswith("#"):
+            cid, model, width, height, *params = line.split()
+            cameras[int(cid)] = (model, int(width), int(height), [float(p) for p in params])
+    assert len(cameras) == len(RINGS) * len(VIEWS)
+    # images.txt: every image with its true pose in the object's frame, on its camera.
+    lines = [line for line in (dataset / "colmap" / "images.txt").read_text().splitlines() if line[:1] != "#"]
+    posed = [line.split() for line in lines if line]
+    assert len(posed) == len(images)
+    for _iid, qw, qx, qy, qz, tx, ty, tz, cid, name in posed:
+        entry = images[name]
+        k = entry["intrinsics"]
+        assert cameras[int(cid)] == ("PINHOLE", k["width"], k["height"], [k["fx"], k["fy"], k["cx"], k["cy"]])
+        w, x, y, z = (float(v) for v in (qw, qx, qy, qz))
+        rotation = np.array(
+            [
+                [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+            ]
+        )
+        truth_r, truth_t = object_pose(entry["pose"], image_angle(entry))
+        np.testing.assert_allclose(rotation, truth_r, atol=1e-9)
+        np.testing.assert_allclose([float(tx), float(ty), float(tz)], truth_t, atol=1e-9)
+    listed = (dataset / "colmap" / "image-list.txt").read_text().split()
+    assert sorted(listed) == sorted(images)
+
+    code, output = run_cli("dataset", "reconstruct", "--json", str(dataset)).finish(240)
+    assert code == 0, output
+    summary = json.loads(output.splitlines()[-1])
+    assert summary["registered"] == summary["images"] == len(images), summary["unregistered"]
+    assert summary["models"] == 1
+    assert summary["reprojection_px"] < 1.0
+    assert summary["fixed_intrinsics"] is True
+    # After the best similarity onto the true poses, every camera centre is within 2% of the
+    # radius of its own ring.
+    assert set(summary["centre_errors"]) == set(images)
+    for name, error in summary["centre_errors"].items():
+        centre = camera_centre(*object_pose(images[name]["pose"], image_angle(images[name])))
+        ring = math.hypot(centre[0], centre[1])
+        assert error < 0.02 * ring, (name, error, ring)
+    reconstruction = dataset / "reconstruction"
+    assert ply_vertices(reconstruction / "points.ply") == summary["points"] > 500
+    assert {"cameras.bin", "images.bin", "points3D.bin", "cameras.txt"} <= {
+        p.name for p in (reconstruction / "sparse").iterdir()
+    }
+    assert json.loads((reconstruction / "summary.json").read_text())["points"] == summary["points"]
