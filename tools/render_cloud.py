@@ -26,7 +26,9 @@ def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
     header = data[:end].decode("ascii")
     count = int(next(line for line in header.splitlines() if line.startswith("element vertex")).split()[2])
     points = np.frombuffer(data, _PLY_POINT, count, end)
-    return np.stack([points["x"], points["y"], points["z"]], 1), np.stack([points["r"], points["g"], points["b"]], 1)
+    return np.stack([points["x"], points["y"], points["z"]], 1), np.stack(
+        [points["r"], points["g"], points["b"]], 1
+    )
 
 
 def _rotation(w: float, x: float, y: float, z: float) -> np.ndarray:

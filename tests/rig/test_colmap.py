@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 from plantimager.cli.main import main
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.pinhole import camera_pose, intrinsics
+from plantimager.rig.calibration import load_calibration
 from plantimager.rig.colmap import colmap_model, export_colmap
 from plantimager.rig.geometry import align_similarity, quaternion, turn
 from plantimager.rig.manifest import MANIFEST_FORMAT, load_manifest
@@ -231,3 +233,101 @@ def test_images_that_share_no_features_make_no_model_and_say_why(tmp_path):
     root = write_dataset(tmp_path / "d", [image("1.jpg"), image("2.jpg", capture_no=2)])  # flat grey
     with pytest.raises(PlantImagerError, match="could not start a model from the 2 images"):
         reconstruct(root)
+
+
+def calibrated_dataset(tmp_path: Path) -> Path:
+    recorded = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
+    return write_dataset(
+        tmp_path / "d",
+        [
+            image("1.jpg", intrinsics=recorded, position={"angle": 30.0}),
+            image("2.jpg", camera="n2/cam0", capture_no=1),
+        ],
+    )
+
+
+def test_a_calibration_file_replaces_recorded_intrinsics_and_poses_and_is_recorded(tmp_path):
+    root = calibrated_dataset(tmp_path)
+    rotation, translation = camera_pose(10.0, 40.0)
+    calibration_file = tmp_path / "rig.toml"
+    calibration_file.write_text(
+        '[cameras."n1/cam0"]\n'
+        "intrinsics = { width = 64, height = 48, fx = 70.5, fy = 71.0, cx = 31.5, cy = 24.5 }\n"
+        f"pose = {{ R = {rotation.tolist()}, t = {translation.tolist()} }}\n"
+        '[cameras."n2/cam0"]\n'
+        "intrinsics = { width = 64, height = 48, fx = 50, fy = 50, cx = 32, cy = 24 }\n"
+    )
+    calibration = load_calibration(calibration_file)
+    model = export_colmap(root, calibration=calibration).model
+    assert [(c.name, c.model, c.params) for c in model.cameras] == [
+        ("n1/cam0", "PINHOLE", (70.5, 71.0, 31.5, 24.5)),
+        ("n2/cam0", "PINHOLE", (50.0, 50.0, 32.0, 24.0)),  # was unknown: now a fixed pinhole
+    ]
+    np.testing.assert_allclose(model.images[0].pose[0], rotation @ turn(30.0))
+    assert model.images[1].pose is None
+    record = json.loads((root / "colmap" / "calibration.json").read_text())
+    assert record["file"] == str(calibration_file) and record["cameras"] == ["n1/cam0", "n2/cam0"]
+    assert len(record["sha256"]) == 64
+    # The same as JSON; an export without it no longer claims one.
+    as_json = tmp_path / "rig.json"
+    as_json.write_text(
+        json.dumps({"cameras": {"n2/cam0": {"intrinsics": calibration.cameras["n2/cam0"]["intrinsics"]}}})
+    )
+    assert load_calibration(as_json).cameras["n2/cam0"]["intrinsics"]["fx"] == 50.0
+    export_colmap(root)
+    assert not (root / "colmap" / "calibration.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[cameras."n9/cam0"]\nintrinsics = { width = 64, height = 48, fx = 1, fy = 1, cx = 0, cy = 0 }',
+            r"does not have: n9/cam0 \(the dataset's cameras: n1/cam0, n2/cam0\)",
+        ),
+        (
+            '[cameras."n1/cam0"]\nintrinsics = { width = 640, height = 480, fx = 1, fy = 1, cx = 0, cy = 0 }',
+            "1.jpg: the calibration of n1/cam0 is for 640 x 480 images, this one is 64 x 48",
+        ),
+        (
+            '[cameras."n2/cam0"]\nintrinsics = { width = 32, height = 48, fx = 1, fy = 1, cx = 0, cy = 0 }\n',
+            "2.jpg: the calibration of n2/cam0 is for 32 x 48 images, this one is 64 x 48",
+        ),
+        (
+            '[cameras."n1/cam0"]\npose = { R = [[1, 0], [0, 1]], t = [0, 0, 0] }\n',
+            r"camera 'n1/cam0': a pose needs R of shape 3x3 and t of 3, got \(2, 2\)",
+        ),
+        (
+            '[cameras."n1/cam0"]\npose = { R = [[1, 0, 0], [0, 1, 0], [0, 0, 1]], t = ["a", 0, 0] }\n',
+            "pose R and t must be arrays of numbers",
+        ),
+        (
+            '[cameras."n1/cam0"]\nintrinsics = { width = 64, height = 48, fx = -1, fy = 1, cx = 0, cy = 0 }',
+            "intrinsics fx must be > 0",
+        ),
+        (
+            '[cameras."n1/cam0"]\nintrinsics = { width = 64, height = 48, fx = 1, fy = 1, cx = 0 }\n',
+            "intrinsics cy must be a finite number, got None",
+        ),
+        ('[cameras."n1/cam0"]\nintrinsics = { model = "OPENCV" }\n', "model must be PINHOLE, got 'OPENCV'"),
+        ('[cameras."n1/cam0"]\nlens = "wide"\n', r"unknown key\(s\) lens \(expected intrinsics, pose\)"),
+        ('[cameras."n1/cam0"]\n', "give intrinsics, a pose or both"),
+        ("[rig]\nname = 'x'\n", r"has no \[cameras\] table"),
+        ("cameras = [", "cannot be parsed"),
+    ],
+)
+def test_bad_calibration_files_are_refused_naming_what_is_wrong(tmp_path, text, message):
+    root = calibrated_dataset(tmp_path)
+    calibration_file = tmp_path / "rig.toml"
+    calibration_file.write_text(text)
+    runner = CliRunner()
+    for command in ("export", "reconstruct"):
+        result = runner.invoke(main, ["dataset", command, "--calibration", str(calibration_file), str(root)])
+        assert result.exit_code == 1, result.output
+        assert re.search(message, " ".join(result.output.split())), result.output
+    assert not (root / "colmap").exists() and not (root / "reconstruction").exists()
+
+
+def test_a_calibration_file_that_cannot_be_read_is_named(tmp_path):
+    with pytest.raises(ValidationError, match=r"calibration .*missing.toml cannot be read"):
+        load_calibration(tmp_path / "missing.toml")

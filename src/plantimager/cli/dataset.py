@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plantimager.commons.errors import PlantImagerError
+from plantimager.rig.calibration import Calibration, load_calibration
 from plantimager.rig.colmap import export_colmap
 from plantimager.rig.reconstruction import PHASES, ReconstructionSummary, reconstruct
 
@@ -30,6 +31,18 @@ _DATASET = click.argument(
     "folder", metavar="DATASET", type=click.Path(file_okay=False, path_type=Path), required=True
 )
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+_CALIBRATION = click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rig calibration (TOML or JSON): intrinsics and poses replacing those recorded.",
+)
+
+
+def _calibration(path: Path | None) -> Calibration | None:
+    try:
+        return None if path is None else load_calibration(path)
+    except PlantImagerError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group("dataset")
@@ -48,14 +61,15 @@ def dataset() -> None:
     help="What to write.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/colmap.")
+@_CALIBRATION
 @_JSON
-def export(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
+def export(folder: Path, fmt: str, out: Path | None, calibration: Path | None, as_json: bool) -> None:
     """Write DATASET's cameras, images and known poses for COLMAP (to DATASET/colmap by default).
 
     Run COLMAP with ``--image_path DATASET``: the image list names files relative to it.
     """
     try:
-        result = export_colmap(folder, out)
+        result = export_colmap(folder, out, _calibration(calibration))
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
     model = result.model
@@ -69,6 +83,7 @@ def export(folder: Path, fmt: str, out: Path | None, as_json: bool) -> None:
                     "images": len(model.images),
                     "posed": len(model.posed),
                     "skipped": model.skipped,
+                    "calibration": model.calibration,
                 }
             )
         )
@@ -106,9 +121,11 @@ def _print_summary(summary: ReconstructionSummary) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/reconstruction."
 )
+@_CALIBRATION
 @_JSON
-def reconstruct_command(folder: Path, out: Path | None, as_json: bool) -> None:
+def reconstruct_command(folder: Path, out: Path | None, calibration: Path | None, as_json: bool) -> None:
     """Reconstruct DATASET with COLMAP: sparse model and PLY point cloud (needs plantimager[sfm])."""
+    calibrated = _calibration(calibration)
     with Progress(
         TextColumn("{task.description:<9}"),
         BarColumn(),
@@ -123,7 +140,7 @@ def reconstruct_command(folder: Path, out: Path | None, as_json: bool) -> None:
             bars.update(tasks[phase], completed=done, total=total, visible=True)
 
         try:
-            summary = reconstruct(folder, out, progress=show)
+            summary = reconstruct(folder, out, progress=show, calibration=calibrated)
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:

@@ -14,6 +14,7 @@ the dataset as COLMAP's ``--image_path``). docs/photogrammetry.md shows how to u
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from PIL import Image
 
 from plantimager.commons.errors import ValidationError
 
+from .calibration import Calibration
 from .geometry import image_angle, object_pose, quaternion
 from .manifest import load_manifest
 
@@ -108,12 +110,15 @@ class ColmapModel:
     images : list of ColmapImage
     skipped : dict
         Files of the manifest left out, and why (missing on disk, not an image COLMAP reads).
+    calibration : dict or None
+        The calibration in force (:meth:`~.calibration.Calibration.record`), None without one.
     """
 
     root: Path
     cameras: list[ColmapCamera]
     images: list[ColmapImage]
     skipped: dict[str, str]
+    calibration: dict[str, Any] | None = None
 
     @property
     def posed(self) -> list[ColmapImage]:
@@ -172,17 +177,52 @@ def _prior(path: Path) -> tuple[int, int, tuple[float, ...]]:
     return width, height, (_PRIOR_FOCAL_FACTOR * max(width, height), width / 2.0, height / 2.0, 0.0)
 
 
-def colmap_model(dataset: str | os.PathLike[str]) -> ColmapModel:
+def _calibrated(entry: dict[str, Any], path: Path, calibration: Calibration | None) -> dict[str, Any]:
+    """``entry`` with the calibration's intrinsics and pose of its camera, where it gives them."""
+    known = calibration.cameras.get(str(entry.get("camera"))) if calibration else None
+    if not known:
+        return entry
+    out = dict(entry)
+    if known["intrinsics"] is not None:
+        recorded = entry.get("intrinsics")
+        if isinstance(recorded, dict) and "width" in recorded and "height" in recorded:
+            size = (recorded["width"], recorded["height"])
+        else:
+            size = _prior(path)[:2]
+        wanted = (known["intrinsics"]["width"], known["intrinsics"]["height"])
+        if tuple(size) != wanted:
+            raise ValidationError(
+                f"{entry['file']}: the calibration of {entry['camera']} is for {wanted[0]} x {wanted[1]} "
+                f"images, this one is {size[0]} x {size[1]}"
+            )
+        out["intrinsics"] = known["intrinsics"]
+    if known["pose"] is not None:
+        out["pose"] = known["pose"]
+    return out
+
+
+def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | None = None) -> ColmapModel:
     """The cameras and images of the dataset in ``dataset``, as COLMAP needs them.
+
+    Parameters
+    ----------
+    dataset : path
+        The dataset folder.
+    calibration : Calibration, optional
+        Intrinsics and poses (see :func:`~.calibration.load_calibration`) that replace those the
+        cameras recorded.
 
     Raises
     ------
     ValidationError
-        If ``dataset`` is not a dataset (see :func:`~.manifest.load_manifest`), or an image's file
-        name, intrinsics or pose is malformed (the message names the file).
+        If ``dataset`` is not a dataset (see :func:`~.manifest.load_manifest`), an image's file
+        name, intrinsics or pose is malformed (the message names the file), or the calibration
+        names cameras the dataset does not have or is for another image size.
     """
     root = Path(dataset)
     manifest = load_manifest(root)
+    if calibration is not None:
+        calibration.check_names({str(e.get("camera")) for e in manifest["images"] if isinstance(e, dict)})
     cameras: dict[tuple[str, str, int, int, tuple[float, ...]], ColmapCamera] = {}
     images: list[ColmapImage] = []
     skipped: dict[str, str] = {}
@@ -199,6 +239,7 @@ def colmap_model(dataset: str | os.PathLike[str]) -> ColmapModel:
         if not path.is_file():
             skipped[name] = "missing from the dataset folder"
             continue
+        entry = _calibrated(entry, path, calibration)
         camera = str(entry.get("camera"))
         intrinsics = entry.get("intrinsics")
         if isinstance(intrinsics, dict):
@@ -217,7 +258,8 @@ def colmap_model(dataset: str | os.PathLike[str]) -> ColmapModel:
         images.append(ColmapImage(len(images) + 1, name, cameras[key].camera_id, camera, pose))
     if skipped:
         logger.warning("dataset %s: %d image(s) left out: %s", root, len(skipped), skipped)
-    return ColmapModel(root, list(cameras.values()), images, skipped)
+    record = calibration.record() if calibration is not None else None
+    return ColmapModel(root, list(cameras.values()), images, skipped, record)
 
 
 def _cameras_txt(model: ColmapModel) -> str:
@@ -248,7 +290,11 @@ def _images_txt(model: ColmapModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_colmap(dataset: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> ColmapExport:
+def export_colmap(
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    calibration: Calibration | None = None,
+) -> ColmapExport:
     """Write the COLMAP text model of a dataset.
 
     Parameters
@@ -257,6 +303,9 @@ def export_colmap(dataset: str | os.PathLike[str], out: str | os.PathLike[str] |
         The dataset folder.
     out : path, optional
         Where to write; ``<dataset>/colmap`` by default. Files already there are replaced.
+    calibration : Calibration, optional
+        Replaces the recorded intrinsics and poses of the cameras it names; recorded in
+        ``calibration.json`` beside the model.
 
     Returns
     -------
@@ -267,7 +316,7 @@ def export_colmap(dataset: str | os.PathLike[str], out: str | os.PathLike[str] |
     ValidationError
         If the dataset is not one, or holds no image COLMAP can read.
     """
-    model = colmap_model(dataset)
+    model = colmap_model(dataset, calibration)
     if not model.images:
         raise ValidationError(f"{model.root} holds no image to export")
     folder = Path(out) if out is not None else model.root / "colmap"
@@ -278,6 +327,10 @@ def export_colmap(dataset: str | os.PathLike[str], out: str | os.PathLike[str] |
         "points3D.txt": "# 3D point list (none: COLMAP triangulates them)\n",
         "image-list.txt": "".join(f"{image.name}\n" for image in model.images),
     }
+    if model.calibration is not None:
+        texts["calibration.json"] = json.dumps(model.calibration, indent=2) + "\n"
+    elif (folder / "calibration.json").exists():
+        (folder / "calibration.json").unlink()  # an earlier export's, no longer in force
     for file_name, text in texts.items():
         tmp = folder / f".{file_name}.tmp"
         tmp.write_text(text, encoding="utf-8")

@@ -36,6 +36,7 @@ import numpy as np
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
+from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .geometry import align_similarity, camera_centre
 
@@ -79,6 +80,8 @@ class ReconstructionSummary:
         rig's units; empty without ground truth.
     skipped : dict
         Files of the manifest not given to COLMAP, and why.
+    calibration : dict or None
+        The calibration in force (file, checksum, cameras), None without one.
     """
 
     folder: str
@@ -92,6 +95,7 @@ class ReconstructionSummary:
     ring_radius: float | None = None
     centre_errors: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
     @property
     def max_centre_error(self) -> float | None:
@@ -203,6 +207,7 @@ def reconstruct(
     out: str | os.PathLike[str] | None = None,
     *,
     progress: Progress | None = None,
+    calibration: Calibration | None = None,
 ) -> ReconstructionSummary:
     """Reconstruct a dataset's sparse model and point cloud with COLMAP.
 
@@ -216,6 +221,9 @@ def reconstruct(
     progress : callable, optional
         Called with ``(phase, done, total)`` as the work goes on; phases are ``features``,
         ``matching``, ``mapping`` and ``writing``.
+    calibration : Calibration, optional
+        Intrinsics and poses replacing those the cameras recorded (see
+        :func:`~.colmap.colmap_model`).
 
     Returns
     -------
@@ -228,7 +236,7 @@ def reconstruct(
     PlantImagerError
         If pycolmap is not installed, or COLMAP could not build any model.
     """
-    model = colmap_model(dataset)
+    model = colmap_model(dataset, calibration)
     if len(model.images) < 2:
         raise ValidationError(
             f"{model.root} holds {len(model.images)} usable image(s): reconstruction needs 2"
@@ -280,6 +288,7 @@ def reconstruct(
         ring_radius=radius,
         centre_errors=errors,
         skipped=model.skipped,
+        calibration=model.calibration,
     )
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
