@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/spool_memory.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/scan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
