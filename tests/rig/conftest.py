@@ -22,6 +22,9 @@ from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.RPC import RPCClient
 from plantimager.rig import CallLimits, Rig
+from plantimager.testing import serve_in_thread
+from plantimager.turntable.dummy import DummyTurntable
+from plantimager.turntable.server import TurntableServer
 
 SMALL = "320x240"
 
@@ -87,6 +90,16 @@ def registry(ctx: zmq.Context) -> Iterator[DeviceRegistry]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def table(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[TurntableServer]:
+    """A simulated turntable registered as ``table`` (120 deg/s: a sixth of a turn takes 0.5 s)."""
+    server = TurntableServer(ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=120.0)
+    with serve_in_thread(server):
+        assert server.register_to_registry("turntable", "table", registry.url) == "table"
+        yield server
+    server.close()
 
 
 @pytest.fixture

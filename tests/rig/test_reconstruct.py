@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
-from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.rig.geometry import camera_centre, image_angle, object_pose
-from plantimager.testing import serve_in_thread
-from plantimager.turntable.dummy import DummyTurntable
-from plantimager.turntable.server import TurntableServer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -29,15 +23,6 @@ RINGS = (25.0, 45.0)
 #: object is seen from 24 azimuths 15 degrees apart on each ring, none twice.
 VIEWS = (0, 7, 14, 21)
 POSITIONS = 6
-
-
-@pytest.fixture
-def table(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[TurntableServer]:
-    server = TurntableServer(ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=720.0)
-    with serve_in_thread(server):
-        assert server.register_to_registry("turntable", "table", registry.url) == "table"
-        yield server
-    server.close()
 
 
 def scan_two_rings(spawn, make_rig, dataset: Path) -> None:

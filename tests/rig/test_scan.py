@@ -7,33 +7,17 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import zmq
 
-from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.rig.shot import ShotPlan
-from plantimager.testing import serve_in_thread
-from plantimager.turntable.dummy import DummyTurntable
-from plantimager.turntable.server import TurntableServer
 
 pytestmark = pytest.mark.timeout(120)
 
 #: Each simulated camera renders the plant at the still size, as its turntable turns it.
 ON_TABLE = ("--backend-option", "turntable=table", "--backend-option", "render_size=[160,120]")
-
-
-@pytest.fixture
-def table(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[TurntableServer]:
-    """A simulated turntable registered as ``table`` (120 deg/s: a sixth of a turn takes 0.5 s)."""
-    server = TurntableServer(ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=120.0)
-    with serve_in_thread(server):
-        assert server.register_to_registry("turntable", "table", registry.url) == "table"
-        yield server
-    server.close()
 
 
 def nodes_on_table(spawn, count: int) -> list:

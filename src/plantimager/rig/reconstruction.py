@@ -152,8 +152,10 @@ def _extract(pycolmap: ModuleType, model: ColmapModel, database: Path, progress:
         progress("features", done, len(model.images))
 
 
-def _map(pycolmap: ModuleType, model: ColmapModel, database: Path, work: Path, progress: Progress) -> dict:
-    fixed = all(camera.known for camera in model.cameras)
+def _map(
+    pycolmap: ModuleType, model: ColmapModel, database: Path, work: Path, fixed: bool, progress: Progress
+) -> dict:
+    """COLMAP's incremental mapper; intrinsics held ``fixed`` or refined."""
     options = pycolmap.IncrementalPipelineOptions()
     options.ba_refine_focal_length = not fixed
     options.ba_refine_principal_point = False
@@ -237,6 +239,7 @@ def reconstruct(
         If pycolmap is not installed, or COLMAP could not build any model.
     """
     model = colmap_model(dataset, calibration)
+    fixed = all(camera.known for camera in model.cameras)
     if len(model.images) < 2:
         raise ValidationError(
             f"{model.root} holds {len(model.images)} usable image(s): reconstruction needs 2"
@@ -258,7 +261,7 @@ def reconstruct(
         report("matching", 0, 1)
         pycolmap.match_exhaustive(str(database))
         report("matching", 1, 1)
-        models = _map(pycolmap, model, database, work, report)
+        models = _map(pycolmap, model, database, work, fixed, report)
     if not models:
         shutil.rmtree(work)
         raise PlantImagerError(
@@ -284,7 +287,7 @@ def reconstruct(
         points=int(best.num_points3D()),
         reprojection_px=reprojection if math.isfinite(reprojection) else float("nan"),
         models=len(models),
-        fixed_intrinsics=all(camera.known for camera in model.cameras),
+        fixed_intrinsics=fixed,
         ring_radius=radius,
         centre_errors=errors,
         skipped=model.skipped,
