@@ -192,7 +192,7 @@ def _failed(item: pytest.Item) -> bool:
 
 @pytest.fixture
 def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
-    """``new_page(width=1280, height=900)``: a page in a fresh browser context.
+    """``new_page(width=1280, height=900, javascript=True)``: a page in a fresh browser context.
 
     Every page is screenshotted into ``test-artifacts/`` if the test fails; JavaScript errors of
     the page fail the test.
@@ -201,8 +201,10 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
     pages: list[Any] = []
     errors: list[str] = []
 
-    def make(width: int = 1280, height: int = 900) -> Any:
-        context = browser.new_context(viewport={"width": width, "height": height})
+    def make(width: int = 1280, height: int = 900, *, javascript: bool = True) -> Any:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, java_script_enabled=javascript
+        )
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()

@@ -147,9 +147,12 @@ def test_an_expired_session_goes_back_to_the_login(rig, new_page, auth):
     expect(page.locator("#capture-result")).to_contain_text("Capture 2:")  # the expired click did not capture
 
 
-def test_logging_out(rig, new_page):
-    page = new_page()
+@pytest.mark.parametrize("javascript", [True, False], ids=["script", "no-script"])
+def test_logging_out(rig, new_page, javascript):
+    # Without the page's script (or before it runs) the form itself carries the CSRF token.
+    page = new_page(javascript=javascript)
     log_in(page, rig.url, "vera")
+    expect(page.locator("#account-name")).to_contain_text("vera")
     page.click("#logout")
     expect(page).to_have_url(re.compile(r"/login$"))
     page.goto(rig.url + "/")

@@ -306,6 +306,21 @@ def test_logging_out_ends_the_session(client):
     assert refused(client.get("/api/cameras"), 401)
 
 
+def test_a_plain_form_may_carry_the_csrf_token_in_its_field(client, rig):
+    """The page's logout form works before (or without) its script: the token is a form field."""
+    token = log_in(client, "vera")
+    foreign = client.post("/logout", data={"csrf_token": "not-this-sessions-token"})
+    assert refused(foreign, 403) == "refused: the CSRF token does not belong to this session: reload the page"
+    assert client.get("/api/account").json()["account"] == "vera"  # still logged in
+    # A form action other than logging out is checked the same way, then by role.
+    before = capture_count(client)
+    assert "needs the operator role" in refused(client.post("/api/capture", data={"csrf_token": token}), 403)
+    assert capture_count(client) == before
+    answer = client.post("/logout", data={"csrf_token": token})
+    assert answer.status_code == 303 and answer.headers["location"] == "/login"
+    assert refused(client.get("/api/cameras"), 401)
+
+
 def test_repeated_wrong_passwords_lock_that_account_for_that_client_a_while(client, clock, caplog):
     for _ in range(5):
         assert client.post("/login", json={"account": "vera", "password": "wrong-guess"}).status_code == 401

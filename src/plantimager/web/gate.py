@@ -7,7 +7,8 @@ Starlette's ``SessionMiddleware`` (which signs the cookie with itsdangerous):
 - no session, or an expired one, or one whose account was removed or whose password changed: a
   page is redirected to ``/login``, anything else answered 401 with ``{"error": ...}``;
 - a state-changing request (any method but GET, HEAD and OPTIONS) needs the session's CSRF token
-  in the ``X-CSRF-Token`` header, else 403 and nothing runs;
+  in the ``X-CSRF-Token`` header (or, for a plain HTML form, in its ``csrf_token`` field, so the
+  form works before or without the page's script), else 403 and nothing runs;
 - a state-changing request other than logging out needs the operator role, else 403 naming the
   action and the role.
 
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -39,6 +40,7 @@ from .throttle import LoginThrottle
 __all__ = [
     "ACCOUNT_KEY",
     "COOKIE",
+    "CSRF_FIELD",
     "CSRF_HEADER",
     "DEFAULT_LIFETIME",
     "RECHECK",
@@ -68,6 +70,10 @@ _COOKIE_GRACE = 3600
 #: Seconds between two checks of the session of a stream (previews, events) while it runs.
 RECHECK = 5.0
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Form field carrying the CSRF token of a plain HTML form (the header's stand-in).
+CSRF_FIELD = "csrf_token"
+# Largest form body the gate reads to find the token; a form of the page is a few hundred bytes.
+_MAX_FORM = 16 * 1024
 _OPEN_PATHS = ("/login", "/static/")
 _ACTIONS = (
     ("/api/capture", "capture"),
@@ -225,7 +231,8 @@ class AuthGate:
         if scope["type"] != "http" or scope["path"].startswith(_OPEN_PATHS):
             await self.app(scope, receive, send)
             return
-        refusal = self._check(scope)
+        sent, receive = await self._sent_token(scope, receive)
+        refusal = self._check(scope, sent)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -284,7 +291,48 @@ class AuthGate:
 
         return listening
 
-    def _check(self, scope: Scope) -> Response | None:
+    @staticmethod
+    async def _sent_token(scope: Scope, receive: Receive) -> tuple[str | None, Receive]:
+        """The CSRF token a request sent, and the ``receive`` the app reads the body from.
+
+        The header wins. A state-changing request with a form body and no header has its body
+        read here (up to :data:`_MAX_FORM` bytes) for the ``csrf_token`` field, and replayed to
+        the app unchanged.
+        """
+        headers = dict(scope["headers"])
+        sent = headers.get(CSRF_HEADER.encode("latin-1"))
+        if sent is not None or scope["method"] in _SAFE_METHODS:
+            return (sent.decode("latin-1") if sent is not None else None), receive
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype != b"application/x-www-form-urlencoded":
+            return None, receive
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more and size <= _MAX_FORM:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        token = None
+        if not more:
+            fields = parse_qs(body.decode("latin-1"), max_num_fields=16)
+            token = (fields.get(CSRF_FIELD) or [None])[0]
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": more}
+            return await receive()
+
+        return token, replay
+
+    def _check(self, scope: Scope, sent: str | None) -> Response | None:
         session: dict[str, Any] = scope["session"]
         method, path = scope["method"], scope["path"]
         account, why = self.auth.account_of(session)
@@ -295,9 +343,7 @@ class AuthGate:
         scope[ACCOUNT_KEY] = account
         if method in _SAFE_METHODS:
             return None
-        headers = dict(scope["headers"])
-        sent = headers.get(CSRF_HEADER.encode("latin-1"))
-        if not _csrf_matches(sent.decode("latin-1") if sent else None, session.get("csrf")):
+        if not _csrf_matches(sent, session.get("csrf")):
             why = (
                 f"missing CSRF token: send the page's token in the {CSRF_HEADER} header"
                 if not sent
