@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import zmq
 
 from plantimager.camera.dummy import DummyBackend
+from plantimager.camera.world import TurntableLink
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.scene import render_view
@@ -88,3 +90,31 @@ def test_an_unknown_turntable_fails_the_capture_with_its_name(table, registry):
 def test_a_turntable_cannot_turn_images_of_ones_own(registry):
     with pytest.raises(ValidationError, match="turntable"):
         DummyBackend(0, SIZE, images=[np.zeros((8, 8, 3), np.uint8)], turntable="table1")
+
+
+def test_a_link_finds_a_resting_table_ahead_and_announces_its_angle(table, registry):
+    wait_settled(table, table.move_to(135.0), 10)
+    announced: list[float] = []
+    heard = threading.Event()
+
+    def on_target(angle: float) -> None:
+        announced.append(angle)
+        heard.set()
+
+    link = TurntableLink("table1", registry.url, on_target=on_target)
+    try:
+        link.look_ahead()
+        assert heard.wait(10)
+        assert announced == [135.0]  # the view of the first capture can be prepared before it
+    finally:
+        link.close()
+
+
+def test_a_link_looking_for_a_missing_table_announces_nothing_and_closes(registry):
+    heard = threading.Event()
+    link = TurntableLink("no-such-table", registry.url, timeout_ms=500, on_target=lambda _a: heard.set())
+    link.look_ahead()
+    link.close()  # waits for the look to end
+    assert not heard.is_set()
+    with pytest.raises(PlantImagerError, match="closed"):
+        link.angle()

@@ -271,6 +271,8 @@ class DummyBackend(CameraBackend):
         self._previews = 0
         self._closed = False
         self._warm()
+        if self._world is not None:
+            self._world.look_ahead()  # the view of the table's resting angle, ready for the first capture
         logger.debug("dummy camera %d shows %s", index, self.source_name)
 
     # -- CameraBackend -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class TurntableLink:
         self._lock = threading.Lock()
         self._client: TurntableClient | None = None
         self._closed = False
+        self._looker: threading.Thread | None = None
 
     def _url(self) -> str:
         if self.turntable.startswith("tcp://"):
@@ -110,6 +111,27 @@ class TurntableLink:
                 self._drop()
                 raise PlantImagerError(f"turntable {self.turntable!r} did not answer: {exc}") from None
 
+    def look_ahead(self) -> None:
+        """Find the turntable now, in the background, and announce its angle to ``on_target``.
+
+        A camera that starts beside a resting turntable can so prepare the view of its first
+        capture instead of rendering it when it fires. A turntable not there yet is looked for
+        again at the first capture.
+        """
+        if self._on_target is None or self._looker is not None:
+            return
+        self._looker = threading.Thread(target=self._look, name="turntable-look", daemon=True)
+        self._looker.start()
+
+    def _look(self) -> None:
+        try:
+            angle = self.angle()
+        except PlantImagerError as exc:
+            logger.debug("turntable %s not found yet: %s", self.turntable, exc)
+            return
+        if self._on_target is not None:
+            self._on_target(angle)
+
     def _drop(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -120,4 +142,6 @@ class TurntableLink:
         with self._lock:
             self._closed = True
             self._drop()
+        if self._looker is not None and self._looker is not threading.current_thread():
+            self._looker.join(3 * self.timeout_ms / 1000)  # its calls end within their timeouts
         self._context.destroy(linger=0)
