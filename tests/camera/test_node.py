@@ -409,6 +409,22 @@ def test_failing_camera_is_reported_and_others_kept(make_node):
         node.start_capture("none")
 
 
+def test_a_node_whose_every_camera_failed_says_so_over_the_wire(ctx, make_node):
+    node = make_node(2)
+    for slot in node.slots:
+        slot.backend.close()
+    with serving(node):
+        client = NodeClient(ctx, node.address, timeout=5000)
+        try:
+            with pytest.raises(RigError) as info:
+                client.start_capture("none")
+        finally:
+            client.close()
+    assert str(info.value).startswith("capture 'none' failed on every camera of node")
+    assert set(info.value.failures) == {"cam0", "cam1"}
+    assert all("closed" in reason for reason in info.value.failures.values())
+
+
 # -- settings, Camera members, previews ----------------------------------------------------------
 def test_configure_applies_and_emits_camera_signals_only_for_camera_zero(remote):
     _, client = remote

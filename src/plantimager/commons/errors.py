@@ -51,7 +51,9 @@ class RemoteError(PlantImagerError):
     """
 
     def __init__(self, error: str, traceback: str = "") -> None:
-        super().__init__(error)
+        # Not super(): a remote error is also an instance of the remote type (see
+        # plantimager.commons.rpc.remote), whose own __init__ may want other arguments.
+        Exception.__init__(self, error)
         self.error = error
         self.traceback = traceback
 
@@ -94,3 +96,13 @@ class RigError(PlantImagerError):
         lines = [message] + [f"  {name}: {reason}" for name, reason in sorted(failures.items())]
         super().__init__("\n".join(lines))
         self.failures = dict(failures)
+
+    @staticmethod
+    def failures_in(text: str) -> dict[str, str]:
+        """The ``failures`` listed in the text of a RigError (its indented ``name: reason`` lines)."""
+        found = {}
+        for line in text.splitlines()[1:]:
+            name, colon, reason = line.strip().partition(": ")
+            if line.startswith("  ") and colon and name:
+                found[name] = reason
+        return found

@@ -28,7 +28,8 @@ def remote_error(error: str, traceback: str = "", error_type: str | None = None)
 
     When the server names an error type of :mod:`plantimager.commons.errors` (or a built-in one
     such as ``ValueError``), the exception is also an instance of that type, so callers can write
-    ``except ImageUnavailable``.
+    ``except ImageUnavailable``; a remote :class:`~plantimager.commons.errors.RigError` keeps the
+    ``failures`` its text lists.
     """
     base = error_base(error_type)
     if base is None:
@@ -39,6 +40,8 @@ def remote_error(error: str, traceback: str = "", error_type: str | None = None)
         _REMOTE_CLASSES[error_type] = cls  # type: ignore[index]
     exc = cls.__new__(cls)
     RemoteError.__init__(exc, error, traceback)
+    if isinstance(exc, errors.RigError):
+        exc.failures = errors.RigError.failures_in(error)
     return exc
 
 
