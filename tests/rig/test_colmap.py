@@ -18,6 +18,7 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.pinhole import camera_pose, intrinsics
 from plantimager.rig.calibration import load_calibration
 from plantimager.rig.colmap import colmap_model, export_colmap
+from plantimager.rig.colmaprig import rig_layout
 from plantimager.rig.geometry import align_similarity, quaternion, turn
 from plantimager.rig.manifest import MANIFEST_FORMAT, load_manifest
 from plantimager.rig.reconstruction import reconstruct
@@ -136,6 +137,35 @@ def test_cameras_are_grouped_by_intrinsics_and_unknown_ones_get_colmaps_prior(tm
     assert "a/1.jpg" in text and "b/1.jpg" not in text  # only the posed images carry a pose
     assert (tmp_path / "out" / "image-list.txt").read_text().split() == ["a/1.jpg", "b/1.jpg", "a/2.jpg"]
     assert result.folder == tmp_path / "out" and len(result.model.posed) == 2
+
+
+def test_the_rig_layout_makes_one_frame_per_capture_with_linked_images(tmp_path):
+    root = write_dataset(
+        tmp_path / "d",
+        [
+            image("id1_d1_cam0.jpg"),
+            image("id1_d1_cam1.jpg", camera="n1/cam1"),
+            image("id2_d1_cam0.jpg", camera="n2/cam0"),
+            image("id1_d2_cam0.jpg", capture_no=2),
+            image("id2_d2_cam0.jpg", camera="n2/cam0", capture_no=2),
+            image("again.jpg", capture_no=2),  # a second image of n1/cam0 in capture 2
+            image("lone.jpg", camera="n2/cam0", capture_no=None),
+        ],
+    )
+    model = colmap_model(root)
+    layout = rig_layout(model, tmp_path / "d" / "reconstruction" / "images")
+    by_name = {dataset: linked for linked, dataset in layout.names.items()}
+    a, b, c = (f"c{camera.camera_id:03d}" for camera in sorted(model.cameras, key=lambda cam: cam.name))
+    assert by_name["id1_d1_cam0.jpg"] == f"{a}/000001.jpg" and by_name["id1_d2_cam0.jpg"] == f"{a}/000002.jpg"
+    assert by_name["id1_d1_cam1.jpg"] == f"{b}/000001.jpg"
+    assert by_name["id2_d1_cam0.jpg"] == f"{c}/000001.jpg" and by_name["id2_d2_cam0.jpg"] == f"{c}/000002.jpg"
+    # Neither a second image of one camera in a capture nor an image of no capture joins a frame.
+    assert by_name["again.jpg"].startswith(f"{a}/image") and by_name["lone.jpg"].startswith(f"{c}/image")
+    assert layout.frames == 2
+    assert sorted(len(names) for names in layout.cameras.values()) == [1, 3, 3]
+    for linked, dataset in layout.names.items():  # the same file, not a copy, on one file system
+        assert (layout.folder / linked).samefile(root / dataset)
+    assert rig_layout(model, layout.folder).names == layout.names  # a second layout replaces the first
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,8 @@ def _print_summary(summary: ReconstructionSummary) -> None:
         f"mean reprojection error {summary.reprojection_px:.3f} px"
         + ("" if summary.fixed_intrinsics else " (intrinsics refined)")
     )
+    if summary.rig:
+        _console.print(f"the {summary.rig_cameras} cameras held as one rig over {summary.frames} captures")
     if summary.max_centre_error is not None:
         worst = max(summary.centre_errors.values())
         _console.print(
@@ -122,8 +124,17 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/reconstruction."
 )
 @_CALIBRATION
+@click.option(
+    "--rig/--no-rig",
+    default=True,
+    show_default=True,
+    help="Hold the cameras as one rig, fixed to each other (each capture a frame of it); "
+    "--no-rig if cameras were moved between captures.",
+)
 @_JSON
-def reconstruct_command(folder: Path, out: Path | None, calibration: Path | None, as_json: bool) -> None:
+def reconstruct_command(
+    folder: Path, out: Path | None, calibration: Path | None, rig: bool, as_json: bool
+) -> None:
     """Reconstruct DATASET with COLMAP: sparse model and PLY point cloud (needs plantimager[sfm])."""
     calibrated = _calibration(calibration)
     with Progress(
@@ -140,7 +151,7 @@ def reconstruct_command(folder: Path, out: Path | None, calibration: Path | None
             bars.update(tasks[phase], completed=done, total=total, visible=True)
 
         try:
-            summary = reconstruct(folder, out, progress=show, calibration=calibrated)
+            summary = reconstruct(folder, out, progress=show, calibration=calibrated, rig=rig)
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:

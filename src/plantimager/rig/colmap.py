@@ -89,6 +89,8 @@ class ColmapImage:
     pose : tuple of arrays or None
         Ground-truth world-to-camera ``(R, t)`` in the object's frame (the turntable's angle taken
         out), or None when the camera's pose is unknown.
+    capture : int or None
+        The capture that took it (its rig frame), None if the manifest does not say.
     """
 
     image_id: int
@@ -96,6 +98,7 @@ class ColmapImage:
     camera_id: int
     camera: str
     pose: tuple[np.ndarray, np.ndarray] | None
+    capture: int | None = None
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,9 @@ def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | Non
                 pose = object_pose(entry["pose"], image_angle(entry))
             except ValidationError as exc:
                 raise ValidationError(f"{name}: {exc}") from None
-        images.append(ColmapImage(len(images) + 1, name, cameras[key].camera_id, camera, pose))
+        capture = entry.get("capture_no")
+        capture = capture if isinstance(capture, int) and not isinstance(capture, bool) else None
+        images.append(ColmapImage(len(images) + 1, name, cameras[key].camera_id, camera, pose, capture))
     if skipped:
         logger.warning("dataset %s: %d image(s) left out: %s", root, len(skipped), skipped)
     record = calibration.record() if calibration is not None else None

@@ -3,10 +3,16 @@
 :func:`reconstruct` extracts SIFT features with each camera's recorded intrinsics (see
 :func:`~.colmap.colmap_model`), matches every pair of images, and runs COLMAP's incremental mapper.
 Intrinsics that were recorded are held fixed; they are refined only when some camera has none.
-It writes, under ``<dataset>/reconstruction`` by default:
+Then, unless told the cameras moved (``rig=False``), it maps again with the cameras held as one
+rig, each capture a frame of it (see :mod:`.colmaprig`), and keeps that model when it registers
+as many images. It writes, under ``<dataset>/reconstruction`` by default:
 
-- ``database.db``: COLMAP's features and matches (open it in the COLMAP GUI);
-- ``sparse/``: the largest model, in COLMAP's binary and text formats;
+- ``images/``: the dataset's images linked under the names COLMAP's rig needs (hard links: no
+  second copy of the bytes where the file system allows them);
+- ``database.db``: COLMAP's features and matches (open it in the COLMAP GUI with ``images/`` as
+  the image folder);
+- ``sparse/``: the largest model, in COLMAP's binary and text formats, its images named as in the
+  dataset;
 - ``points.ply``: its points, coloured;
 - ``summary.json``: :meth:`ReconstructionSummary.to_dict`.
 
@@ -38,6 +44,7 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
+from .colmaprig import RigLayout, rig_config, rig_layout
 from .geometry import align_similarity, camera_centre
 
 __all__ = ["PHASES", "ReconstructionSummary", "reconstruct"]
@@ -45,7 +52,7 @@ __all__ = ["PHASES", "ReconstructionSummary", "reconstruct"]
 logger = logging.getLogger(__name__)
 
 #: Phases reported to a progress callback, in order.
-PHASES = ("features", "matching", "mapping", "writing")
+PHASES = ("features", "matching", "mapping", "rig", "writing")
 
 Progress = Callable[[str, int, int], Any]
 
@@ -72,6 +79,12 @@ class ReconstructionSummary:
         Separate models COLMAP made (1 when every image connects); the largest is kept.
     fixed_intrinsics : bool
         True when every camera's intrinsics were recorded and held fixed.
+    rig : bool
+        True when the model kept was mapped with the cameras held as one rig.
+    rig_cameras : int
+        Cameras in that rig (0 without one).
+    frames : int
+        Captures holding images of two cameras or more (the rig's frames).
     ring_radius : float or None
         With ground truth: the median distance of the true camera centres from the vertical axis
         (the radius of a ring of cameras), in the rig's units (metres).
@@ -92,6 +105,9 @@ class ReconstructionSummary:
     reprojection_px: float
     models: int
     fixed_intrinsics: bool
+    rig: bool = False
+    rig_cameras: int = 0
+    frames: int = 0
     ring_radius: float | None = None
     centre_errors: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -129,56 +145,102 @@ def _colmap_log(pycolmap: ModuleType) -> Iterator[None]:
         pycolmap.logging.minloglevel = before
 
 
-def _extract(pycolmap: ModuleType, model: ColmapModel, database: Path, progress: Progress) -> None:
+def _extract(
+    pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, progress: Progress
+) -> None:
     """Features of every image, each camera's with its own intrinsics."""
-    names: dict[int, list[str]] = {}
-    for image in model.images:
-        names.setdefault(image.camera_id, []).append(image.name)
     done = 0
     progress("features", done, len(model.images))
     for camera in model.cameras:
+        names = layout.cameras[camera.camera_id]
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = camera.model
         reader.camera_params = ",".join(repr(float(p)) for p in camera.params)
         pycolmap.extract_features(
             str(database),
-            str(model.root),
-            image_names=names[camera.camera_id],
+            str(layout.folder),
+            image_names=names,
             camera_mode=pycolmap.CameraMode.SINGLE,
             camera_model=camera.model,
             reader_options=reader,
         )
-        done += len(names[camera.camera_id])
+        done += len(names)
         progress("features", done, len(model.images))
 
 
 def _map(
-    pycolmap: ModuleType, model: ColmapModel, database: Path, work: Path, fixed: bool, progress: Progress
+    pycolmap: ModuleType,
+    layout: RigLayout,
+    database: Path,
+    work: Path,
+    fixed: bool,
+    phase: str,
+    progress: Progress,
 ) -> dict:
-    """COLMAP's incremental mapper; intrinsics held ``fixed`` or refined."""
+    """COLMAP's incremental mapper; intrinsics held ``fixed`` or refined; progress as ``phase``."""
     options = pycolmap.IncrementalPipelineOptions()
     options.ba_refine_focal_length = not fixed
     options.ba_refine_principal_point = False
     options.ba_refine_extra_params = not fixed
+    total = len(layout.names)
     registered = [0]
 
     def first_pair() -> None:
         registered[0] = 2
-        progress("mapping", registered[0], len(model.images))
+        progress(phase, registered[0], total)
 
     def next_image() -> None:
         registered[0] += 1
-        progress("mapping", min(registered[0], len(model.images)), len(model.images))
+        progress(phase, min(registered[0], total), total)
 
-    progress("mapping", 0, len(model.images))
+    progress(phase, 0, total)
+    work.mkdir(parents=True)
     return pycolmap.incremental_mapping(
         str(database),
-        str(model.root),
+        str(layout.folder),
         str(work),
         options,
         initial_image_pair_callback=first_pair,
         next_image_callback=next_image,
     )
+
+
+def _largest(models: dict) -> Any:
+    return max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+
+
+def _map_rig(
+    pycolmap: ModuleType,
+    layout: RigLayout,
+    first: Any,
+    database: Path,
+    work: Path,
+    fixed: bool,
+    progress: Progress,
+) -> tuple[Any, int] | None:
+    """Map again with the cameras held as one rig: the model and the cameras in the rig, or None.
+
+    None when there is no rig to make (one camera, or one capture) or COLMAP could not use it;
+    the model without the rig then stands.
+    """
+    config = rig_config(pycolmap, layout, first)
+    if config is None:
+        return None
+    try:
+        db = pycolmap.Database.open(str(database))
+        try:
+            # The cameras' places in the rig, measured on a copy of the first model.
+            pycolmap.apply_rig_config([config], db, pycolmap.Reconstruction(first))
+        finally:
+            db.close()
+        models = _map(pycolmap, layout, database, work, fixed, "rig", progress)
+    except (RuntimeError, ValueError) as exc:
+        logger.warning("mapping with the cameras as one rig failed (%s): keeping the model without it", exc)
+        return None
+    if not models:
+        logger.warning("mapping with the cameras as one rig made no model: keeping the model without it")
+        return None
+    return _largest(models), len(config.cameras)
 
 
 def _compare(model: ColmapModel, reconstruction: Any) -> tuple[float | None, dict[str, float]]:
@@ -210,6 +272,7 @@ def reconstruct(
     *,
     progress: Progress | None = None,
     calibration: Calibration | None = None,
+    rig: bool = True,
 ) -> ReconstructionSummary:
     """Reconstruct a dataset's sparse model and point cloud with COLMAP.
 
@@ -222,10 +285,13 @@ def reconstruct(
         is replaced.
     progress : callable, optional
         Called with ``(phase, done, total)`` as the work goes on; phases are ``features``,
-        ``matching``, ``mapping`` and ``writing``.
+        ``matching``, ``mapping``, ``rig`` (mapping with the rig) and ``writing``.
     calibration : Calibration, optional
         Intrinsics and poses replacing those the cameras recorded (see
         :func:`~.colmap.colmap_model`).
+    rig : bool
+        Hold the cameras as one rig, fixed to each other during the whole dataset (the images
+        of a capture are one frame of it). Give False if cameras were moved between captures.
 
     Returns
     -------
@@ -254,21 +320,33 @@ def reconstruct(
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
-    work.mkdir()
+    layout = rig_layout(model, folder / "images")
 
     with _colmap_log(pycolmap):
-        _extract(pycolmap, model, database, report)
+        _extract(pycolmap, model, layout, database, report)
         report("matching", 0, 1)
         pycolmap.match_exhaustive(str(database))
         report("matching", 1, 1)
-        models = _map(pycolmap, model, database, work, fixed, report)
-    if not models:
-        shutil.rmtree(work)
-        raise PlantImagerError(
-            f"COLMAP could not start a model from the {len(model.images)} images of {model.root}: "
-            "too few features match between them (more texture, overlap or resolution helps)"
+        models = _map(pycolmap, layout, database, work / "free", fixed, "mapping", report)
+        if not models:
+            shutil.rmtree(work)
+            raise PlantImagerError(
+                f"COLMAP could not start a model from the {len(model.images)} images of {model.root}: "
+                "too few features match between them (more texture, overlap or resolution helps)"
+            )
+        best = _largest(models)
+        rigged = _map_rig(pycolmap, layout, best, database, work / "rig", fixed, report) if rig else None
+    rig_cameras = 0
+    if rigged is not None and rigged[0].num_reg_images() >= best.num_reg_images():
+        best, rig_cameras = rigged
+    elif rigged is not None:
+        logger.warning(
+            "as one rig the cameras gave %d registered images, free %d: keeping the free model",
+            rigged[0].num_reg_images(),
+            best.num_reg_images(),
         )
-    best = max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
+    for image_id in best.reg_image_ids():  # the dataset's names, for the model and the comparison
+        best.images[image_id].name = layout.names[best.images[image_id].name]
 
     report("writing", 0, 1)
     sparse.mkdir()
@@ -288,6 +366,9 @@ def reconstruct(
         reprojection_px=reprojection if math.isfinite(reprojection) else float("nan"),
         models=len(models),
         fixed_intrinsics=fixed,
+        rig=rig_cameras > 0,
+        rig_cameras=rig_cameras,
+        frames=layout.frames,
         ring_radius=radius,
         centre_errors=errors,
         skipped=model.skipped,
@@ -296,11 +377,12 @@ def reconstruct(
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
     logger.info(
-        "dataset %s: %d of %d images registered, %d points, %.3f px",
+        "dataset %s: %d of %d images registered, %d points, %.3f px%s",
         model.root,
         summary.registered,
         summary.images,
         summary.points,
         summary.reprojection_px,
+        f", {rig_cameras} cameras as one rig" if rig_cameras else "",
     )
     return summary
