@@ -21,6 +21,7 @@ from plantimager.rig.colmap import colmap_model, export_colmap
 from plantimager.rig.colmaprig import rig_layout
 from plantimager.rig.geometry import align_similarity, quaternion, turn
 from plantimager.rig.manifest import MANIFEST_FORMAT, load_manifest
+from plantimager.rig.meshroom import export_meshroom
 from plantimager.rig.reconstruction import reconstruct
 
 
@@ -235,16 +236,21 @@ def test_folders_that_are_not_datasets_are_refused_by_every_command(tmp_path, ma
     with pytest.raises(ValidationError, match=message):
         load_manifest(root)
     runner = CliRunner()
-    for command in (["dataset", "export", str(root)], ["dataset", "reconstruct", str(root)]):
+    for command in (
+        ["dataset", "export", str(root)],
+        ["dataset", "export", "--format", "meshroom", str(root)],
+        ["dataset", "reconstruct", str(root)],
+    ):
         result = runner.invoke(main, command)
         assert result.exit_code == 1 and message.split("'")[0] in result.output, result.output
-    assert not (root / "colmap").exists() and not (root / "reconstruction").exists()
+    assert not any((root / made).exists() for made in ("colmap", "meshroom", "reconstruction"))
 
 
 def test_an_empty_dataset_has_nothing_to_export_or_reconstruct(tmp_path):
     root = write_dataset(tmp_path / "d", [image("gone.jpg", on_disk=False)])
-    with pytest.raises(ValidationError, match="holds no image to export"):
-        export_colmap(root)
+    for export in (export_colmap, export_meshroom):
+        with pytest.raises(ValidationError, match="holds no image to export"):
+            export(root)
     with pytest.raises(ValidationError, match="holds 0 usable image"):
         reconstruct(root)
 
@@ -257,6 +263,85 @@ def test_without_pycolmap_reconstruct_says_how_to_install_it(tmp_path, monkeypat
     result = CliRunner().invoke(main, ["dataset", "reconstruct", str(root)])
     assert result.exit_code == 1 and "plantimager[sfm]" in result.output
     assert not (root / "reconstruction").exists()
+
+
+def aliceVision_pose(pose: dict) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera R (stored column after column) and the centre of an SfMData pose."""
+    transform = pose["pose"]["transform"]
+    rotation = np.array([float(v) for v in transform["rotation"]]).reshape(3, 3, order="F")
+    return rotation, np.array([float(v) for v in transform["center"]])
+
+
+def test_the_meshroom_export_holds_views_intrinsics_poses_and_the_sensor_database(tmp_path):
+    known = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
+    known["sensor_mm"] = [6.4, 4.8]
+    rotation, translation = camera_pose(30.0, 20.0)
+    pose = {"R": rotation.tolist(), "t": translation.tolist()}
+    root = write_dataset(
+        tmp_path / "d",
+        [
+            image("a/1.jpg", intrinsics=known, pose=pose, position={"angle": 90.0}),
+            image("a/2.jpg", capture_no=2, intrinsics=known, pose=pose, position={"angle": 180.0}),
+            image("b/1.jpg", camera="n2/cam0"),
+        ],
+    )
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["cameras"] = {
+        "n1/cam0": {"camera_model": {"make": "RaspberryPi", "model": "imx477"}, "intrinsics": known},
+        "n2/cam0": {"camera_model": {"make": "Other", "model": "unknown sensor"}, "intrinsics": None},
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+    result = CliRunner().invoke(main, ["dataset", "export", "--format", "meshroom", "--json", str(root)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["format"], summary["images"], summary["posed"]) == ("meshroom", 3, 2)
+    sfm = json.loads((root / "meshroom" / "cameraInit.sfm").read_text())
+    assert sfm["version"] == ["1", "0", "0"]
+    views = {Path(v["path"]).relative_to(root.resolve()).as_posix(): v for v in sfm["views"]}
+    assert set(views) == {"a/1.jpg", "a/2.jpg", "b/1.jpg"}
+    assert (views["a/1.jpg"]["frameId"], views["a/2.jpg"]["frameId"]) == ("1", "2")
+    assert (
+        views["a/1.jpg"]["intrinsicId"] == views["a/2.jpg"]["intrinsicId"] != views["b/1.jpg"]["intrinsicId"]
+    )
+    by_id = {i["intrinsicId"]: i for i in sfm["intrinsics"]}
+    pinhole = by_id[views["a/1.jpg"]["intrinsicId"]]
+    assert (pinhole["type"], pinhole["initializationMode"], pinhole["locked"]) == (
+        "pinhole",
+        "calibrated",
+        "1",
+    )
+    assert float(pinhole["pxFocalLength"]) == known["fx"]
+    assert [float(v) for v in pinhole["principalPoint"]] == [known["cx"], known["cy"]]
+    assert (float(pinhole["sensorWidth"]), pinhole["serialNumber"]) == (6.4, "n1/cam0")
+    prior = by_id[views["b/1.jpg"]["intrinsicId"]]
+    assert (prior["type"], prior["locked"], float(prior["pxFocalLength"])) == ("radial3", "0", 1.2 * 64)
+    # Poses in the object's frame: the table turned the object by the capture's angle.
+    poses = {p["poseId"]: p for p in sfm["poses"]}
+    assert set(poses) == {views["a/1.jpg"]["poseId"], views["a/2.jpg"]["poseId"]}
+    for name, angle in (("a/1.jpg", 90.0), ("a/2.jpg", 180.0)):
+        found, centre = aliceVision_pose(poses[views[name]["poseId"]])
+        np.testing.assert_allclose(found, rotation @ turn(angle), atol=1e-12)
+        np.testing.assert_allclose(centre, -(rotation @ turn(angle)).T @ translation, atol=1e-12)
+        assert poses[views[name]["poseId"]]["pose"]["locked"] == "1"
+    # Only the camera whose sensor is known goes into the sensor database.
+    assert (root / "meshroom" / "sensor_db.txt").read_text() == "RaspberryPi;imx477;6.4;plantimager\n"
+    listed = (root / "meshroom" / "image-list.txt").read_text().split()
+    assert sorted(listed) == sorted(str((root / n).resolve()) for n in views)
+
+
+def test_a_meshroom_camera_with_oblong_pixels_gets_two_focal_lengths(tmp_path):
+    oblong = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
+    oblong["fy"] = oblong["fx"] * 1.01
+    root = write_dataset(
+        tmp_path / "d", [image("1.jpg", intrinsics=oblong), image("2.jpg", camera="n2/cam0")]
+    )
+    export_meshroom(root)
+    sfm = json.loads((root / "meshroom" / "cameraInit.sfm").read_text())
+    assert sfm["version"] == ["1", "2", "0"]  # pxFocalLength as [fx, fy], for every camera
+    focals = sorted(tuple(float(v) for v in i["pxFocalLength"]) for i in sfm["intrinsics"])
+    assert focals == sorted([(oblong["fx"], oblong["fy"]), (1.2 * 64, 1.2 * 64)])
+    assert "poses" not in sfm
 
 
 def test_images_that_share_no_features_make_no_model_and_say_why(tmp_path):

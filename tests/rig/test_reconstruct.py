@@ -94,6 +94,20 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     listed = (dataset / "colmap" / "image-list.txt").read_text().split()
     assert sorted(listed) == sorted(images)
 
+    # Meshroom's input: every image a view with its camera's pinhole and its true pose, locked.
+    code, output = run_cli("dataset", "export", "--format", "meshroom", str(dataset)).finish(60)
+    assert code == 0, output
+    sfm = json.loads((dataset / "meshroom" / "cameraInit.sfm").read_text())
+    assert len(sfm["views"]) == len(sfm["poses"]) == len(images) and len(sfm["intrinsics"]) == 8
+    pose_of = {p["poseId"]: p["pose"]["transform"] for p in sfm["poses"]}
+    for view in sfm["views"]:
+        entry = images[Path(view["path"]).name]
+        truth_r, truth_t = object_pose(entry["pose"], image_angle(entry))
+        stored = np.array([float(v) for v in pose_of[view["poseId"]]["rotation"]]).reshape(3, 3, order="F")
+        np.testing.assert_allclose(stored, truth_r, atol=1e-9)
+        centre = [float(v) for v in pose_of[view["poseId"]]["center"]]
+        np.testing.assert_allclose(centre, camera_centre(truth_r, truth_t), atol=1e-9)
+
     code, output = run_cli("dataset", "reconstruct", "--json", str(dataset)).finish(240)
     assert code == 0, output
     summary = json.loads(output.splitlines()[-1])

@@ -2,6 +2,8 @@
 
 - ``dataset export --format colmap DATASET`` writes COLMAP's text model (cameras with their recorded
   intrinsics, the known poses, an image list) to ``DATASET/colmap`` or ``--out``;
+- ``dataset export --format meshroom DATASET`` writes Meshroom's (AliceVision's) SfMData with the
+  same cameras and poses, and a sensor database, to ``DATASET/meshroom`` or ``--out``;
 - ``dataset reconstruct DATASET`` runs COLMAP's structure from motion (the ``sfm`` extra) and writes
   the sparse model and a PLY point cloud, with a progress display and a summary.
 
@@ -20,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from plantimager.commons.errors import PlantImagerError
 from plantimager.rig.calibration import Calibration, load_calibration
-from plantimager.rig.colmap import export_colmap
+from plantimager.rig.colmap import ColmapExport, export_colmap
+from plantimager.rig.meshroom import MeshroomExport, export_meshroom
 from plantimager.rig.reconstruction import PHASES, ReconstructionSummary, reconstruct
 
 __all__ = ["dataset"]
@@ -55,21 +58,25 @@ def dataset() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["colmap"]),
+    type=click.Choice(["colmap", "meshroom"]),
     default="colmap",
     show_default=True,
-    help="What to write.",
+    help="What to write: COLMAP's text model, or Meshroom's (AliceVision's) SfMData and sensor database.",
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/colmap.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Default DATASET/<format>.")
 @_CALIBRATION
 @_JSON
 def export(folder: Path, fmt: str, out: Path | None, calibration: Path | None, as_json: bool) -> None:
-    """Write DATASET's cameras, images and known poses for COLMAP (to DATASET/colmap by default).
+    """Write DATASET's cameras, images and known poses for COLMAP or Meshroom (to DATASET/<format>).
 
-    Run COLMAP with ``--image_path DATASET``: the image list names files relative to it.
+    COLMAP: run it with ``--image_path DATASET``, the image list names files relative to it.
+    Meshroom: ``meshroom_batch --input DATASET/meshroom/cameraInit.sfm``.
     """
     try:
-        result = export_colmap(folder, out, _calibration(calibration))
+        if fmt == "meshroom":
+            result: ColmapExport | MeshroomExport = export_meshroom(folder, out, _calibration(calibration))
+        else:
+            result = export_colmap(folder, out, _calibration(calibration))
     except PlantImagerError as exc:
         raise click.ClickException(str(exc)) from None
     model = result.model

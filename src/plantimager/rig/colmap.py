@@ -30,8 +30,17 @@ from plantimager.commons.errors import ValidationError
 from .calibration import Calibration
 from .geometry import image_angle, object_pose, quaternion
 from .manifest import load_manifest
+from .storage import write_atomically
 
-__all__ = ["ColmapCamera", "ColmapExport", "ColmapImage", "ColmapModel", "colmap_model", "export_colmap"]
+__all__ = [
+    "ColmapCamera",
+    "ColmapExport",
+    "ColmapImage",
+    "ColmapModel",
+    "colmap_model",
+    "export_colmap",
+    "write_export",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +304,19 @@ def _images_txt(model: ColmapModel) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_export(folder: Path, texts: dict[str, str], calibration: dict[str, Any] | None) -> None:
+    """Write an export's files to ``folder``, each replaced whole, and the calibration in force.
+
+    ``calibration.json`` records ``calibration``; without one, an earlier export's is removed.
+    """
+    if calibration is not None:
+        texts = {**texts, "calibration.json": json.dumps(calibration, indent=2) + "\n"}
+    elif (folder / "calibration.json").exists():
+        (folder / "calibration.json").unlink()  # an earlier export's, no longer in force
+    for file_name, text in texts.items():
+        write_atomically(folder / file_name, text.encode("utf-8"))
+
+
 def export_colmap(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -332,14 +354,7 @@ def export_colmap(
         "points3D.txt": "# 3D point list (none: COLMAP triangulates them)\n",
         "image-list.txt": "".join(f"{image.name}\n" for image in model.images),
     }
-    if model.calibration is not None:
-        texts["calibration.json"] = json.dumps(model.calibration, indent=2) + "\n"
-    elif (folder / "calibration.json").exists():
-        (folder / "calibration.json").unlink()  # an earlier export's, no longer in force
-    for file_name, text in texts.items():
-        tmp = folder / f".{file_name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / file_name)
+    write_export(folder, texts, model.calibration)
     logger.info(
         "dataset %s: COLMAP model of %d camera(s), %d image(s) (%d posed) in %s",
         model.root,
