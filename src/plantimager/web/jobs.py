@@ -7,26 +7,18 @@ through ``download`` events (see :mod:`plantimager.web.events`). One download ru
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import secrets
-import time
 from typing import Any
-
-from starlette.concurrency import run_in_threadpool
 
 from plantimager.rig import DownloadProgress
 
-from .controller import WebController, describe
+from .controller import WebController
 from .events import EventHub
+from .job import BackgroundJob
 
 __all__ = ["DownloadJob"]
 
-logger = logging.getLogger(__name__)
 
-
-class DownloadJob:
+class DownloadJob(BackgroundJob):
     """The download of the web app: at most one at a time, its progress published as events.
 
     Parameters
@@ -37,41 +29,23 @@ class DownloadJob:
         Where ``download`` events go.
     """
 
+    kind = "download"
+
     def __init__(self, controller: WebController, events: EventHub) -> None:
-        self.controller = controller
-        self.events = events
-        self.state = "idle"
+        super().__init__(controller, events)
         self.done = self.total = self.bytes = 0
         self.failed = 0
         self.file = ""
-        self.started = self.finished = 0.0
-        self.result: dict[str, Any] | None = None
-        self.error = ""
-        self.run = ""  # id of the current or last download
-        self.seq = 0  # number of its latest state (a page ignores states older than one it has)
-        self._task: asyncio.Task[None] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The job's state as sent in ``download`` events and by ``GET /api/download``."""
-        now = self.finished or (time.monotonic() if self.state == "running" else self.started)
+    def fields(self) -> dict[str, Any]:
+        """Images done and in all, failed, bytes and the latest file."""
         return {
-            "run": self.run,
-            "seq": self.seq,
-            "state": self.state,
             "done": self.done,
             "total": self.total,
             "failed": self.failed,
             "bytes": self.bytes,
             "file": self.file,
-            "seconds": round(now - self.started, 3) if self.started else 0.0,
-            "result": self.result,
-            "error": self.error,
         }
-
-    @property
-    def running(self) -> bool:
-        """Whether a download is in progress."""
-        return self.state == "running"
 
     def start(self) -> dict[str, Any]:
         """Start a download (on the event loop); returns its state.
@@ -81,40 +55,18 @@ class DownloadJob:
         RuntimeError
             If one is already running.
         """
-        if self.running:
-            raise RuntimeError("a download is already running")
-        self.state, self.error, self.result = "running", "", None
-        self.run, self.seq = secrets.token_hex(4), 0
-        self.done = self.total = self.bytes = self.failed = 0
-        self.file = ""
-        self.started, self.finished = time.monotonic(), 0.0
-        self._publish()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="web-download")
-        return self.as_dict()
+        if not self.running:
+            self.done = self.total = self.bytes = self.failed = 0
+            self.file = ""
+        return self.launch(lambda: self.controller.download(self._progress))
 
-    async def _run(self) -> None:
-        try:
-            result = await run_in_threadpool(self.controller.download, self._progress)
-        except Exception as exc:
-            logger.warning("download failed: %s", describe(exc))
-            self.state, self.error = "failed", describe(exc)
-        else:
-            self.state, self.result = "done", result
-            self.done = max(self.done, result["written"])
-            self.total = max(self.total, self.done)
-        self.finished = time.monotonic()
-        self._publish()
+    def done_with(self, result: dict[str, Any]) -> None:
+        self.done = max(self.done, result["written"])
+        self.total = max(self.total, self.done)
 
     def _progress(self, event: DownloadProgress) -> None:
         """Called on the rig's worker threads after each image."""
-        loop = self._loop()
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._advance, event)
-
-    def _loop(self) -> asyncio.AbstractEventLoop | None:
-        task = self._task
-        return task.get_loop() if task is not None else None
+        self.from_thread(self._advance, event)
 
     def _advance(self, event: DownloadProgress) -> None:
         if self.state != "running":
@@ -124,16 +76,4 @@ class DownloadJob:
         self.file = event.file
         if not event.ok:
             self.failed += 1
-        self._publish()
-
-    def _publish(self) -> None:
-        self.seq += 1
-        self.events.publish("download", self.as_dict())
-
-    async def wait(self, timeout: float) -> None:
-        """Wait for a running download to end, at most ``timeout`` seconds (at shutdown)."""
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(task)
+        self.publish()

@@ -7,26 +7,18 @@ of the position under way). One scan runs at a time.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import secrets
-import time
 from typing import Any
-
-from starlette.concurrency import run_in_threadpool
 
 from plantimager.rig.scan import ScanProgress
 
-from .controller import WebController, describe
+from .controller import WebController
 from .events import EventHub
+from .job import BackgroundJob
 
 __all__ = ["ScanJob"]
 
-logger = logging.getLogger(__name__)
 
-
-class ScanJob:
+class ScanJob(BackgroundJob):
     """At most one scan at a time, its progress published as events.
 
     Parameters
@@ -37,43 +29,25 @@ class ScanJob:
         Where ``scan`` events go.
     """
 
+    kind = "scan"
+
     def __init__(self, controller: WebController, events: EventHub) -> None:
-        self.controller = controller
-        self.events = events
-        self.state = "idle"
+        super().__init__(controller, events)
         self.phase = ""
         self.taken = self.total = self.downloaded = 0
         self.index = 0
         self.angle: float | None = None
-        self.started = self.finished = 0.0
-        self.result: dict[str, Any] | None = None
-        self.error = ""
-        self.run = ""
-        self.seq = 0
-        self._task: asyncio.Task[None] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The job's state as sent in ``scan`` events and by ``GET /api/scan``."""
-        now = self.finished or (time.monotonic() if self.state == "running" else self.started)
+    def fields(self) -> dict[str, Any]:
+        """The phase, position under way and its angle, positions taken and in all, downloads."""
         return {
-            "run": self.run,
-            "seq": self.seq,
-            "state": self.state,
             "phase": self.phase,
             "index": self.index,
             "angle": self.angle,
             "taken": self.taken,
             "total": self.total,
             "downloaded": self.downloaded,
-            "seconds": round(now - self.started, 3) if self.started else 0.0,
-            "result": self.result,
-            "error": self.error,
         }
-
-    @property
-    def running(self) -> bool:
-        """Whether a scan is in progress."""
-        return self.state == "running"
 
     def start(self, positions: int, turntable: str | None) -> dict[str, Any]:
         """Start a scan (on the event loop); returns its state.
@@ -83,35 +57,18 @@ class ScanJob:
         RuntimeError
             If one is already running.
         """
-        if self.running:
-            raise RuntimeError("a scan is already running")
-        self.state, self.phase, self.error, self.result = "running", "starting", "", None
-        self.run, self.seq = secrets.token_hex(4), 0
-        self.taken = self.downloaded = self.index = 0
-        self.total, self.angle = positions, None
-        self.started, self.finished = time.monotonic(), 0.0
-        self._publish()
-        self._task = asyncio.get_running_loop().create_task(self._run(positions, turntable), name="web-scan")
-        return self.as_dict()
+        if not self.running:
+            self.phase = "starting"
+            self.taken = self.downloaded = self.index = 0
+            self.total, self.angle = positions, None
+        return self.launch(lambda: self.controller.scan(positions, turntable, self._progress))
 
-    async def _run(self, positions: int, turntable: str | None) -> None:
-        try:
-            result = await run_in_threadpool(self.controller.scan, positions, turntable, self._progress)
-        except Exception as exc:
-            logger.warning("scan failed: %s", describe(exc))
-            self.state, self.error = "failed", describe(exc)
-        else:
-            self.state, self.result = "done", result
-            self.taken = max(self.taken, result["taken"] + result["already"])
-        self.finished = time.monotonic()
-        self._publish()
+    def done_with(self, result: dict[str, Any]) -> None:
+        self.taken = max(self.taken, result["taken"] + result["already"])
 
     def _progress(self, event: ScanProgress) -> None:
         """Called on the rig's threads at each step."""
-        task = self._task
-        if task is not None:
-            with contextlib.suppress(RuntimeError):
-                task.get_loop().call_soon_threadsafe(self._advance, event)
+        self.from_thread(self._advance, event)
 
     def _advance(self, event: ScanProgress) -> None:
         if self.state != "running":
@@ -121,16 +78,4 @@ class ScanJob:
         else:
             self.phase, self.index, self.angle = event.phase, event.index, event.angle
             self.taken, self.total = event.taken, event.total
-        self._publish()
-
-    def _publish(self) -> None:
-        self.seq += 1
-        self.events.publish("scan", self.as_dict())
-
-    async def wait(self, timeout: float) -> None:
-        """Wait for a running scan to end, at most ``timeout`` seconds (at shutdown)."""
-        task = self._task
-        if task is not None and not task.done():
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(task)
+        self.publish()
