@@ -78,8 +78,17 @@ def check_key(text: str | bytes, what: str = "public key") -> bytes:
 
 
 def make_private_dir(folder: Path) -> Path:
-    """Create ``folder`` (and its parents) if needed; a folder created here gets mode 0700."""
-    folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    """Create ``folder`` (and its parents) if needed; every folder created here gets mode 0700."""
+    missing = []
+    path = folder
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
+            path.mkdir(mode=PRIVATE_DIR_MODE)
+    if not folder.is_dir():
+        raise ValidationError(f"{folder} is not a folder")
     return folder
 
 
