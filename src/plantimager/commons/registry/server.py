@@ -54,6 +54,7 @@ import zmq
 from .. import watchdog as _watchdog
 from ..errors import ProtocolError, RegistryError, ValidationError
 from ..rpc.guard import Gate
+from ..rpc.refusals import RefusalLog
 from ..rpc.sockets import SocketOptions, make_socket, release_endpoint
 from ..rpc.wire import decode_object, encode
 from ..security import KeyRing, Role
@@ -210,6 +211,11 @@ class DeviceRegistry(threading.Thread):
         return sock
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def refusals(self) -> RefusalLog | None:
+        """Where a secured registry logs and counts what it refused (None in plaintext)."""
+        return self._gate.log if self._gate is not None else None
 
     def add_new_device_callback(self, callback: Callable[[str, str, str], Any]) -> None:
         """Call ``callback(device_type, addr, name)`` whenever a device is added.

@@ -41,6 +41,8 @@ _WATCHED = (
     | zmq.EVENT_HANDSHAKE_SUCCEEDED
 )
 _TICK_MS = 1000
+#: Monitor events queued for the monitor thread at most (a flood of connections must not be lost).
+_MONITOR_BACKLOG = 100_000
 
 
 class _Domain:
@@ -137,6 +139,7 @@ class Guard:
         address = f"inproc://plantimager-handshakes-{uuid.uuid4().hex}"
         sock.monitor(address, _WATCHED)
         monitor = make_socket(self.context, zmq.PAIR)
+        monitor.setsockopt(zmq.RCVHWM, _MONITOR_BACKLOG)  # libzmq drops monitor events beyond it
         monitor.connect(address)
         self._incoming.put((monitor, HandshakeEvents(label, self.log)))  # handed to the monitor thread
         self._waker.wake()

@@ -4,7 +4,10 @@
 only counts them, and says how many it did not show once the window is over. :class:`HandshakeEvents`
 turns a secured socket's monitor events into refusals: libzmq reports a failed handshake (a plaintext
 client, a broken or forged CURVE handshake) and, right after it, the disconnection of that connection,
-whose descriptor gives the peer's address.
+whose descriptor gives the peer's address. Some malformed input (garbage framing, a command claiming to
+be enormous) makes libzmq drop the connection with no failure event: a connection that ends before any
+handshake succeeded on the socket since it was accepted is reported as refused too. (One that ends while
+another client's handshake succeeded meanwhile is not: it might have been that client.)
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class RefusalLog:
         self.window = window
         self.total = 0
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._window_start = time.monotonic()
         self._shown = 0
         self._hidden = 0
@@ -66,12 +70,18 @@ class RefusalLog:
         """Report one refusal, described by ``text`` (peer, key id, what and why; never a secret)."""
         with self._lock:
             self.total += 1
+            self._changed.notify_all()
             self._roll(time.monotonic())
             if self._shown < self.burst:
                 self._shown += 1
                 logger.warning("refused %s", text)
             else:
                 self._hidden += 1
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` refusals were reported; False after ``timeout`` seconds."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self.total >= count, timeout)
 
     def flush(self) -> None:
         """Say how many refusals were not shown, once their window is over."""
@@ -104,26 +114,35 @@ class HandshakeEvents:
     def __init__(self, label: str, log: RefusalLog) -> None:
         self.label = label
         self.log = log
-        self._peers: dict[int, str] = {}
+        self._peers: dict[int, tuple[str, int]] = {}  # fd -> (peer, successes counted when accepted)
         self._failure: str | None = None
+        self._successes = 0
+        self._denied = 0  # connections the ZAP handler refused (and logged) that have not ended yet
 
     def handle(self, event: int, value: int) -> None:
         """Take one monitor event (its number and value)."""
         if event == zmq.EVENT_ACCEPTED:
-            self._peers[value] = peer_of_fd(value)
+            self._peers[value] = (peer_of_fd(value), self._successes)
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             self._failure = _REASONS.get(value, f"protocol error {_error_name(value)}")
         elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
             self._failure = f"handshake not completed ({_errno_text(value)})"
         elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             self._failure = None  # the ZAP handler logged it, with the key
+            self._denied += 1
         elif event == zmq.EVENT_DISCONNECTED:
-            peer = self._peers.pop(value, "?")
+            peer, successes = self._peers.pop(value, ("?", -1))
             if self._failure is not None:
                 self.log.refused(f"a connection from {peer} to the {self.label}: {self._failure}")
-                self._failure = None
+            elif self._denied:
+                self._denied -= 1
+            elif successes == self._successes:
+                reason = "closed before completing a handshake (malformed, or not ZMTP)"
+                self.log.refused(f"a connection from {peer} to the {self.label}: {reason}")
+            self._failure = None
         elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._failure = None
+            self._successes += 1
 
 
 def _error_name(value: int) -> str:

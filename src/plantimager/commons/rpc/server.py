@@ -26,6 +26,7 @@ from .guard import Gate
 from .members import BUFFER_MARK, JSON_MARK, Members, collect_members, mark_remote
 from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply
 from .publisher import SignalPublisher
+from .refusals import RefusalLog
 from .replies import buffer_reply, failure_reply, unknown_event_text
 from .signals import RPCSignal
 from .sockets import (
@@ -160,6 +161,11 @@ class RPCServerBase:
         }
         self._finalizer = weakref.finalize(self, close_all, [sock, self._waker, self._gate])
         logger.debug("%s listening on %s (advertised as %s)", type(self).__name__, url, self.address)
+
+    @property
+    def refusals(self) -> RefusalLog | None:
+        """Where a secured server logs and counts what it refused (None in plaintext)."""
+        return self._gate.log if self._gate is not None else None
 
     # -- registration of remote methods ---------------------------------------------------------
     @staticmethod

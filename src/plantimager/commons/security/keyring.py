@@ -66,7 +66,7 @@ def default_keys_dir() -> Path:
 def keys_dir(option: str | os.PathLike[str] | None = None) -> Path:
     """The key folder: ``option`` if given, else ``$PLANTIMAGER_KEYS``, else :func:`default_keys_dir`."""
     chosen = option or os.environ.get(KEYS_ENV) or default_keys_dir()
-    return Path(chosen).expanduser()
+    return Path(os.path.expanduser(chosen))
 
 
 def key_id(public_key: bytes) -> str:
@@ -89,8 +89,8 @@ class TrustEntry:
         return self.role is None
 
     def describe(self) -> str:
-        """``name (key abcdefgh)``, for logs."""
-        return f"{self.name} (key {key_id(self.public_key)})"
+        """``name (key id abcdefgh)``, for logs."""
+        return f"{self.name} (key id {key_id(self.public_key)})"
 
 
 class KeyRing:
@@ -113,12 +113,14 @@ class KeyRing:
     """
 
     def __init__(self, folder: str | os.PathLike[str], *, registry_key: str | None = None) -> None:
-        self.folder = Path(folder).expanduser().absolute()
+        self.folder = Path(os.path.expanduser(folder)).absolute()
         self.public_key, self.secret_key = read_key_pair(self.folder / f"{HOST_KEY}.key_secret")
         self._lock = threading.Lock()
         self._files: dict[tuple[str, int, int, int], bytes] = {}
         self._trusted: dict[bytes, TrustEntry] = {}
         self._revoked: dict[bytes, TrustEntry] = {}
+        #: Longest time, in seconds, a lookup of an open connection's key may use the trust as last read.
+        self.refresh_s = REFRESH_S
         self._read_at = -REFRESH_S
         self._reload()
         self.registry_key = self.server_key(registry_key) if registry_key else self.public_key
@@ -141,7 +143,7 @@ class KeyRing:
         ValidationError
             If the folder holds a key pair already.
         """
-        path = make_private_dir(Path(folder).expanduser())
+        path = make_private_dir(Path(os.path.expanduser(folder)))
         create_key_pair(path, HOST_KEY)
         ring = cls(path)
         ring.trust(ring.public_key.decode("ascii"), Role.OPERATOR, SELF_NAME)
@@ -240,7 +242,7 @@ class KeyRing:
         """The role of a key now (None: not trusted); the trust is read again at most every second."""
         key = public_key.encode("ascii") if isinstance(public_key, str) else bytes(public_key)
         with self._lock:
-            if time.monotonic() - self._read_at > REFRESH_S:
+            if time.monotonic() - self._read_at >= self.refresh_s:
                 self._reload()
             entry = self._trusted.get(key)
         return None if entry is None else entry.role
@@ -261,14 +263,14 @@ class KeyRing:
             revoked = self._revoked.get(public_key)
         if revoked is not None:
             return None, f"revoked key {revoked.describe()}"
-        return None, f"unknown key {key_id(public_key)}"
+        return None, f"unknown key (key id {key_id(public_key)})"
 
     def describe(self, public_key: bytes | str) -> str:
-        """The name and short id of a key, for logs (``unknown (key abcdefgh)`` for a stranger)."""
+        """The name and short id of a key, for logs (``unknown (key id abcdefgh)`` for a stranger)."""
         key = public_key.encode("ascii") if isinstance(public_key, str) else bytes(public_key)
         with self._lock:
             entry = self._trusted.get(key) or self._revoked.get(key)
-        return entry.describe() if entry is not None else f"unknown (key {key_id(key)})"
+        return entry.describe() if entry is not None else f"unknown (key id {key_id(key)})"
 
     # -- socket keys -----------------------------------------------------------------------------------
     def server_curve(self, zap_domain: str) -> Curve:
@@ -282,7 +284,7 @@ class KeyRing:
     # -- reading the folder ------------------------------------------------------------------------------
     def _parse_ref(self, ref: str | os.PathLike[str]) -> tuple[bytes, str | None]:
         text = os.fspath(ref)
-        path = Path(text).expanduser()
+        path = Path(os.path.expanduser(text))
         if path.is_file():
             stem = path.name.removesuffix(".key_secret").removesuffix(".key")
             return read_public_key(path), stem if stem != HOST_KEY else None
