@@ -112,7 +112,7 @@ class KeyRing:
         readable by others, or ``registry_key`` names no key.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, registry_key: str | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, registry_key: str | bytes | None = None) -> None:
         self.folder = Path(os.path.expanduser(folder)).absolute()
         self.public_key, self.secret_key = read_key_pair(self.folder / f"{HOST_KEY}.key_secret")
         self._lock = threading.Lock()
@@ -222,7 +222,7 @@ class KeyRing:
             revoked = sorted(self._revoked.values(), key=lambda e: e.name)
         return trusted + revoked
 
-    def server_key(self, ref: str | os.PathLike[str]) -> bytes:
+    def server_key(self, ref: str | bytes | os.PathLike[str]) -> bytes:
         """The public key a client should expect of a server: a trusted key's name, a file or Z85 text.
 
         Raises
@@ -233,7 +233,7 @@ class KeyRing:
         with self._lock:
             self._reload()
             for entry in self._trusted.values():
-                if entry.name == str(ref):
+                if isinstance(ref, str) and entry.name == ref:
                     return entry.public_key
         return self._parse_ref(ref)[0]
 
@@ -282,8 +282,8 @@ class KeyRing:
         return Curve(self.public_key, self.secret_key, check_key(server_key, "server key"))
 
     # -- reading the folder ------------------------------------------------------------------------------
-    def _parse_ref(self, ref: str | os.PathLike[str]) -> tuple[bytes, str | None]:
-        text = os.fspath(ref)
+    def _parse_ref(self, ref: str | bytes | os.PathLike[str]) -> tuple[bytes, str | None]:
+        text = ref.decode("ascii", "replace") if isinstance(ref, bytes) else os.fspath(ref)
         path = Path(os.path.expanduser(text))
         if path.is_file():
             stem = path.name.removesuffix(".key_secret").removesuffix(".key")
