@@ -41,7 +41,7 @@ def capture_and_download(ctx, tmp_path, keys: RigKeys | None) -> tuple[bytes, by
             secured = {"keys": keys.controller, "server_key": node_keys.public_key} if keys else {}
             with NodeClient(ctx, f"tcp://127.0.0.1:{proxy.port}", timeout=5000, **secured) as client:
                 client.start_capture("wire-test-code")
-                data, meta = client.retrieve_still("wire-test-code", 0)
+                data, _meta = client.retrieve_still("wire-test-code", 0)
                 jpeg = bytes(data)
         return jpeg, proxy.seen
     finally:
