@@ -118,7 +118,6 @@ def run_node(
     PlantImagerError
         If the spool is used by another process or the backend cannot be loaded.
     """
-    check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
     if isinstance(cameras, bool) or not isinstance(cameras, int) or cameras < 1:
         raise ValidationError(f"cameras must be an int >= 1, got {cameras!r}")
     if name is not None:
@@ -140,6 +139,8 @@ def run_node(
     try:
         for index in range(cameras):
             backends.append(factory(index, **options))
+        # Checked once the options are known good, before anything listens.
+        check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
         spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
         node = CameraNodeServer(
             context,

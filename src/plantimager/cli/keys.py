@@ -85,6 +85,8 @@ def show(ctx: click.Context, bare: bool) -> None:
 def trust(ctx: click.Context, key: str, role: str, name: str | None) -> None:
     """Trust a public key (a .key file or its Z85 text) with a role; again, to change its role.
 
+    Put Z85 text after "--" (a key may start with "-"): trust --role viewer --name vera -- 'KEY'.
+
     \b
     viewer    lists cameras, reads status and settings, watches previews
     device    a camera node or turntable: a viewer that may register with the registry
