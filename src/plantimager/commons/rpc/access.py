@@ -14,7 +14,7 @@ from ..security import Role
 from .members import Members
 from .protocol import SIGNAL_CHECK, RPCEvents
 
-__all__ = ["EVENT_ROLES", "check_role", "needed_role"]
+__all__ = ["EVENT_ROLES", "needed_role", "refusal", "what_request"]
 
 #: The role each request needs, by event (a method call needs the role of its method).
 EVENT_ROLES: dict[str, Role] = {
@@ -28,8 +28,8 @@ EVENT_ROLES: dict[str, Role] = {
 }
 
 
-def needed_role(event: Any, request: dict[str, Any], members: Members) -> tuple[str, Role]:
-    """What a request is (for messages) and the role it needs.
+def needed_role(event: Any, request: dict[str, Any], members: Members) -> Role:
+    """The role a request needs (on every request of a secured server: kept to a few lookups).
 
     A call of a method the server does not have needs only a viewer, so the caller learns it does not
     exist; an unknown event needs a viewer too, for the same reason.
@@ -37,23 +37,21 @@ def needed_role(event: Any, request: dict[str, Any], members: Members) -> tuple[
     if event == RPCEvents.METHOD_CALL:
         name = request.get("method")
         method = members.methods.get(name) if isinstance(name, str) else None
-        if method is None:
-            return "a call of an unknown method", Role.VIEWER
-        return f"{name}()", method.role
+        return Role.VIEWER if method is None else method.role
+    return EVENT_ROLES.get(event, Role.VIEWER) if isinstance(event, str) else Role.VIEWER
+
+
+def what_request(event: Any, request: dict[str, Any]) -> str:
+    """What a request is, as refusals name it: ``start_capture()``, ``setting property 'x'``..."""
+    if event == RPCEvents.METHOD_CALL:
+        return f"{str(request.get('method'))[:60]}()"
     if event == RPCEvents.PROPERTY_SET:
-        return f"setting property {str(request.get('property'))[:60]!r}", Role.OPERATOR
-    return (str(event)[:40] if isinstance(event, str) else "a request"), EVENT_ROLES.get(event, Role.VIEWER)
+        return f"setting property {str(request.get('property'))[:60]!r}"
+    return str(event)[:40] if isinstance(event, str) else "a request"
 
 
-def check_role(what: str, needed: Role, role: Role | None, key_name: str) -> None:
-    """Raise :class:`AccessDenied` unless ``role`` (the caller's key's role now) is at least ``needed``.
-
-    Raises
-    ------
-    AccessDenied
-        Naming the request, the role it needs and the caller's.
-    """
+def refusal(what: str, needed: Role, role: Role | None, key_name: str) -> AccessDenied:
+    """The error refusing ``what`` to a key of role ``role`` (None: no longer trusted), naming the role."""
     if role is None:
-        raise AccessDenied(f"{what} refused: the key {key_name} is no longer trusted by this server")
-    if role < needed:
-        raise AccessDenied(f"{what} needs the {needed} role; the key {key_name} has the {role} role")
+        return AccessDenied(f"{what} refused: the key {key_name} is no longer trusted by this server")
+    return AccessDenied(f"{what} needs the {needed} role; the key {key_name} has the {role} role")

@@ -18,9 +18,9 @@ from typing import Any
 import zmq
 
 from .. import watchdog as _watchdog
-from ..errors import AccessDenied, ProtocolError
+from ..errors import ProtocolError
 from ..security import KeyRing, Role
-from .access import check_role, needed_role
+from .access import needed_role, refusal, what_request
 from .address import advertised_host, parse_url, url_host
 from .guard import Gate
 from .members import BUFFER_MARK, JSON_MARK, Members, collect_members, mark_remote
@@ -270,12 +270,13 @@ class RPCServerBase:
         """Refuse (and log) a request of a secured server's caller whose key lacks the role it needs."""
         assert self._caller is not None and self._gate is not None
         role, frame = self._caller
-        what, needed = needed_role(event, request, self._members)
-        try:
-            check_role(what, needed, role, self._gate.keys.describe(frame.get("User-Id")))
-        except AccessDenied as exc:
-            self._gate.refuse(frame, what, str(exc))
-            raise
+        needed = needed_role(event, request, self._members)
+        if role is not None and role >= needed:
+            return
+        what = what_request(event, request)
+        refused = refusal(what, needed, role, self._gate.keys.describe(frame.get("User-Id")))
+        self._gate.refuse(frame, what, str(refused))
+        raise refused
 
     def _serve_one(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         # Envelope: routing id, then (REQ_CORRELATE) request id, up to the empty delimiter.
