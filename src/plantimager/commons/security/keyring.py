@@ -241,10 +241,11 @@ class KeyRing:
     def role_of(self, public_key: bytes | str) -> Role | None:
         """The role of a key now (None: not trusted); the trust is read again at most every second."""
         key = public_key.encode("ascii") if isinstance(public_key, str) else bytes(public_key)
-        with self._lock:
-            if time.monotonic() - self._read_at >= self.refresh_s:
-                self._reload()
-            entry = self._trusted.get(key)
+        if time.monotonic() - self._read_at >= self.refresh_s:
+            with self._lock:
+                if time.monotonic() - self._read_at >= self.refresh_s:
+                    self._reload()
+        entry = self._trusted.get(key)  # the table is replaced whole, never changed in place
         return None if entry is None else entry.role
 
     def check(self, public_key: bytes) -> tuple[TrustEntry | None, str]:
