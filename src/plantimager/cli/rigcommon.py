@@ -99,9 +99,10 @@ def open_rig(registry: str, wait: float, expect: int, **kwargs: Any) -> Iterator
     try:
         with Rig(registry, **kwargs) as rig:
             if not rig.wait_ready(wait) and not rig.connected:
+                hint = "" if rig.keys is not None else "; a secured registry needs --keys DIR or --secure"
                 raise click.ClickException(
                     f"the registry at {registry} did not answer within {wait:g} s "
-                    "(is it running? see `plantimager registry` or `plantimager demo`)"
+                    f"(is it running? see `plantimager registry` or `plantimager demo`{hint})"
                 )
             if expect and not rig.wait_for_cameras(expect, wait):
                 raise click.ClickException(f"only {len(rig.cameras())} of {expect} cameras after {wait:g} s")

@@ -214,7 +214,8 @@ class DeviceRegistry(threading.Thread):
 
     @property
     def refusals(self) -> RefusalLog | None:
-        """Where a secured registry logs and counts what it refused (None in plaintext)."""
+        """Where a secured registry logs and counts what it refused (None in plaintext); shared by the
+        secured servers of one ZeroMQ context."""
         return self._gate.log if self._gate is not None else None
 
     def add_new_device_callback(self, callback: Callable[[str, str, str], Any]) -> None:

@@ -164,7 +164,8 @@ class RPCServerBase:
 
     @property
     def refusals(self) -> RefusalLog | None:
-        """Where a secured server logs and counts what it refused (None in plaintext)."""
+        """Where a secured server logs and counts what it refused (None in plaintext); shared by the
+        secured servers of one ZeroMQ context."""
         return self._gate.log if self._gate is not None else None
 
     # -- registration of remote methods ---------------------------------------------------------
