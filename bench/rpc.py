@@ -596,38 +596,32 @@ def _report(
 
 def _secure_rows(stats: dict[str, Summary], lat: Timings, buf: Timings) -> list[dict[str, Any]]:
     """Rows of CurveZMQ against plaintext: ours (with targets) and the raw pyzmq floor."""
+    specs = [
+        ("latency", "ours-secured", "ours", 'ours: JSON call `echo("x")`', SECURE_LATENCY_TARGET),
+        ("latency", "floor-curve", "floor", "floor: raw pyzmq REQ/REP + stdlib json", None),
+        ("buffer", "ours-secured", "ours", "ours: 5 MB buffer method, throughput", SECURE_THROUGHPUT_TARGET),
+        ("buffer", "floor-curve", "floor", "floor: raw pyzmq 5 MB multipart, throughput", None),
+        ("buffer", "ours-secured", "floor-curve", "ours secured against the raw CURVE floor, 5 MB", None),
+    ]
     rows = []
-    for secured, plain, label, target in (
-        ("ours-secured", "ours", 'ours: JSON call `echo("x")`', SECURE_LATENCY_TARGET),
-        ("floor-curve", "floor", "floor: raw pyzmq REQ/REP + stdlib json", None),
-    ):
-        ratio = stats[f"latency/{secured}"].median / stats[f"latency/{plain}"].median
+    for kind, secured, plain, label, target in specs:
+        latency = kind == "latency"
+        mine, other = stats[f"{kind}/{secured}"], stats[f"{kind}/{plain}"]
+        samples = lat if latency else buf
+        # Latency: time ratio, lower is better; throughput: MB/s ratio, higher is better.
+        ratio = mine.median / other.median if latency else other.median / mine.median
+        met = (ratio <= target if latency else ratio >= target) if target else None
         rows.append(
             {
                 "measurement": label,
-                "ours": _fmt_time(stats[f"latency/{secured}"]),
-                "floor": _fmt_time(stats[f"latency/{plain}"]),
+                "ours": (_fmt_time if latency else _fmt_rate)(mine),
+                "floor": (_fmt_time if latency else _fmt_rate)(other),
                 "ratio": ratio,
-                "paired": paired_ratios(lat.seconds[secured], lat.seconds[plain]),
-                "target": f"<= {target:.2f}x" if target else "(floor)",
-                "met": ("yes" if ratio <= target else "NO") if target else "-",
-            }
-        )
-    for secured, plain, label, target in (
-        ("ours-secured", "ours", "ours: 5 MB buffer method, throughput", SECURE_THROUGHPUT_TARGET),
-        ("floor-curve", "floor", "floor: raw pyzmq 5 MB multipart, throughput", None),
-        ("ours-secured", "floor-curve", "ours secured against the raw CURVE floor, 5 MB", None),
-    ):
-        ratio = stats[f"buffer/{plain}"].median / stats[f"buffer/{secured}"].median
-        rows.append(
-            {
-                "measurement": label,
-                "ours": _fmt_rate(stats[f"buffer/{secured}"]),
-                "floor": _fmt_rate(stats[f"buffer/{plain}"]),
-                "ratio": ratio,
-                "paired": paired_ratios(buf.seconds[plain], buf.seconds[secured]),
-                "target": f">= {target:.2f}x" if target else "(floor)",
-                "met": ("yes" if ratio >= target else "NO") if target else "-",
+                "paired": paired_ratios(samples.seconds[secured], samples.seconds[plain])
+                if latency
+                else paired_ratios(samples.seconds[plain], samples.seconds[secured]),
+                "target": f"{'<=' if latency else '>='} {target:.2f}x" if target else "(floor)",
+                "met": "-" if met is None else ("yes" if met else "NO"),
             }
         )
     return rows

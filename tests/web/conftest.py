@@ -9,6 +9,7 @@ fixed sleeps. A browser test that fails leaves a screenshot in ``test-artifacts/
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -146,6 +147,15 @@ def rigging(
         yield rig.serve(len(nodes), auth)
     finally:
         rig.close()
+
+
+def download_done(client: httpx.Client) -> dict[str, Any]:
+    """Follow the event stream until a download is done; its final state."""
+    with client.stream("GET", "/api/events") as events:
+        for line in events.iter_lines():
+            if line.startswith("data: ") and '"state":"done"' in line:
+                return json.loads(line[6:])
+    raise AssertionError("the event stream ended before the download was done")
 
 
 @pytest.fixture(scope="session")

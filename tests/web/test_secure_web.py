@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import simplejpeg
 
 from helpers.keys import RigKeys
 from plantimager.web.mjpegstream import MultipartParser
+
+from .conftest import download_done
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,13 +47,8 @@ def test_the_page_captures_and_downloads_from_a_secured_rig(rig, http):
     assert captured["answered"] == captured["asked"] == 2 and not captured["failures"]
     started = client.post("/api/download", json={})
     assert started.status_code == 202 and started.json()["state"] == "running"
-    with client.stream("GET", "/api/events") as events:
-        state = None
-        for line in events.iter_lines():
-            if line.startswith("data: ") and '"state":"done"' in line:
-                state = json.loads(line[6:])
-                break
-    assert state is not None and state["done"] == state["total"] == 2 and not state["result"]["failures"]
+    state = download_done(client)
+    assert state["done"] == state["total"] == 2 and not state["result"]["failures"]
     gallery = client.get("/api/gallery").json()
     assert [i["file"] for i in gallery["images"]] == ["idsec1_d1_cam0.jpeg", "idsec2_d1_cam0.jpeg"]
     image = client.get("/dataset/files/idsec1_d1_cam0.jpeg")
