@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import zmq
 
 from helpers.keys import RigKeys
 from helpers.rpc_example import ThermostatClient, ThermostatServer, serving
@@ -71,6 +72,17 @@ def test_plaintext_and_unknown_clients_get_nothing(ctx, registry, keys, caplog):
     assert registry.refusals.wait_for(2, WAIT)
     assert "security mechanism mismatch" in caplog.text or "handshake not completed" in caplog.text
     assert f"unknown key (key id {keys.stranger.key_id})" in caplog.text
+    sub = ctx.socket(zmq.SUB)  # a plaintext subscriber of the change events hears nothing, and is logged
+    try:
+        sub.linger = 0
+        sub.subscribe(b"")
+        sub.connect(registry.events_url)
+        before = registry.refusals.total
+        assert registry.refusals.wait_for(before + 1, WAIT)
+        assert f"to the events of the registry on port {registry.port}" in caplog.text
+        assert sub.poll(300) == 0  # heartbeats are published every 0.2 s, none reaches it
+    finally:
+        sub.close()
     assert registry.get_devices() == {}
 
 

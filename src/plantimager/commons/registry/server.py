@@ -180,6 +180,7 @@ class DeviceRegistry(threading.Thread):
         if self._gate is not None:
             self._gate.label = f"registry on port {self.port}"
             self._gate.watch(self._rep)
+            self._gate.watch(self._pub, "events")
 
         self._table = DeviceTable()
         self._lock = self._table.lock  # guards the table and the callbacks
