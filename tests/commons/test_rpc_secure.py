@@ -168,3 +168,24 @@ def test_a_replayed_session_executes_nothing(ctx, server, keys, caplog):
     with connect(ctx, server, keys.controller) as operator:
         assert operator.add(0, 0) == 0
     assert server.calls == 1  # the replayed echo() never ran
+
+
+def monitor_threads() -> int:
+    return sum(t.name == "zmq-handshake-monitor" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_servers_of_a_context_share_one_guard_which_stops_with_the_last(ctx, keys):
+    before = monitor_threads()
+    first = ThermostatServer(ctx, keys=keys.node("one"))
+    second = ThermostatServer(ctx, keys=keys.node("two"))
+    assert monitor_threads() == before + 1
+    with serving(first), serving(second):
+        for server, ring in ((first, keys.controller), (second, keys.viewer)):
+            with connect(ctx, server, ring) as client:
+                assert client.add(1) == 11
+    assert monitor_threads() == before
+    for _ in range(3):  # stopped and started again at once, in the same context
+        again = ThermostatServer(ctx, keys=keys.node("one"))
+        with serving(again), connect(ctx, again, keys.controller) as client:
+            assert client.echo("again") == "Echo: again"
+    assert monitor_threads() == before

@@ -114,16 +114,18 @@ class Guard:
 
     def release(self) -> None:
         """Give the guard back; the last user stops it (its threads and sockets)."""
-        with Guard._lock:
+        with (
+            Guard._lock
+        ):  # held while stopping: a new guard of the context must not bind the ZAP endpoint first
             self.users -= 1
             if self.users > 0:
                 return
             if Guard._guards.get(id(self.context)) is self:
                 del Guard._guards[id(self.context)]
-        self._stopping = True
-        self._waker.wake()
-        self._thread.join(5)
-        self.authenticator.stop()
+            self._stopping = True
+            self._waker.wake()
+            self._thread.join(5)
+            self.authenticator.stop()
         self.log.flush()
 
     def add_domain(self, domain: str, gate: Gate) -> None:
