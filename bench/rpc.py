@@ -18,6 +18,12 @@ For context (no target), an upstream-style server is also timed: the raw floor s
 the upstream server does on every request when registered, a ``CHECK_ALIVE`` round trip to the
 registry on a fresh REQ socket.
 
+3. **CurveZMQ.** In the same run, our server with keys (every request authenticated, its role
+   checked) against our plaintext server: the JSON call (target: at most 1.3x plaintext) and the
+   5 MB buffer (target: at least 0.5x plaintext's MB/s). Floor: the raw pyzmq client and server with
+   CURVE keys set and nothing else, against raw plaintext, which shows what libzmq's encryption
+   (libsodium, one stream per connection) costs by itself.
+
 Method. Each server runs in its own process (``spawn``), the client in this process, so neither
 side's GIL slows the other; ``--layout thread`` runs the servers in threads of this process
 instead, to show what sharing one GIL costs. With two CPUs or more, the client is pinned to one
@@ -51,6 +57,7 @@ import os
 import pstats
 import statistics
 import sys
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -76,6 +83,7 @@ from _common import (
 )
 from plantimager.commons.deviceregistry import DeviceRegistry, register_device
 from plantimager.commons.RPC import RPCClient, RPCServer
+from plantimager.commons.security import KeyRing, Role
 
 __all__ = ["main"]
 
@@ -84,6 +92,8 @@ PAYLOAD_SIZE = 5_000_000
 MB = 1_000_000
 LATENCY_TARGET = 1.25
 THROUGHPUT_TARGET = 0.9
+SECURE_LATENCY_TARGET = 1.3
+SECURE_THROUGHPUT_TARGET = 0.5
 #: Longest wait for any reply, in ms: a dead server fails the benchmark instead of hanging it.
 REPLY_TIMEOUT_MS = 10_000
 LAYOUTS = {
@@ -108,8 +118,10 @@ class BenchService(ABC):
 class BenchServer(BenchService, RPCServer):
     """Our server, with a payload allocated once."""
 
-    def __init__(self, context: zmq.Context, url: str, payload_size: int) -> None:
-        RPCServer.__init__(self, context, url)
+    def __init__(
+        self, context: zmq.Context, url: str, payload_size: int, keys: KeyRing | None = None
+    ) -> None:
+        RPCServer.__init__(self, context, url, keys=keys)
         self._payload = os.urandom(payload_size)  # real pages, not the shared zero page of calloc
 
     @RPCServer.register_method_json
@@ -129,11 +141,12 @@ class BenchClient(BenchService, RPCClient):
 
 
 def ours_server(
-    link: ChildLink, *, payload_size: int, registry_url: str = "", profile_path: str = ""
+    link: ChildLink, *, payload_size: int, registry_url: str = "", profile_path: str = "", keys: str = ""
 ) -> None:
-    """Child: serve :class:`BenchServer` until told to stop (optionally registered, or profiled)."""
+    """Child: serve :class:`BenchServer` until told to stop (optionally registered, profiled, or secured
+    with the key folder ``keys``)."""
     context = zmq.Context()
-    server = BenchServer(context, f"tcp://{HOST}:0", payload_size)
+    server = BenchServer(context, f"tcp://{HOST}:0", payload_size, KeyRing(keys) if keys else None)
     try:
         name = server.register_to_registry("bench", "bench-rpc", registry_url) if registry_url else ""
         if registry_url and not name:
@@ -159,12 +172,22 @@ def ours_server(
 
 # -- the floor: raw pyzmq and the standard json module ----------------------------------------------
 def raw_server(
-    link: ChildLink, *, payload_size: int, upstream_registry: str = "", profile_path: str = ""
+    link: ChildLink,
+    *,
+    payload_size: int,
+    upstream_registry: str = "",
+    profile_path: str = "",
+    curve_secret: bytes = b"",
 ) -> None:
-    """Child: raw REP server dispatching through dicts; upstream-style alive checks with a registry."""
+    """Child: raw REP server dispatching through dicts; upstream-style alive checks with a registry;
+    a CURVE server (no ZAP: any client key) when given a secret key."""
     context = zmq.Context()
     sock = context.socket(zmq.REP)
     sock.linger = 0
+    if curve_secret:
+        sock.curve_secretkey = curve_secret
+        sock.curve_publickey = zmq.curve_public(curve_secret)
+        sock.curve_server = True
     sock.rcvtimeo = 100  # lets the loop notice a stop request
     port = sock.bind_to_random_port(f"tcp://{HOST}")
     payload = os.urandom(payload_size)
@@ -237,9 +260,13 @@ def _upstream_alive_check(context: zmq.Context, registry_url: str, device_uuid: 
 class RawClient:
     """The floor's client: a REQ socket, stdlib json, the request shape of the protocol."""
 
-    def __init__(self, context: zmq.Context, url: str) -> None:
+    def __init__(
+        self, context: zmq.Context, url: str, curve: tuple[bytes, bytes, bytes] | None = None
+    ) -> None:
         self.sock = context.socket(zmq.REQ)
         self.sock.linger = 0
+        if curve is not None:  # (public, secret, server's public)
+            self.sock.curve_publickey, self.sock.curve_secretkey, self.sock.curve_serverkey = curve
         self.sock.rcvtimeo = REPLY_TIMEOUT_MS
         self.sock.connect(url)
 
@@ -301,11 +328,20 @@ def _fmt_rate(summary: Summary) -> str:
     return f"{rate / summary.median:.0f} MB/s (p10 {rate / summary.p90:.0f}, p90 {rate / summary.p10:.0f})"
 
 
-def _start_servers(children: Children, *, upstream: bool) -> dict[str, dict[str, Any]]:
+def _make_keys(folder: Path) -> tuple[KeyRing, KeyRing]:
+    """A server's and a client's key folders under ``folder``, the client trusted as an operator."""
+    server, client = KeyRing.init(folder / "server"), KeyRing.init(folder / "client")
+    server.trust(client.public_key.decode(), Role.OPERATOR, "client")
+    return server, client
+
+
+def _start_servers(children: Children, *, upstream: bool, server_keys: KeyRing) -> dict[str, dict[str, Any]]:
     children.start("registry", registry_process, layout="process")
     registry_url = children.wait_ready()["registry"]["url"]
     children.start("floor", raw_server, payload_size=PAYLOAD_SIZE)
+    children.start("floor-curve", raw_server, payload_size=PAYLOAD_SIZE, curve_secret=server_keys.secret_key)
     children.start("ours", ours_server, payload_size=PAYLOAD_SIZE)
+    children.start("ours-secured", ours_server, payload_size=PAYLOAD_SIZE, keys=str(server_keys.folder))
     children.start("ours-registered", ours_server, payload_size=PAYLOAD_SIZE, registry_url=registry_url)
     if upstream:
         children.start("upstream-style", raw_server, payload_size=0, upstream_registry=registry_url)
@@ -344,10 +380,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     upstream_calls = max(20, lat_calls // 10)
     context = zmq.Context()
     clients: list[Any] = []
+    scratch = tempfile.TemporaryDirectory(prefix="bench-rpc-keys-")
     try:
+        server_keys, client_keys = _make_keys(Path(scratch.name))
+        curve = (client_keys.public_key, client_keys.secret_key, server_keys.public_key)
         with Children(args.layout, server_cpus) as children:
             t0 = time.perf_counter()
-            info = _start_servers(children, upstream=not args.no_upstream)
+            info = _start_servers(children, upstream=not args.no_upstream, server_keys=server_keys)
             print(f"servers ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             floor = RawClient(context, info["floor"]["url"])
             clients.append(floor)
@@ -355,14 +394,24 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             clients.append(ours)
             ours_reg = BenchClient(context, info["ours-registered"]["url"])
             clients.append(ours_reg)
+            floor_curve = RawClient(context, info["floor-curve"]["url"], curve)
+            clients.append(floor_curve)
+            secured = BenchClient(
+                context, info["ours-secured"]["url"], keys=client_keys, server_key=server_keys.public_key
+            )
+            clients.append(secured)
             _check("ours-registered name", ours_reg.name, info["ours-registered"]["name"])
             _check("floor echo", floor.call("echo", "x"), "x")
+            _check("floor-curve echo", floor_curve.call("echo", "x"), "x")
             _check("ours echo", ours.echo("x"), "x")
             _check("ours-registered echo", ours_reg.echo("x"), "x")
+            _check("ours-secured echo", secured.echo("x"), "x")
             latency = {
                 "floor": _repeat(floor.call, "echo", "x"),
                 "ours": _repeat(ours.echo, "x"),
                 "ours-registered": _repeat(ours_reg.echo, "x"),
+                "floor-curve": _repeat(floor_curve.call, "echo", "x"),
+                "ours-secured": _repeat(secured.echo, "x"),
             }
             calls = dict.fromkeys(latency, lat_calls)
             if "upstream-style" in info:
@@ -376,7 +425,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 latency,
                 batches=lat_batches,
                 calls=calls,
-                budget=75.0,
+                budget=120.0,
                 counters=_cpu_counters(children, latency, args.layout),
             )
             print(f"latency measured in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -385,14 +434,23 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             _check("ours blob", (len(view), head), (PAYLOAD_SIZE, {"size": PAYLOAD_SIZE}))
             view, head = floor.call_buffer("blob")
             _check("floor blob", (len(view), head), (PAYLOAD_SIZE, {"size": PAYLOAD_SIZE}))
+            view, head = floor_curve.call_buffer("blob")
+            _check("floor-curve blob", (len(view), head), (PAYLOAD_SIZE, {"size": PAYLOAD_SIZE}))
+            view, head = secured.blob()
+            _check("ours-secured blob", (len(view), head), (PAYLOAD_SIZE, {"size": PAYLOAD_SIZE}))
             del view
-            buffers = {"floor": _repeat(floor.call_buffer, "blob"), "ours": _repeat(ours.blob)}
+            buffers = {
+                "floor": _repeat(floor.call_buffer, "blob"),
+                "ours": _repeat(ours.blob),
+                "floor-curve": _repeat(floor_curve.call_buffer, "blob"),
+                "ours-secured": _repeat(secured.blob),
+            }
             t0 = time.perf_counter()
             buf = run_interleaved(
                 buffers,
                 batches=buf_batches,
                 calls=dict.fromkeys(buffers, buf_calls),
-                budget=30.0,
+                budget=90.0,
                 counters=_cpu_counters(children, buffers, args.layout),
             )
             print(f"throughput measured in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -400,6 +458,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for client in clients:
             client.close()
         context.destroy(linger=0)
+        scratch.cleanup()
     sizes = {"latency": (lat_batches, lat_calls, upstream_calls), "buffer": (buf_batches, buf_calls)}
     return _report(args, machine, lat, buf, sizes)
 
@@ -465,6 +524,7 @@ def _report(
         },
     )
     header = ["measurement", "ours", "floor", "ratio", "target", "met"]
+    secure_rows = _secure_rows(stats, lat, buf)
     table = [
         [r["measurement"], r["ours"], r["floor"], f"{r['ratio']:.2f}x", r["target"], r["met"]] for r in rows
     ]
@@ -478,8 +538,21 @@ def _report(
         f" for latency, {buf_batches} batches of {buf_calls} calls for 5 MB ({PAYLOAD_SIZE} bytes);"
         " p10/p90 over batches; ratio = ours / floor (time per call, or MB/s)."
     )
+    print()
+    print("CurveZMQ against plaintext, same run (ratio = secured / plaintext, time per call or MB/s):")
+    print()
+    print(
+        markdown_table(
+            ["measurement", "secured", "against", "ratio", "target", "met"],
+            [
+                [r["measurement"], r["ours"], r["floor"], f"{r['ratio']:.2f}x", r["target"], r["met"]]
+                for r in secure_rows
+            ],
+        )
+    )
+    print()
     print("Batch-by-batch ratios (same round), median (p10-p90):")
-    for r in rows:
+    for r in rows + secure_rows:
         p = r["paired"]
         print(f"  {r['measurement']}: {p.median:.2f}x ({p.p10:.2f}-{p.p90:.2f})")
     cpu = _cpu_table(lat, buf)
@@ -509,6 +582,7 @@ def _report(
         "pin": args.pin,
         "sizes": sizes,
         "rows": rows,
+        "secure_rows": secure_rows,
         "cpu_per_call": cpu,
         "summaries_seconds_per_call": stats,
         "samples_seconds_per_call": {"latency": lat.seconds, "buffer": buf.seconds},
@@ -518,6 +592,39 @@ def _report(
         write_json(args.json, results)
         print(f"\nresults written to {args.json}")
     return results
+
+
+def _secure_rows(stats: dict[str, Summary], lat: Timings, buf: Timings) -> list[dict[str, Any]]:
+    """Rows of CurveZMQ against plaintext: ours (with targets) and the raw pyzmq floor."""
+    specs = [
+        ("latency", "ours-secured", "ours", 'ours: JSON call `echo("x")`', SECURE_LATENCY_TARGET),
+        ("latency", "floor-curve", "floor", "floor: raw pyzmq REQ/REP + stdlib json", None),
+        ("buffer", "ours-secured", "ours", "ours: 5 MB buffer method, throughput", SECURE_THROUGHPUT_TARGET),
+        ("buffer", "floor-curve", "floor", "floor: raw pyzmq 5 MB multipart, throughput", None),
+        ("buffer", "ours-secured", "floor-curve", "ours secured against the raw CURVE floor, 5 MB", None),
+    ]
+    rows = []
+    for kind, secured, plain, label, target in specs:
+        latency = kind == "latency"
+        mine, other = stats[f"{kind}/{secured}"], stats[f"{kind}/{plain}"]
+        samples = lat if latency else buf
+        # Latency: time ratio, lower is better; throughput: MB/s ratio, higher is better.
+        ratio = mine.median / other.median if latency else other.median / mine.median
+        met = (ratio <= target if latency else ratio >= target) if target else None
+        rows.append(
+            {
+                "measurement": label,
+                "ours": (_fmt_time if latency else _fmt_rate)(mine),
+                "floor": (_fmt_time if latency else _fmt_rate)(other),
+                "ratio": ratio,
+                "paired": paired_ratios(samples.seconds[secured], samples.seconds[plain])
+                if latency
+                else paired_ratios(samples.seconds[plain], samples.seconds[secured]),
+                "target": f"{'<=' if latency else '>='} {target:.2f}x" if target else "(floor)",
+                "met": "-" if met is None else ("yes" if met else "NO"),
+            }
+        )
+    return rows
 
 
 def _cpu_table(lat: Timings, buf: Timings) -> list[list[str]]:

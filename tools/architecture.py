@@ -30,6 +30,7 @@ END = "<!-- end of architecture diagram -->"
 PARTS = [
     "plantimager.commons.rpc",
     "plantimager.commons.registry",
+    "plantimager.commons.security",
     "plantimager.commons.examples",
     "plantimager.commons.RPC",
     "plantimager.commons.deviceregistry",

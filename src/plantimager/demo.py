@@ -1,5 +1,9 @@
 """The demo: a registry, simulated camera nodes (one process each) and a controller, on 127.0.0.1.
 
+Secured (``secure``), every part gets a key pair of its own in a temporary folder, as the hosts of a
+real rig would: the controller's (also the registry's and the turntable's) trusts each node's key as
+a device, each node trusts the controller's as an operator, and everything talks CurveZMQ.
+
 :class:`Demo` owns everything it starts and stops all of it: each node process by its pid (SIGTERM,
 a bounded wait, then SIGKILL), then the controller and the registry. Each node keeps its spool and
 state under ``<captures>/.demo/<node>/``, so images not yet downloaded survive a restart of the demo;
@@ -14,9 +18,11 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +33,7 @@ import zmq
 
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import PlantImagerError, RegistryError, ValidationError
+from plantimager.commons.security import KeyRing, Role
 from plantimager.rig import Rig, RigEvent
 from plantimager.rig.session import prepare_folder
 from plantimager.rig.storage import write_atomically
@@ -62,6 +69,9 @@ class Demo:
     turntable : str, optional
         Registry name of a simulated turntable the plant stands on: the simulated cameras then
         show the plant turned by its angle (the turntable itself is started by the caller).
+    secure : bool
+        Run everything over CurveZMQ with keys made for this run in a temporary folder (removed by
+        :meth:`stop`); the controller's keys are :attr:`keys`.
 
     Raises
     ------
@@ -80,6 +90,7 @@ class Demo:
         web_port: int | None = None,
         say: Callable[[str], Any] = print,
         turntable: str | None = None,
+        secure: bool = False,
     ) -> None:
         if not 1 <= nodes <= 64 or not 1 <= cameras_per_node <= 8:
             raise ValidationError(
@@ -103,6 +114,9 @@ class Demo:
         self._logs: list[Any] = []
         self._started = time.monotonic()
         self._lock_fd: int | None = None
+        self.secure = secure
+        self.keys: KeyRing | None = None
+        self.keys_home: Path | None = None
 
     # -- start -----------------------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
@@ -119,9 +133,15 @@ class Demo:
         self._take_folder()
         self._stop_strays()
         try:
+            if self.secure:
+                self.keys_home = Path(tempfile.mkdtemp(prefix="plantimager-demo-keys-"))
+                self.keys = KeyRing.init(self.keys_home / "controller")
+                self.say(f"keys in {self.keys_home} (controller key {self.keys.key_id})")
             self._context = zmq.Context()
             try:
-                self._registry = DeviceRegistry(self._context, "127.0.0.1", self.registry_port)
+                self._registry = DeviceRegistry(
+                    self._context, "127.0.0.1", self.registry_port, keys=self.keys
+                )
             except RegistryError as exc:
                 raise PlantImagerError(
                     f"{exc}; is another registry or demo running? (--registry-port 0 picks a free port)"
@@ -131,7 +151,7 @@ class Demo:
             self.say(f"registry {self.registry_url}")
             for number in range(1, self.node_count + 1):
                 self._spawn(f"node{number}", first_view=(number - 1) * self.cameras_per_node)
-            self.rig = Rig(self.registry_url, context=self._context).start()
+            self.rig = Rig(self.registry_url, context=self._context, keys=self.keys).start()
             self.rig.on_event(self._report)
             expected = self.node_count * self.cameras_per_node
             if not self.rig.wait_for_cameras(expected, timeout):
@@ -195,6 +215,11 @@ class Demo:
             args += ["--resolution", f"{self.resolution[0]}x{self.resolution[1]}"]
         if self.turntable is not None:
             args += ["--backend-option", f"turntable={self.turntable}"]
+        if self.keys is not None and self.keys_home is not None:
+            node_keys = KeyRing.init(self.keys_home / name)
+            node_keys.trust(self.keys.public_key.decode(), Role.OPERATOR, "controller")
+            self.keys.trust(node_keys.public_key.decode(), Role.DEVICE, name)
+            args += ["--keys", str(node_keys.folder), "--registry-key", "controller"]
         log = open(folder / "node.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         process = subprocess.Popen(
@@ -246,6 +271,9 @@ class Demo:
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
+        if self.keys_home is not None:
+            shutil.rmtree(self.keys_home, ignore_errors=True)
+            self.keys_home = None
         if self._lock_fd is not None:
             with contextlib.suppress(FileNotFoundError):
                 (self.home / "pids.json").unlink()

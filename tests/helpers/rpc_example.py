@@ -97,7 +97,7 @@ class ThermostatServer(Thermostat, RPCServer):
         self.calls += 1
         return f"Echo: {message}"
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")  # changes nothing: a viewer may call it
     def add(self, a: int, b: int = 10) -> int:
         return a + b
 

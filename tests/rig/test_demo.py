@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import stat
 import urllib.request
 from pathlib import Path
 
@@ -106,3 +107,35 @@ def test_a_demo_killed_outright_leaves_nodes_that_the_next_demo_stops(run_cli, t
             with contextlib.suppress(ProcessLookupError):
                 if alive(pid):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_a_secure_demo_runs_everything_over_curve_and_removes_its_keys(run_cli, tmp_path):
+    captures = tmp_path / "captures"
+    demo, url, pids = start_demo(run_cli, captures, 2, "--no-web", "--secure")
+    try:
+        home = Path(next(m.group(1) for x in demo.seen if (m := re.match(r"^keys in (\S+) \(controller", x))))
+        assert sorted(p.name for p in home.iterdir()) == ["controller", "node1", "node2"]
+        assert all(
+            stat.S_IMODE((home / n / "host.key_secret").stat().st_mode) == 0o600 for n in ("node1", "node2")
+        )
+        hints = [x.strip().split()[2:] for x in demo.seen if x.strip().startswith("plantimager rig ")]
+        assert ["list", "--registry", url, "--keys", str(home / "controller")] in hints
+        code, output = run_cli("rig", "list", "--registry", url, "--wait", "1").finish(40)
+        assert code == 1 and "did not answer" in output  # a plaintext controller gets nothing
+        wait = ["--expect", "2", "--wait", "20"]
+        for hint in hints:
+            if hint[0] in ("capture", "download", "scan"):
+                shorter = ["--positions", "2"] if hint[0] == "scan" else []
+                code, output = run_cli("rig", *hint, *wait, *shorter).finish(60)
+                assert code == 0, (hint, output)
+        session = captures / (captures / ".session").read_text().strip()
+        images = json.loads((session / "manifest.json").read_text())["images"]
+        assert len(images) == 2 + 2 * 2  # the capture, then a scan of two positions (turntable secured too)
+        os.kill(demo.pid, signal.SIGINT)
+        code, output = demo.finish()
+        assert code == 0, output
+        assert not home.exists() and [pid for pid in pids if alive(pid)] == []
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -9,6 +9,7 @@ fixed sleeps. A browser test that fails leaves a screenshot in ``test-artifacts/
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ import httpx
 import pytest
 import zmq
 
+from helpers.keys import RigKeys
 from helpers.process import LAUNCH, WAIT, Child, dummy_node_args
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.rig import CallLimits, Rig
@@ -74,13 +76,17 @@ class Rigging:
         Folder of the nodes' spools and of the captures.
     refresh : float
         The app's periodic re-check of the rig (long: only rig events make the page change).
+    keys : RigKeys, optional
+        Secure everything with these keys: registry, nodes and rig talk CurveZMQ.
     """
 
-    def __init__(self, home: Path, *, refresh: float = 30.0) -> None:
+    def __init__(self, home: Path, *, refresh: float = 30.0, keys: RigKeys | None = None) -> None:
         self.home = home
         self.captures = home / "captures"
+        self.keys = keys
         self.ctx = zmq.Context()
-        self.registry = DeviceRegistry(self.ctx, "127.0.0.1", 0, heartbeat_interval=0.2)
+        controller = keys.controller if keys is not None else None
+        self.registry = DeviceRegistry(self.ctx, "127.0.0.1", 0, heartbeat_interval=0.2, keys=controller)
         self.registry.start()
         self.nodes: dict[str, Node] = {}
         self.rig: Rig | None = None
@@ -89,7 +95,10 @@ class Rigging:
 
     def spawn(self, *names: str, cameras: int = 1, extra: tuple[str, ...] = ()) -> list[Node]:
         """Start camera nodes (``extra``: more arguments) and wait until each is registered."""
-        started = [Node(n, self.registry.url, self.home / "nodes" / n, cameras, extra) for n in names]
+        keyed = (lambda n: tuple(self.keys.node_args(n))) if self.keys is not None else (lambda n: ())
+        started = [
+            Node(n, self.registry.url, self.home / "nodes" / n, cameras, extra + keyed(n)) for n in names
+        ]
         for node in started:
             self.nodes[node.name] = node
         return [node.ready() for node in started]
@@ -97,7 +106,10 @@ class Rigging:
     def serve(self, expect: int, auth: Any = None) -> Rigging:
         """Start the rig, wait for ``expect`` cameras, and serve the web app (with a login if ``auth``)."""
         limits = CallLimits(connect=2000, call=1500, capture=20_000, transfer=5000)
-        self.rig = Rig(self.registry.url, context=self.ctx, limits=limits, health_interval=0.3).start()
+        controller = self.keys.controller if self.keys is not None else None
+        self.rig = Rig(
+            self.registry.url, context=self.ctx, limits=limits, health_interval=0.3, keys=controller
+        ).start()
         assert self.rig.wait_for_cameras(expect, 20), self.rig.nodes()
         app = create_app(self.rig, captures=self.captures, refresh=self.refresh, auth=auth)
         self.server = WebServer(app, "127.0.0.1", 0).start()
@@ -125,14 +137,25 @@ class Rigging:
 
 
 @contextlib.contextmanager
-def rigging(home: Path, nodes: list[str], *, refresh: float = 30.0, auth: Any = None) -> Iterator[Rigging]:
+def rigging(
+    home: Path, nodes: list[str], *, refresh: float = 30.0, auth: Any = None, keys: RigKeys | None = None
+) -> Iterator[Rigging]:
     """A :class:`Rigging` with ``nodes`` started and served; everything stopped afterwards."""
-    rig = Rigging(home, refresh=refresh)
+    rig = Rigging(home, refresh=refresh, keys=keys)
     try:
         rig.spawn(*nodes)
         yield rig.serve(len(nodes), auth)
     finally:
         rig.close()
+
+
+def download_done(client: httpx.Client) -> dict[str, Any]:
+    """Follow the event stream until a download is done; its final state."""
+    with client.stream("GET", "/api/events") as events:
+        for line in events.iter_lines():
+            if line.startswith("data: ") and '"state":"done"' in line:
+                return json.loads(line[6:])
+    raise AssertionError("the event stream ended before the download was done")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .conftest import download_done
+
 pytestmark = pytest.mark.timeout(120)
 
 CAMERAS = ["api1/cam0", "api2/cam0"]
@@ -254,13 +256,8 @@ def test_capture_download_and_the_dataset_files(client, rig):
     started = client.post("/api/download", json={})
     assert started.status_code == 202 and started.json()["state"] == "running"
     assert rig.web.download.running or client.get("/api/download").json()["state"] == "done"
-    with client.stream("GET", "/api/events") as events:
-        state = None
-        for line in events.iter_lines():
-            if line.startswith("data: ") and '"state":"done"' in line:
-                state = json.loads(line[6:])
-                break
-    assert state is not None and state["done"] == state["total"] == 2
+    state = download_done(client)
+    assert state["done"] == state["total"] == 2
     folder = state["result"]["dataset"]
     gallery = client.get("/api/gallery").json()
     names = sorted(os.listdir(folder))

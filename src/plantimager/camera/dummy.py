@@ -43,6 +43,7 @@ from PIL import Image, ImageOps
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.pinhole import VFOV_DEG, camera_pose, fitted_intrinsics
 from plantimager.commons.examples.scene import default_image_dir
+from plantimager.commons.security import KeyRing
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
 from .views import TurnedViews
@@ -182,6 +183,8 @@ class DummyBackend(CameraBackend):
         (``n`` views: the shipped 24, 15 degrees apart), turned by the turntable's angle.
     turntable_registry : str
         The registry a turntable name is looked up in.
+    turntable_keys : KeyRing, optional
+        Keys to reach a secured registry and turntable with (the node's own).
     render_size : tuple of int, optional
         Size of the live renderings, resized to the still resolution like the shipped views; by
         default the initial resolution, scaled down to fit in 640x480.
@@ -209,6 +212,7 @@ class DummyBackend(CameraBackend):
         first_view: int = 0,
         turntable: str | None = None,
         turntable_registry: str = DEFAULT_REGISTRY_URL,
+        turntable_keys: KeyRing | None = None,
         render_size: tuple[int, int] | None = None,
         elevation: float | None = None,
     ) -> None:
@@ -263,7 +267,9 @@ class DummyBackend(CameraBackend):
                 then=self._warm_turned,
             )
             self._source_size = tuple(render_size)
-            self._world = TurntableLink(turntable, turntable_registry, on_target=self._turned.prepare)
+            self._world = TurntableLink(
+                turntable, turntable_registry, keys=turntable_keys, on_target=self._turned.prepare
+            )
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
         # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
         self._cache: dict[bool, tuple[tuple[Any, ...], np.ndarray]] = {}

@@ -13,7 +13,6 @@ wrapper around it.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import subprocess
@@ -28,7 +27,7 @@ import zmq
 from plantimager.commons.cameradevice import CameraMode, CameraNode
 from plantimager.commons.errors import ImageUnavailable
 from plantimager.commons.RPC import RPCServer
-from plantimager.commons.rpc.address import advertised_host, parse_url
+from plantimager.commons.security import KeyRing
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
@@ -37,14 +36,8 @@ from .clock import clock_offset_ms
 from .identity import node_identity
 from .names import validate_name
 from .percamera import PerCameraMembers
-from .slot import (
-    CameraSlot,
-    apply_settings,
-    check_camera_names,
-    check_quality,
-    plan_settings,
-    preview_jpeg,
-)
+from .previews import PreviewMembers, start_previews
+from .slot import CameraSlot, apply_settings, check_camera_names, check_quality, plan_settings
 from .spool import Spool
 
 __all__ = ["DEFAULT_POWEROFF_COMMAND", "CameraNodeServer"]
@@ -53,13 +46,11 @@ logger = logging.getLogger(__name__)
 
 #: What ``shutdown()`` runs after stopping, when the node was started with ``allow_poweroff``.
 DEFAULT_POWEROFF_COMMAND: tuple[str, ...] = ("systemctl", "poweroff")
-#: Highest preview frame rate per camera.
-PREVIEW_FPS = 15.0
 _MAX_AHEAD_S = 60.0
 _MAX_LATE_S = 5.0
 
 
-class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
+class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
     """Serve the cameras of this host over RPC.
 
     Parameters
@@ -82,7 +73,8 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
     stream_port : int or None
         Port of the MJPEG preview server (0: picked by the system); None runs no previews.
     stream_host : str, optional
-        Interface of the preview server; defaults to the RPC host (``0.0.0.0`` for a wildcard).
+        Interface of the preview server; defaults to the RPC host (``0.0.0.0`` for a wildcard), and to
+        127.0.0.1 with ``keys`` (see :mod:`~plantimager.camera.previews`).
     quality : int
         JPEG quality of stills, 1-100.
     allow_poweroff : bool
@@ -98,6 +90,9 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         How much lower the OS priority of the threads encoding and storing is (0: the same).
     alive_timeout : int
         Seconds the registry may wait for a heartbeat.
+    keys : KeyRing, optional
+        Serve with CurveZMQ: only trusted keys connect, viewers may only read and watch (see
+        :mod:`plantimager.commons.rpc.access`); None: plaintext.
 
     Raises
     ------
@@ -126,13 +121,14 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         settle_ms: float = DEFAULT_SETTLE_MS,
         store_nice: int = STORE_NICE,
         alive_timeout: int = 60,
+        keys: KeyRing | None = None,
     ) -> None:
         backends = list(backends)
         names = check_camera_names(camera_names, len(backends))
         check_quality(quality)
         check_settle_ms(settle_ms)
         self.node_id = node_id or node_identity(state_dir)
-        RPCServer.__init__(self, context, url, alive_timeout)
+        RPCServer.__init__(self, context, url, alive_timeout, keys=keys)
         self.started_at = time.monotonic()
         self.spool = spool
         self.allow_poweroff = bool(allow_poweroff)
@@ -159,23 +155,12 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
                 store_nice=store_nice,
             )
             if stream_port is not None:
-                self._streams = self._start_streams(url, stream_host, stream_port)
+                self._streams = start_previews(
+                    self.slots, url, stream_host, stream_port, secured=keys is not None
+                )
         except BaseException:
             self.close()
             raise
-
-    def _start_streams(self, url: str, host: str | None, port: int) -> MJPEGServer:
-        endpoint = parse_url(url)
-        wildcard = endpoint.is_wildcard
-        server = MJPEGServer(
-            host or ("0.0.0.0" if wildcard else endpoint.host),
-            port,
-            advertise_host=advertised_host(endpoint.host) if host is None and wildcard else None,
-        )
-        for slot in self.slots:
-            server.add_source(slot.name, functools.partial(preview_jpeg, slot), fps=PREVIEW_FPS)
-        server.start()
-        return server
 
     # -- helpers ---------------------------------------------------------------------------------
     def _index_of(self, data_code: str, name: str) -> int:
@@ -186,22 +171,15 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         return index if isinstance(index, int) else -1
 
     # -- PEPI CameraServer -----------------------------------------------------------------------
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def ping(self) -> bool:
         """Return ``True``: the node is up and answering."""
         return True
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def identify(self) -> str:
         """The node's id, stable across restarts (see :func:`~plantimager.camera.identity.node_identity`)."""
         return self.node_id
-
-    @RPCServer.register_method_json
-    def stream_urls(self) -> list[str]:
-        """The MJPEG preview URL of each camera, in camera order (empty when previews are off)."""
-        if self._streams is None:
-            return []
-        return [self._streams.url_for(slot.name) for slot in self.slots]
 
     @RPCServer.register_method_json
     def shutdown(self) -> None:
@@ -311,7 +289,7 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         info["cameras"] = [self._index_of(data_code, name) for name in info["names"]]
         return memoryview(data), info
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def enumerate_methods(self) -> dict[str, list[str]]:
         """The node's remote methods: name -> argument names (PEPI's introspection call)."""
         inventory = self.inventory()
@@ -322,7 +300,7 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         return out
 
     # -- rig operations --------------------------------------------------------------------------
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def cameras(self) -> list[dict]:
         """The cameras in order, with their settings and preview URL.
 
@@ -385,7 +363,7 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         names = None if cameras is None else [self.slot_at(i).name for i in cameras]
         return self.spool.release(data_code, names)
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def pending(self) -> dict[str, list[int]]:
         """Data codes still stored, oldest first, with the camera indices stored under each."""
         out: dict[str, list[int]] = {}
@@ -438,7 +416,7 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         if controls:
             self.configChanged.emit(after["controls"])
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def status(self) -> dict:
         """Health of the node.
 

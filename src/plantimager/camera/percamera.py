@@ -65,12 +65,12 @@ class PerCameraMembers(Camera):
         slot = self.slot_at(camera)
         return raw_pixels(slot.backend.capture_lores(), slot, time.time_ns())
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def get_max_resolution(self, camera: int = 0) -> list[int]:
         """The camera's largest resolution, ``[width, height]``."""
         return list(self.slot_at(camera).backend.max_resolution)
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def get_current_resolution(self, camera: int = 0) -> list[int]:
         """The camera's still resolution, ``[width, height]``."""
         return list(self.slot_at(camera).backend.resolution)

@@ -12,6 +12,7 @@ from typing import Any
 import zmq
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.security import KeyRing, check_exposure
 
 from .backend import CameraBackend, get_backend_factory
 from .capture import DEFAULT_SETTLE_MS
@@ -56,6 +57,8 @@ def run_node(
     stop: threading.Event | None = None,
     on_ready: Callable[[CameraNodeServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
+    keys: KeyRing | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve a camera node until ``stop`` is set or the node is stopped remotely.
 
@@ -101,11 +104,17 @@ def run_node(
         Called with the node once it serves, before it registers.
     on_registered : callable, optional
         Called with the name the registry accepted, or ``""`` when the registry did not answer.
+    keys : KeyRing, optional
+        Serve and register with CurveZMQ: only keys trusted by ``keys`` connect, each with its role;
+        previews are served on loopback and relayed over RPC. None: plaintext.
+    insecure : bool
+        Listen beyond loopback without keys (logged as a warning at every start).
 
     Raises
     ------
     ValidationError
-        If an option is not acceptable (unknown backend, camera count, node name, settle time...).
+        If an option is not acceptable (unknown backend, camera count, node name, settle time...),
+        or ``bind`` is not a loopback address while there are no keys and ``insecure`` is false.
     PlantImagerError
         If the spool is used by another process or the backend cannot be loaded.
     """
@@ -119,6 +128,8 @@ def run_node(
         options["resolution"] = tuple(resolution)
     if options.get("turntable") and registry:
         options.setdefault("turntable_registry", registry)  # a turntable named in the node's registry
+        if keys is not None:
+            options.setdefault("turntable_keys", keys)
     stop = stop if stop is not None else threading.Event()
     context = zmq.Context()
     backends: list[CameraBackend] = []
@@ -128,6 +139,8 @@ def run_node(
     try:
         for index in range(cameras):
             backends.append(factory(index, **options))
+        # Checked once the options are known good, before anything listens.
+        check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
         spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
         node = CameraNodeServer(
             context,
@@ -139,6 +152,7 @@ def run_node(
             allow_poweroff=allow_poweroff,
             poweroff_command=poweroff_command,
             settle_ms=settle_ms,
+            keys=keys,
         )
         backends = []  # the node owns them now
 

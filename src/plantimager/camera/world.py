@@ -21,6 +21,7 @@ import zmq
 
 from plantimager.commons.errors import PlantImagerError, RPCTimeoutError
 from plantimager.commons.registry import list_devices
+from plantimager.commons.security import KeyRing
 from plantimager.commons.turntabledevice import DEVICE_TYPE, TurntableClient
 
 __all__ = ["DEFAULT_REGISTRY_URL", "TurntableLink"]
@@ -43,6 +44,9 @@ class TurntableLink:
         The registry to look the name up in.
     timeout_ms : int
         Longest wait for the registry or the turntable to answer.
+    keys : KeyRing, optional
+        Reach a secured registry and turntable with these keys (the turntable must then be named
+        by its registry name, which gives its public key too).
     on_target : callable, optional
         Called with the angle of each move the turntable starts (on a receiver thread), so the
         camera can prepare the view it will need.
@@ -54,6 +58,7 @@ class TurntableLink:
         registry: str = DEFAULT_REGISTRY_URL,
         *,
         timeout_ms: int = _TIMEOUT_MS,
+        keys: KeyRing | None = None,
         on_target: Callable[[float], None] | None = None,
     ) -> None:
         if not isinstance(turntable, str) or not turntable.strip():
@@ -63,6 +68,11 @@ class TurntableLink:
         self.turntable = turntable.strip()
         self.registry = registry
         self.timeout_ms = timeout_ms
+        self.keys = keys
+        if keys is not None and self.turntable.startswith("tcp://"):
+            raise PlantImagerError(
+                "with keys, name the turntable by its registry name (the registry gives its public key)"
+            )
         self._on_target = on_target
         self._context = zmq.Context()
         self._lock = threading.Lock()
@@ -70,13 +80,15 @@ class TurntableLink:
         self._closed = False
         self._looker: threading.Thread | None = None
 
-    def _url(self) -> str:
+    def _url(self) -> tuple[str, str]:
         if self.turntable.startswith("tcp://"):
-            return self.turntable
-        devices = list_devices(self._context, self.registry, device_type=DEVICE_TYPE, timeout=self.timeout_ms)
+            return self.turntable, ""
+        devices = list_devices(
+            self._context, self.registry, device_type=DEVICE_TYPE, timeout=self.timeout_ms, keys=self.keys
+        )
         for device in devices:
             if device.name == self.turntable:
-                return device.addr
+                return device.addr, device.public_key
         found = ", ".join(d.name for d in devices) or "none"
         raise PlantImagerError(
             f"no turntable named {self.turntable!r} is registered with {self.registry} (turntables: {found})"
@@ -87,7 +99,10 @@ class TurntableLink:
         if self._closed:
             raise PlantImagerError("the turntable link is closed")
         if self._client is None:
-            client = TurntableClient(self._context, self._url(), timeout=self.timeout_ms)
+            url, public_key = self._url()
+            client = TurntableClient(
+                self._context, url, timeout=self.timeout_ms, keys=self.keys, server_key=public_key or None
+            )
             client.limit_waits(self.timeout_ms)
             if self._on_target is not None:
                 client.targetChanged.connect(self._on_target)

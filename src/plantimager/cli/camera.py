@@ -22,7 +22,7 @@ from plantimager.camera.capture import DEFAULT_SETTLE_MS, MAX_SETTLE_MS
 from plantimager.camera.names import validate_name
 from plantimager.camera.node import CameraNodeServer
 from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
-from plantimager.cli.options import parse_resolution
+from plantimager.cli.options import key_options, keyring_of, parse_resolution
 from plantimager.commons import systemd
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
@@ -134,6 +134,13 @@ def _parse_backend_options(
     help="Option of the backend, repeatable; VALUE is read as JSON when it can be "
     "(e.g. hflip=true, buffer_count=1, 'controls={\"AfMode\": 2}').",
 )
+@key_options()
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Listen beyond loopback without keys: anyone on the network could capture, download and "
+    "shut the node down (logged as a warning at every start).",
+)
 def camera(
     backend: str,
     cameras: int,
@@ -147,8 +154,15 @@ def camera(
     settle_ms: float,
     resolution: tuple[int, int] | None,
     backend_options: dict[str, Any],
+    insecure: bool,
 ) -> None:
-    """Serve this host's cameras: synchronised captures into a spool, previews, settings."""
+    """Serve this host's cameras: synchronised captures into a spool, previews, settings.
+
+    With keys (--keys DIR, --secure or PLANTIMAGER_KEYS), everything travels over CurveZMQ: only keys
+    this host trusts connect, a viewer key may only list, read and watch previews, an operator key
+    may do everything. Without keys the node listens on loopback only, unless --insecure.
+    """
+    keys = keyring_of()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -157,6 +171,8 @@ def camera(
 
     def on_ready(node: CameraNodeServer) -> None:
         click.echo(f"node {node.node_id} listening on {node.address}")
+        if keys is not None:
+            click.echo(f"secured: CurveZMQ with key {keys.key_id} of {keys.folder}")
         for slot, url in zip(node.slots, node.stream_urls(), strict=False):
             click.echo(f"stream {slot.name}: {url}")
         click.echo(f"spool {node.spool.root}")
@@ -188,6 +204,8 @@ def camera(
             stop=stop,
             on_ready=on_ready,
             on_registered=on_registered,
+            keys=keys,
+            insecure=insecure,
         )
     except (PlantImagerError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -13,6 +13,7 @@ import click
 
 from plantimager.cli.options import parse_resolution
 from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.security import KeyRing
 from plantimager.demo import Demo
 from plantimager.rig import DEFAULT_REGISTRY_URL
 from plantimager.rig.session import DEFAULT_CAPTURES
@@ -29,7 +30,9 @@ TURNTABLE_NAME = "turntable"
 _TURNTABLE_WAIT_S = 10.0
 
 
-def _start_turntable(registry_url: str, speed: float, stop: threading.Event) -> threading.Thread:
+def _start_turntable(
+    registry_url: str, speed: float, stop: threading.Event, keys: KeyRing | None
+) -> threading.Thread:
     """Serve the simulated turntable on a thread until ``stop`` is set; return once it registered."""
     registered = threading.Event()
     failed: list[BaseException] = []
@@ -47,6 +50,7 @@ def _start_turntable(registry_url: str, speed: float, stop: threading.Event) -> 
                 name=TURNTABLE_NAME,
                 stop=stop,
                 on_registered=on_registered,
+                keys=keys,
             )
         except BaseException as exc:
             failed.append(exc)
@@ -113,6 +117,12 @@ def _start_turntable(registry_url: str, speed: float, stop: threading.Event) -> 
     show_default=True,
     help="Port of the web page on 127.0.0.1 (0: picked by the system).",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="Run everything over CurveZMQ, each node with a key pair of its own, made in a temporary "
+    "folder for this run (as on a real rig; see docs/security.md).",
+)
 def demo(
     nodes: int,
     cameras: int,
@@ -124,6 +134,7 @@ def demo(
     web_port: int,
     turntable: bool,
     turntable_speed: float,
+    secure: bool,
 ) -> None:
     """Run a whole rig on this machine: registry, simulated cameras (one process per node), controller
     and its web page.
@@ -146,6 +157,7 @@ def demo(
         web_port=web_port if web else None,
         say=click.echo,
         turntable=TURNTABLE_NAME if turntable else None,
+        secure=secure,
     )
     table_stop = threading.Event()
     table_thread: threading.Thread | None = None
@@ -155,10 +167,12 @@ def demo(
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
         if turntable:
-            table_thread = _start_turntable(the_demo.registry_url, turntable_speed, table_stop)
+            table_thread = _start_turntable(the_demo.registry_url, turntable_speed, table_stop, the_demo.keys)
         registry_option = []
         if the_demo.registry_url != DEFAULT_REGISTRY_URL:
             registry_option = ["--registry", the_demo.registry_url]
+        if the_demo.keys is not None:
+            registry_option += ["--keys", str(the_demo.keys.folder)]
         captures_option = []
         if captures.expanduser().absolute() != DEFAULT_CAPTURES.absolute():
             captures_option = ["--captures", str(the_demo.captures)]

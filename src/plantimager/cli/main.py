@@ -22,6 +22,7 @@ _COMMANDS = {
     "demo": "demo",
     "web": "web",
     "dataset": "dataset",
+    "keys": "keys",
 }
 
 

@@ -10,9 +10,11 @@ from types import FrameType
 import click
 import zmq
 
+from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons import systemd
-from plantimager.commons.errors import RegistryError
+from plantimager.commons.errors import RegistryError, ValidationError
 from plantimager.commons.registry import DEFAULT_REGISTRY_PORT, DeviceRegistry
+from plantimager.commons.security import check_exposure
 
 __all__ = ["registry"]
 
@@ -47,9 +49,26 @@ def _parse_bind(value: str) -> tuple[str, str]:
     default=None,
     help="Port of the change-events socket, on the same interface (default: picked by the OS).",
 )
-def registry(bind: str, events_port: int | None) -> None:
-    """Run a device registry, logging devices as they come and go, until Ctrl-C or SIGTERM."""
+@key_options(registry_key=False)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Listen beyond loopback without keys: anyone on the network could register devices and list "
+    "them (logged as a warning at every start).",
+)
+def registry(bind: str, events_port: int | None, insecure: bool) -> None:
+    """Run a device registry, logging devices as they come and go, until Ctrl-C or SIGTERM.
+
+    With keys (--keys DIR, --secure or PLANTIMAGER_KEYS) it talks CurveZMQ: only keys it trusts connect,
+    viewers list and follow devices, device (or operator) keys register. Without keys it listens on
+    loopback only, unless --insecure.
+    """
     addr, port = _parse_bind(bind)
+    keys = keyring_of()
+    try:
+        check_exposure(addr, secured=keys is not None, insecure=insecure, what="registry")
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -58,7 +77,7 @@ def registry(bind: str, events_port: int | None) -> None:
 
     context = zmq.Context()
     try:
-        server = DeviceRegistry(context, addr, port, events_port=events_port)
+        server = DeviceRegistry(context, addr, port, events_port=events_port, keys=keys)
     except RegistryError as exc:
         context.term()
         raise click.ClickException(str(exc)) from None
@@ -72,6 +91,8 @@ def registry(bind: str, events_port: int | None) -> None:
     try:
         server.start()
         logger.info("registry listening on %s:%d (events on port %d)", addr, server.port, server.events_port)
+        if keys is not None:
+            logger.info("secured: CurveZMQ with key %s of %s", keys.key_id, keys.folder)
         systemd.notify_ready()
         while server.is_alive() and not stop.wait(0.2):
             pass

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import DEFAULT_REGISTRY_URL, Rig
 from plantimager.rig.session import DEFAULT_CAPTURES
@@ -36,7 +37,8 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def rig_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--registry``, ``--wait`` and ``--expect``, the options of every command that opens a rig."""
+    """Add ``--registry``, ``--wait``, ``--expect`` and the key options (``--keys``, ``--secure``,
+    ``--registry-key``: read by :func:`open_rig`), the options of every command that opens a rig."""
     options = [
         click.option(
             "--registry",
@@ -62,7 +64,7 @@ def rig_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return key_options()(func)
 
 
 def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,13 +93,16 @@ def dataset_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def open_rig(registry: str, wait: float, expect: int, **kwargs: Any) -> Iterator[Rig]:
-    """Open a rig on ``registry`` and wait for it as the options say; a ClickException if it is not there."""
+    """Open a rig on ``registry`` (with the keys the options ask for) and wait for it as the options say;
+    a ClickException if it is not there."""
+    kwargs.setdefault("keys", keyring_of())
     try:
         with Rig(registry, **kwargs) as rig:
             if not rig.wait_ready(wait) and not rig.connected:
+                hint = "" if rig.keys is not None else "; a secured registry needs --keys DIR or --secure"
                 raise click.ClickException(
                     f"the registry at {registry} did not answer within {wait:g} s "
-                    "(is it running? see `plantimager registry` or `plantimager demo`)"
+                    f"(is it running? see `plantimager registry` or `plantimager demo`{hint})"
                 )
             if expect and not rig.wait_for_cameras(expect, wait):
                 raise click.ClickException(f"only {len(rig.cameras())} of {expect} cameras after {wait:g} s")

@@ -23,6 +23,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import DEFAULT_REGISTRY_URL, Rig
 from plantimager.rig.scan import ScanProgress
@@ -95,6 +96,7 @@ def _parse_angles(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.option("--turntable", default=None, help="Turntable name in the registry (default: the only one).")
 @click.option("--new", "new_scan", is_flag=True, help="Start a new scan even if the last one had this plan.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scan report as JSON.")
+@key_options()
 def scan(
     registry: str,
     wait: float,
@@ -149,7 +151,7 @@ def scan(
     report = None
     previous = signal.signal(signal.SIGINT, on_signal)
     try:
-        with Rig(registry, dataset=folder) as the_rig:
+        with Rig(registry, dataset=folder, keys=keyring_of()) as the_rig:
             if not the_rig.wait_ready(wait) and not the_rig.connected:
                 raise click.ClickException(f"the registry at {registry} did not answer within {wait:g} s")
             if expect and not the_rig.wait_for_cameras(expect, wait):

@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from plantimager.camera.names import validate_name
+from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.turntabledevice import MAX_SPEED
 from plantimager.turntable.backend import available_backends
@@ -66,8 +67,20 @@ def _check_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str
     callback=_check_name,
     help="Name proposed to the registry; letters, digits, '.', '_', '-'.",
 )
-def turntable(backend: str, speed: float, registry: str, bind: str, name: str) -> None:
-    """Serve a turntable: moves on request, its angle and its settling as signals."""
+@key_options()
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Listen beyond loopback without keys: anyone on the network could drive it "
+    "(logged as a warning at every start).",
+)
+def turntable(backend: str, speed: float, registry: str, bind: str, name: str, insecure: bool) -> None:
+    """Serve a turntable: moves on request, its angle and its settling as signals.
+
+    With keys (--keys DIR, --secure or PLANTIMAGER_KEYS) it talks CurveZMQ: viewers read and follow it,
+    operators move it. Without keys it listens on loopback only, unless --insecure.
+    """
+    keys = keyring_of()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -94,6 +107,8 @@ def turntable(backend: str, speed: float, registry: str, bind: str, name: str) -
             stop=stop,
             on_ready=on_ready,
             on_registered=on_registered,
+            keys=keys,
+            insecure=insecure,
         )
     except (PlantImagerError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

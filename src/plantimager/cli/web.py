@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons.errors import PlantImagerError
 from plantimager.rig import DEFAULT_REGISTRY_URL, CallLimits, Rig
 from plantimager.rig.session import DEFAULT_CAPTURES
@@ -113,6 +114,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
     help="Serve on an address other than loopback without any account (anyone reaching the page "
     "can drive the rig).",
 )
+@key_options()
 def web(
     registry: str,
     host: str,
@@ -135,8 +137,9 @@ def web(
     The page listens on 127.0.0.1 unless --host says otherwise. Once an account exists (see
     --set-password), it asks for a login: a viewer watches, an operator also captures, downloads,
     changes settings and shuts down; --token adds an operator login by a printed link. On any
-    address but loopback it refuses to start without a login unless --insecure. Ctrl-C or SIGTERM
-    stops it.
+    address but loopback it refuses to start without a login unless --insecure. With keys (--keys
+    DIR, --secure or PLANTIMAGER_KEYS) it drives a secured rig over CurveZMQ, previews included.
+    Ctrl-C or SIGTERM stops it.
     """
     # The web stack loads only for this command.
     from plantimager.web import WebServer, create_app
@@ -166,7 +169,8 @@ def web(
     previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
         limits = CallLimits(call=3000)
-        with Rig(registry, jobs=jobs, limits=limits, health_interval=health_interval) as rig:
+        keys = keyring_of()
+        with Rig(registry, jobs=jobs, limits=limits, health_interval=health_interval, keys=keys) as rig:
             try:
                 app = create_app(rig, captures=captures, dataset=dataset, auth=auth)
                 server = WebServer(app, host, port, insecure=insecure)

@@ -252,6 +252,26 @@ class CameraNode(ABC):
     def status(self) -> dict[str, Any]:
         """Health of the node: id, cameras, spool usage, pending captures, clock offset if known."""
 
+    def preview_frame(self, camera: int = 0, after: int = 0) -> tuple[memoryview, dict]:
+        """The newest live-preview frame of a camera, as JPEG, for a controller that relays previews.
+
+        Optional: a node that does not serve it is relayed through its MJPEG URLs instead. A secured
+        node serves its MJPEG on loopback only, so its previews reach the controller this way.
+
+        Parameters
+        ----------
+        camera : int
+            The camera's index.
+        after : int
+            The number of the frame the caller has: no image comes back until a newer one exists.
+
+        Returns
+        -------
+        tuple of (memoryview, dict)
+            The JPEG (empty when there is no newer frame) and ``{"seq", "camera"}``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not serve preview frames")
+
 
 def split_stills(data: bytes | memoryview, info: dict) -> list[memoryview]:
     """Split the result of ``retrieve_stills_jpg``/``png`` into one file per camera (no copy)."""

@@ -14,11 +14,13 @@ catch everything of ours with one ``except`` and still tell the kinds apart.
      +-- ImageUnavailable       a capture / data code is unknown to a camera node
      +-- ValidationError        a value given by a user or peer is out of range or of the wrong kind
      +-- RigError               one or more cameras of a rig failed; lists each one and its reason
+     +-- AccessDenied           the caller's key lacks the role a request needs (also a ``PermissionError``)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "ImageUnavailable",
     "InterfaceError",
     "PlantImagerError",
@@ -106,3 +108,7 @@ class RigError(PlantImagerError):
             if line.startswith("  ") and colon and name:
                 found[name] = reason
         return found
+
+
+class AccessDenied(PlantImagerError, PermissionError):  # noqa: N818 - reads as what happened
+    """The caller's key does not have the role the request needs; nothing was done."""

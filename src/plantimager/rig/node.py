@@ -20,6 +20,7 @@ from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError
 from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.RPC import RPCClient
+from plantimager.commons.security import KeyRing
 
 from .record import CameraInfo, NodeInfo, camera_key
 from .timing import RoundTrips
@@ -72,10 +73,21 @@ class NodeClient(_NodeInterface, RPCClient):
         The node's address.
     limits : CallLimits
         Longest waits.
+    keys : KeyRing, optional
+        Talk CurveZMQ with these keys to a node whose public key is ``server_key``.
+    server_key : str, optional
+        The node's public key (from its registry entry).
     """
 
-    def __init__(self, context: zmq.Context, url: str, limits: CallLimits) -> None:
-        super().__init__(context, url, timeout=limits.connect)
+    def __init__(
+        self,
+        context: zmq.Context,
+        url: str,
+        limits: CallLimits,
+        keys: KeyRing | None = None,
+        server_key: str | None = None,
+    ) -> None:
+        super().__init__(context, url, timeout=limits.connect, keys=keys, server_key=server_key)
         # A client waits as long as the server advertises; a rig waits less (see CallLimits).
         self.limit_waits(limits.call, {"start_capture": limits.capture, "retrieve_still": limits.transfer})
 
@@ -153,17 +165,31 @@ class RigNode:
         self._on_state = on_state
         self._lock = threading.Lock()
         self._busy = 0
+        self._reconnect: Callable[[], NodeClient] | None = None  # makes a second client, for previews
+        self._preview_client: NodeClient | None = None
+        self._preview_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, context: zmq.Context, device: DeviceInfo, limits: CallLimits, pings: int = 3) -> RigNode:
+    def connect(
+        cls,
+        context: zmq.Context,
+        device: DeviceInfo,
+        limits: CallLimits,
+        pings: int = 3,
+        keys: KeyRing | None = None,
+    ) -> RigNode:
         """Connect to the node of ``device``: inventory, a few pings, ``identify()`` and ``cameras()``.
+
+        With ``keys``, over CurveZMQ, expecting the node to hold the key it registered with.
 
         Raises
         ------
         PlantImagerError, zmq.ZMQError
             If the node does not answer or is not a camera node.
         """
-        client = NodeClient(context, device.addr, limits)
+        if keys is not None and not device.public_key:
+            raise InterfaceError(f"{device.name} registered without a key: a secured rig cannot reach it")
+        client = NodeClient(context, device.addr, limits, keys, device.public_key or None)
         try:
             missing = [m for m in _REQUIRED if not client.serves(m)]
             if missing:
@@ -180,7 +206,9 @@ class RigNode:
         except BaseException:
             client.close()
             raise
-        return cls(device, client, node_id, cameras, round_trips)
+        node = cls(device, client, node_id, cameras, round_trips)
+        node._reconnect = lambda: NodeClient(context, device.addr, limits, keys, device.public_key or None)
+        return node
 
     # -- calls -----------------------------------------------------------------------------------
     def call(self, method: str, *args: Any, timed: bool = True) -> Any:
@@ -297,6 +325,37 @@ class RigNode:
             error=self.error,
         )
 
+    def preview(self, camera: int, after: int) -> tuple[int, bytes | None]:
+        """The newest preview frame of camera index ``camera`` over RPC: its number and JPEG (None when
+        not newer than ``after``).
+
+        Uses a client of its own, so previews never queue behind (or delay) captures and downloads.
+
+        Raises
+        ------
+        PlantImagerError, zmq.ZMQError
+            If the node does not answer or does not serve preview frames.
+        """
+        with self._preview_lock:
+            if self._preview_client is None:
+                if self._reconnect is None:
+                    raise InterfaceError(f"{self.name}: no preview connection")
+                self._preview_client = self._reconnect()
+            client = self._preview_client
+            try:
+                data, info = client.preview_frame(camera, after)
+            except BaseException as exc:
+                if is_connection_error(exc):  # a fresh client next time
+                    self._preview_client = None
+                    client.close()
+                raise
+        seq = info.get("seq") if isinstance(info, dict) else None
+        return (seq if isinstance(seq, int) else 0), (bytes(data) if len(data) else None)
+
     def close(self) -> None:
-        """Close the client (waits for a call in progress to end)."""
+        """Close the clients (waits for a call in progress to end)."""
         self.client.close()
+        with self._preview_lock:
+            if self._preview_client is not None:
+                self._preview_client.close()
+                self._preview_client = None

@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.security import KeyRing
 
 from .dataset import STATE_DIR, Dataset
 from .download import Download, TransferGate
@@ -62,6 +63,9 @@ class Rig:
         How far ahead the capture instant is chosen.
     health_interval : float
         Seconds of silence after which an idle node is pinged.
+    keys : KeyRing, optional
+        Talk CurveZMQ with these keys to the registry (whose key is ``keys.registry_key``) and to
+        the nodes (whose keys the registry lists); None: plaintext.
 
     Raises
     ------
@@ -90,12 +94,14 @@ class Rig:
         jobs: int = 4,
         lead: LeadPolicy | None = None,
         health_interval: float = 2.0,
+        keys: KeyRing | None = None,
     ) -> None:
         if template is not None:
             NameTemplate(template)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValidationError(f"jobs must be an integer >= 1, got {jobs!r}")
         self.registry_url = registry_url
+        self.keys = keys
         self.limits = limits or CallLimits()
         self.jobs = jobs
         self.lead = lead or LeadPolicy()
@@ -111,6 +117,7 @@ class Rig:
             limits=self.limits,
             executor=self._executor,
             health_interval=health_interval,
+            keys=keys,
         )
         self._gate = TransferGate()
         self._trigger = Trigger(self._executor, self.lead)
@@ -192,6 +199,23 @@ class Rig:
         """Wait until ``predicate(rig)`` is true, re-checked after every change; False on timeout."""
         self._check_running()
         return self._roster.wait_for(lambda: predicate(self), timeout)
+
+    def preview_frame(self, camera: str, after: int = 0) -> tuple[int, bytes | None]:
+        """The newest preview frame of ``camera`` (``node/cam0``) over RPC: its number, and its JPEG or
+        None when it is not newer than frame ``after`` (see ``CameraNode.preview_frame``).
+
+        Raises
+        ------
+        ValidationError
+            If the rig has no such camera.
+        PlantImagerError, zmq.ZMQError
+            If its node does not answer or serves no preview frames.
+        """
+        found = next((c for c in self._roster.cameras() if c.key == camera), None)
+        node = self._roster.node(found.node) if found is not None else None
+        if found is None or node is None:
+            raise ValidationError(f"the rig has no camera {camera[:100]!r}")
+        return node.preview(found.index, after)
 
     def wait_for_cameras(self, count: int, timeout: float) -> bool:
         """Wait until the rig has at least ``count`` cameras; False on timeout."""

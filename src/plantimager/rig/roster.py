@@ -23,6 +23,7 @@ import zmq
 from plantimager.commons.errors import InterfaceError, RemoteError
 from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.registry.watcher import RegistryWatcher
+from plantimager.commons.security import KeyRing
 
 from .node import CallLimits, RigNode, describe_error
 from .record import CameraInfo, NodeInfo, RigEvent
@@ -64,6 +65,8 @@ class Roster:
         after :meth:`stop`).
     health_interval : float
         Seconds of silence after which an idle node is pinged.
+    keys : KeyRing, optional
+        Follow a secured registry and reach its nodes over CurveZMQ with these keys.
     """
 
     def __init__(
@@ -74,13 +77,15 @@ class Roster:
         limits: CallLimits,
         executor: Executor,
         health_interval: float = 2.0,
+        keys: KeyRing | None = None,
     ) -> None:
         self.context = context
+        self.keys = keys
         self.limits = limits
         self.health_interval = health_interval
         self._executor = executor
         self._watcher = RegistryWatcher(
-            context, registry_url, device_type="camera", list_timeout=limits.connect
+            context, registry_url, device_type="camera", list_timeout=limits.connect, keys=keys
         )
         self.registry_url = self._watcher.registry_url
         self._cond = threading.Condition()
@@ -241,7 +246,7 @@ class Roster:
     def _connect(self, attempt: _Attempt) -> None:
         device = attempt.device
         try:
-            node = RigNode.connect(self.context, device, self.limits)
+            node = RigNode.connect(self.context, device, self.limits, keys=self.keys)
         except Exception as exc:
             unusable = isinstance(exc, InterfaceError) and not isinstance(exc, RemoteError)
             reason = describe_error(exc)

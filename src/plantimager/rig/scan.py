@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import zmq
 
 from plantimager.commons.errors import PlantImagerError, RegistryError, RigError, ValidationError
-from plantimager.commons.registry import list_devices
+from plantimager.commons.registry import DeviceInfo, list_devices
+from plantimager.commons.security import KeyRing
 from plantimager.commons.turntabledevice import DEVICE_TYPE, TurntableClient, wait_settled
 
 from .dataset import Dataset
@@ -49,6 +50,7 @@ class ScanningRig(Protocol):
 
     registry_url: str
     limits: CallLimits
+    keys: KeyRing | None
 
     @property
     def dataset(self) -> Dataset: ...
@@ -135,8 +137,10 @@ class ScanReport:
         return out
 
 
-def find_turntable(context: zmq.Context, registry_url: str, name: str | None) -> tuple[str, str]:
-    """The name and address of turntable ``name`` in the registry (the only one when None).
+def find_turntable(
+    context: zmq.Context, registry_url: str, name: str | None, keys: KeyRing | None = None
+) -> DeviceInfo:
+    """The registry entry of turntable ``name`` (the only one when None), asked with ``keys`` if given.
 
     Raises
     ------
@@ -145,7 +149,7 @@ def find_turntable(context: zmq.Context, registry_url: str, name: str | None) ->
     RegistryError
         If the registry does not answer.
     """
-    devices = list_devices(context, registry_url, device_type=DEVICE_TYPE)
+    devices = list_devices(context, registry_url, device_type=DEVICE_TYPE, keys=keys)
     names = ", ".join(d.name for d in devices) or "none"
     if name is None:
         if len(devices) != 1:
@@ -153,10 +157,10 @@ def find_turntable(context: zmq.Context, registry_url: str, name: str | None) ->
                 f"a scan of several positions needs a turntable; {registry_url} has {len(devices)} "
                 f"(turntables: {names}): name one"
             )
-        return devices[0].name, devices[0].addr
+        return devices[0]
     for device in devices:
         if device.name == name:
-            return device.name, device.addr
+            return device
     raise ValidationError(
         f"no turntable named {name!r} is registered with {registry_url} (turntables: {names})"
     )
@@ -179,7 +183,7 @@ def check_scan(
         return None
     context = zmq.Context()
     try:
-        return find_turntable(context, rig.registry_url, turntable)[0]
+        return find_turntable(context, rig.registry_url, turntable, rig.keys).name
     except RegistryError as exc:
         raise PlantImagerError(f"cannot look the turntable up: {exc}") from None
     finally:
@@ -332,10 +336,11 @@ def run_scan(
     context = zmq.Context()
     table: TurntableClient | None = None
     try:
-        address = ""
+        device: DeviceInfo | None = None
         if turntable is not None or len(angles) > 1:
             try:
-                turntable, address = find_turntable(context, rig.registry_url, turntable)
+                device = find_turntable(context, rig.registry_url, turntable, rig.keys)
+                turntable = device.name
             except RegistryError as exc:
                 raise PlantImagerError(f"cannot look the turntable up: {exc}") from None
         plan = _plan(rig, angles, turntable, new)
@@ -344,8 +349,14 @@ def run_scan(
         states = position_states(rig.dataset, plan)
         report.already = [s.index for s in states if s.taken]
         todo = [s.index for s in states if not s.taken]
-        if address:
-            table = TurntableClient(context, address, timeout=rig.limits.connect)
+        if device is not None:
+            table = TurntableClient(
+                context,
+                device.addr,
+                timeout=rig.limits.connect,
+                keys=rig.keys,
+                server_key=device.public_key or None,
+            )
         report.downloads.extend(_take(rig, plan, todo, table, report, settle_timeout, progress, stop))
         report.complete = all(s.taken for s in position_states(rig.dataset, plan))
         return report

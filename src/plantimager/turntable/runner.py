@@ -9,6 +9,7 @@ from typing import Any
 
 import zmq
 
+from plantimager.commons.security import KeyRing, check_exposure
 from plantimager.commons.turntabledevice import DEVICE_TYPE
 
 from .backend import get_backend_factory
@@ -38,6 +39,8 @@ def run_turntable(
     stop: threading.Event | None = None,
     on_ready: Callable[[TurntableServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
+    keys: KeyRing | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve a turntable until ``stop`` is set or the server is stopped remotely.
 
@@ -64,12 +67,18 @@ def run_turntable(
         Called with the server once it serves, before it registers.
     on_registered : callable, optional
         Called with the name the registry accepted, or ``""`` when the registry did not answer.
+    keys : KeyRing, optional
+        Serve and register with CurveZMQ (see :class:`~plantimager.turntable.server.TurntableServer`).
+    insecure : bool
+        Listen beyond loopback without keys (logged as a warning).
 
     Raises
     ------
     ValidationError
-        If the backend, the speed or a backend option is not acceptable.
+        If the backend, the speed or a backend option is not acceptable, or ``bind`` is not a
+        loopback address while there are no keys and ``insecure`` is false.
     """
+    check_exposure(bind, secured=keys is not None, insecure=insecure, what="turntable")
     factory = get_backend_factory(backend)
     stop = stop if stop is not None else threading.Event()
     context = zmq.Context()
@@ -78,7 +87,7 @@ def run_turntable(
     try:
         motor = factory(**dict(backend_options or {}))
         try:
-            server = TurntableServer(context, bind, backend=motor, speed=speed)
+            server = TurntableServer(context, bind, backend=motor, speed=speed, keys=keys)
         except BaseException:
             motor.close()
             raise

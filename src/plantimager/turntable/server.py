@@ -13,6 +13,7 @@ import threading
 import zmq
 
 from plantimager.commons.RPC import RPCProperty, RPCServer
+from plantimager.commons.security import KeyRing
 from plantimager.commons.turntabledevice import Turntable, check_angle, check_speed
 
 from .backend import TurntableBackend
@@ -41,6 +42,9 @@ class TurntableServer(Turntable, RPCServer):
         Initial speed in degrees per second.
     alive_timeout : int
         Seconds the registry may wait for a heartbeat.
+    keys : KeyRing, optional
+        Serve with CurveZMQ: viewers (camera nodes among them) read the angle and follow the
+        signals; moving and changing the speed need an operator. None: plaintext.
 
     Raises
     ------
@@ -56,9 +60,10 @@ class TurntableServer(Turntable, RPCServer):
         backend: TurntableBackend,
         speed: float = DEFAULT_SPEED,
         alive_timeout: int = 60,
+        keys: KeyRing | None = None,
     ) -> None:
         self._speed = check_speed(speed)
-        RPCServer.__init__(self, context, url, alive_timeout)
+        RPCServer.__init__(self, context, url, alive_timeout, keys=keys)
         self.backend = backend
         self._lock = threading.Lock()
         self._move = 0
@@ -133,13 +138,13 @@ class TurntableServer(Turntable, RPCServer):
         """Start turning back to the reference angle 0; returns the move's number."""
         return self.move_to(0.0)
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def last_settled(self) -> int:
         """The number of the latest move that has settled (0 before any)."""
         with self._lock:
             return self._settled_no
 
-    @RPCServer.register_method_json
+    @RPCServer.register_method_json(role="viewer")
     def ping(self) -> bool:
         """Return ``True``."""
         return True

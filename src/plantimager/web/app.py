@@ -79,7 +79,11 @@ def create_app(
     events = EventHub(
         controller, on_snapshot=lambda snapshot: holder["web"].follow(snapshot), refresh=refresh
     )
-    previews = PreviewHub(lambda key: holder["web"].stream_urls.get(key))
+    # A secured rig's nodes keep their MJPEG on loopback: previews come over the encrypted RPC instead.
+    previews = PreviewHub(
+        lambda key: holder["web"].stream_urls.get(key),
+        fetch=rig.preview_frame if rig.keys is not None else None,
+    )
     web = WebContext(
         controller=controller,
         events=events,

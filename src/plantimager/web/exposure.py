@@ -8,25 +8,14 @@ at every start.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.security import is_loopback
 
 __all__ = ["check_exposure", "is_loopback"]
 
 logger = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (a name other than ``localhost`` counts as not)."""
-    name = host.strip().strip("[]").lower()
-    if name in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, *, authenticated: bool, insecure: bool = False) -> None:

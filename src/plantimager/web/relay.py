@@ -6,6 +6,9 @@ asyncio socket: the node speaks HTTP/1.0) and hands every new frame to all its v
 that falls behind skips frames rather than queueing them; the last viewer leaving closes the
 connection to the node, which then stops producing frames.
 
+A secured rig's nodes serve MJPEG on their own loopback only: the hub then polls each watched camera's
+newest frame over the rig's encrypted RPC connection instead (``fetch``), at the preview frame rate.
+
 Viewers come in two kinds:
 
 * ``/cameras/{camera}/preview.mjpg``: the camera's stream, re-served as MJPEG (an ``<img>`` plays it);
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _RETRY_FIRST = 0.25
 _RETRY_MAX = 2.0
+#: Seconds between two polls of a camera's newest frame over RPC (the nodes make at most 15 per second).
+POLL_INTERVAL = 1 / 15
 
 
 @dataclass(eq=False)
@@ -84,6 +89,7 @@ class _Upstream:
         self.frames_in = 0
         self.frames_out = 0
         self.connects = 0
+        self.remote_seq = 0  # number of the node's frame last fetched over RPC
 
     def stats(self) -> dict[str, Any]:
         """The counters, as ``PreviewHub.stats`` gives them."""
@@ -111,6 +117,9 @@ class PreviewHub:
         Seconds to connect to a node and read its response head.
     read_timeout : float
         Seconds without a byte from a node after which its connection is dropped and made again.
+    fetch : callable, optional
+        ``fetch(camera, after)`` returns ``(number, jpeg or None)``, the camera's newest frame fetched
+        over RPC (blocking; run on a worker thread). Given, it replaces the MJPEG connections.
     """
 
     def __init__(
@@ -119,8 +128,10 @@ class PreviewHub:
         *,
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
+        fetch: Callable[[str, int], tuple[int, bytes | None]] | None = None,
     ) -> None:
         self._resolve = resolve
+        self._fetch = fetch
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._upstreams: dict[str, _Upstream] = {}
@@ -209,7 +220,7 @@ class PreviewHub:
 
         pause = _RETRY_FIRST
         while current():
-            url = self._resolve(upstream.key)
+            url = "rpc" if self._fetch is not None else self._resolve(upstream.key)
             if not url:
                 self._set_state(upstream, "unavailable", "the camera has no preview stream")
                 await asyncio.sleep(_RETRY_MAX)  # bounded retry: the camera may come back
@@ -217,7 +228,7 @@ class PreviewHub:
             self._set_state(upstream, "connecting", upstream.error)
             before = upstream.frames_in
             try:
-                await self._stream(upstream, url)
+                await (self._poll(upstream) if self._fetch is not None else self._stream(upstream, url))
                 reason = "the node ended the stream"
             except RelayError as exc:
                 reason = str(exc)
@@ -256,6 +267,25 @@ class PreviewHub:
                     self._deliver(upstream, frame)
         finally:
             writer.close()  # the node sees the end of the connection and stops producing
+
+    async def _poll(self, upstream: _Upstream) -> None:
+        """Fetch the camera's newest frame over RPC at the preview rate while this relay is current."""
+        assert self._fetch is not None
+        me = asyncio.current_task()
+        upstream.connects += 1
+        self._set_state(upstream, "streaming", "")
+        while upstream.task is me and upstream.subscribers and not self.closed:
+            started = asyncio.get_running_loop().time()
+            try:
+                seq, frame = await asyncio.to_thread(self._fetch, upstream.key, upstream.remote_seq)
+            except Exception as exc:  # the node or the rig refused or did not answer: retry
+                raise RelayError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            if upstream.task is not me:
+                return
+            if frame is not None and seq != upstream.remote_seq:
+                upstream.remote_seq = seq
+                self._deliver(upstream, frame)
+            await asyncio.sleep(max(0.0, POLL_INTERVAL - (asyncio.get_running_loop().time() - started)))
 
     def _deliver(self, upstream: _Upstream, frame: bytes) -> None:
         upstream.seq += 1

@@ -219,6 +219,19 @@ class MJPEGServer:
         with source.cond:
             return source.grabbed
 
+    def latest_frame(self, name: str, lease: float = 2.0) -> tuple[int, bytes | None]:
+        """The newest frame of a source and its number, for a viewer that polls rather than streams.
+
+        The source keeps grabbing frames for ``lease`` seconds after each call; the frame is None
+        while it was idle (it starts grabbing at once: poll again a frame interval later).
+
+        Raises
+        ------
+        KeyError
+            If no source has that name.
+        """
+        return self._source(name).poll(lease)
+
     def clients(self, name: str) -> int:
         """Return how many stream responses of the source are open."""
         source = self._source(name)

@@ -37,13 +37,26 @@ class FrameSource:
         self.grabbed = 0
         self.viewers = 0  # open stream responses
         self.waiting = 0  # snapshot requests waiting for a frame
+        self.lease_until = 0.0  # monotonic time until which somebody polls the latest frame
         self.idle = True
         self.closed = False
         self.thread: threading.Thread | None = None
 
     def wanted(self) -> bool:
-        """Tell whether anybody is watching or waiting for a frame."""
-        return self.viewers + self.waiting > 0
+        """Tell whether anybody is watching, waiting for a frame, or polling the latest one."""
+        return self.viewers + self.waiting > 0 or time.monotonic() < self.lease_until
+
+    def poll(self, lease: float) -> tuple[int, bytes | None]:
+        """The latest frame and its number, keeping the producer running ``lease`` seconds more.
+
+        The frame is None while the producer is parked: it starts at once, and a later poll gets one.
+        """
+        with self.cond:
+            until = time.monotonic() + lease
+            if until > self.lease_until:
+                self.lease_until = until
+                self.cond.notify_all()
+            return self.seq, self.frame
 
     def start(self) -> None:
         """Start the producer thread (it grabs frames only while somebody watches)."""

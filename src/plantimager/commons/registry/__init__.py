@@ -5,6 +5,7 @@ module             what it holds
 =================  ===============================================================================
 :mod:`.message`    event names, message shapes and the one request/reply exchange all sides use
 :mod:`.server`     :class:`DeviceRegistry`, the registry itself
+:mod:`.table`      the registry's table of devices, and who may replace an entry
 :mod:`.device`     the device side: :func:`register_device`, :func:`send_alive_check`,
                    :func:`unregister_device`
 :mod:`.link`       :class:`RegistryLink`, which keeps one server registered, off its request path
@@ -13,7 +14,8 @@ module             what it holds
 =================  ===============================================================================
 
 This package sits above :mod:`plantimager.commons.rpc` and imports nothing else of plantimager but
-:mod:`plantimager.commons.errors` and :mod:`plantimager.commons.watchdog`.
+:mod:`plantimager.commons.security`, :mod:`plantimager.commons.errors` and
+:mod:`plantimager.commons.watchdog`.
 """
 
 from .device import register_device, send_alive_check, unregister_device

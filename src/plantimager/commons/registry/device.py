@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from ..errors import ProtocolError, RegistryError, ValidationError
+from ..security import KeyRing
 from .message import (
     ALIVE_TIMEOUT,
     AliveStatus,
@@ -41,6 +42,7 @@ def register_device(
     *,
     alive_timeout: float | None = None,
     timeout: int = 5000,
+    keys: KeyRing | None = None,
 ) -> tuple[str, str]:
     """Register a device with the registry at ``registry_url``.
 
@@ -63,6 +65,8 @@ def register_device(
         start, an upstream one ignores it (its first window is 20 s).
     timeout : int
         Longest wait for the reply, in milliseconds.
+    keys : KeyRing, optional
+        Register over CurveZMQ with this host's keys (the registry's key is ``keys.registry_key``).
 
     Returns
     -------
@@ -91,7 +95,7 @@ def register_device(
             )
         payload["alive_timeout"] = alive_timeout
     try:
-        reply = request(context, url, make_message(EventType.REGISTER, **payload), timeout)
+        reply = request(context, url, make_message(EventType.REGISTER, **payload), timeout, keys=keys)
     except ProtocolError as exc:
         raise RegistryError(f"registry at {url} sent a malformed reply to REGISTER: {exc}") from None
     if reply is None:
@@ -104,7 +108,9 @@ def register_device(
     return ack["name"], ack["uuid"]
 
 
-def unregister_device(context: zmq.Context, uuid: str, registry_url: str, *, timeout: int = 5000) -> bool:
+def unregister_device(
+    context: zmq.Context, uuid: str, registry_url: str, *, timeout: int = 5000, keys: KeyRing | None = None
+) -> bool:
     """Remove the registration ``uuid`` from the registry at ``registry_url``.
 
     Parameters
@@ -117,6 +123,8 @@ def unregister_device(context: zmq.Context, uuid: str, registry_url: str, *, tim
         Address of the registry.
     timeout : int
         Longest wait for the reply, in milliseconds.
+    keys : KeyRing, optional
+        Talk CurveZMQ with this host's keys.
 
     Returns
     -------
@@ -126,7 +134,7 @@ def unregister_device(context: zmq.Context, uuid: str, registry_url: str, *, tim
     """
     url = normalise_url(registry_url)
     try:
-        reply = request(context, url, make_message(EventType.UNREGISTER, uuid=uuid), timeout)
+        reply = request(context, url, make_message(EventType.UNREGISTER, uuid=uuid), timeout, keys=keys)
     except (ProtocolError, RegistryError) as exc:
         logger.warning("UNREGISTER at %s failed: %s", url, exc)
         return False
@@ -147,6 +155,7 @@ def send_alive_check(
     alive_timeout: float = ALIVE_TIMEOUT,
     *,
     timeout: int = 5000,
+    keys: KeyRing | None = None,
 ) -> AliveStatus:
     """Tell the registry that the device ``uuid`` is alive, and learn whether the registry knows it.
 
@@ -162,6 +171,8 @@ def send_alive_check(
         Seconds the registry should keep the device from now on without another check.
     timeout : int
         Longest wait for the reply, in milliseconds.
+    keys : KeyRing, optional
+        Talk CurveZMQ with this host's keys.
 
     Returns
     -------
@@ -172,7 +183,7 @@ def send_alive_check(
     url = normalise_url(registry_url)
     message = make_message(EventType.CHECK_ALIVE, uuid=uuid, alive_timeout=alive_timeout)
     try:
-        reply = request(context, url, message, timeout)
+        reply = request(context, url, message, timeout, keys=keys)
     except ProtocolError as exc:
         logger.warning("registry at %s sent a malformed reply to CHECK_ALIVE: %s", url, exc)
         return AliveStatus.UNKNOWN

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import zmq
 
 from ..errors import RegistryError
+from ..security import KeyRing
 from .device import register_device, send_alive_check, unregister_device
 from .message import AliveStatus
 
@@ -46,6 +47,8 @@ class RegistryLink(threading.Thread):
     on_change : callable
         Called with ``(name, uuid, registry_url)`` whenever the registration changes (empty
         strings when unregistered).
+    keys : KeyRing, optional
+        Talk CurveZMQ to the registry with the server's keys.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class RegistryLink(threading.Thread):
         overwrite: bool,
         alive_timeout: float,
         on_change: Callable[[str, str, str], None],
+        keys: KeyRing | None = None,
     ) -> None:
         super().__init__(name=f"registry-link-{name}", daemon=True)
         self.context = context
@@ -69,6 +73,7 @@ class RegistryLink(threading.Thread):
         self.overwrite = overwrite
         self.alive_timeout = alive_timeout
         self._on_change = on_change
+        self.keys = keys
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self.name = ""
@@ -88,6 +93,7 @@ class RegistryLink(threading.Thread):
                 overwrite=self.overwrite,
                 alive_timeout=self.alive_timeout,
                 timeout=timeout_ms,
+                keys=self.keys,
             )
         except RegistryError as exc:
             logger.warning("could not register %s with %s: %s", self.proposed_name, self.registry_url, exc)
@@ -112,7 +118,12 @@ class RegistryLink(threading.Thread):
                 delay = self.interval if ok else min(MAX_RETRY_DELAY, max(delay * 2, self.interval))
                 continue
             status = send_alive_check(
-                self.context, self.uuid, self.registry_url, self.alive_timeout, timeout=REQUEST_TIMEOUT_MS
+                self.context,
+                self.uuid,
+                self.registry_url,
+                self.alive_timeout,
+                timeout=REQUEST_TIMEOUT_MS,
+                keys=self.keys,
             )
             if status is AliveStatus.OK:
                 delay = self.interval
@@ -136,7 +147,9 @@ class RegistryLink(threading.Thread):
         if (
             unregister
             and uuid
-            and not unregister_device(self.context, uuid, self.registry_url, timeout=REQUEST_TIMEOUT_MS)
+            and not unregister_device(
+                self.context, uuid, self.registry_url, timeout=REQUEST_TIMEOUT_MS, keys=self.keys
+            )
         ):
             logger.warning("registry %s did not confirm unregistration", self.registry_url)
         self._on_change("", "", "")

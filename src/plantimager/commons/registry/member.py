@@ -29,7 +29,8 @@ class RPCServer(RPCServerBase):
         background thread then reports liveness to the registry, re-registers when the registry
         forgets this server (e.g. after a restart) and keeps retrying while it is unreachable.
         The registry is never contacted while requests are served, and serving never stops
-        because the registry is away.
+        because the registry is away. A secured server (``keys``) talks CurveZMQ to the registry
+        with its own keys, expecting the registry's key to be ``keys.registry_key``.
 
         Parameters
         ----------
@@ -59,6 +60,7 @@ class RPCServer(RPCServerBase):
             overwrite=overwrite,
             alive_timeout=self.alive_timeout,
             on_change=self._registration_changed,
+            keys=self.keys,
         )
         self._registry = link
         link.register_now()

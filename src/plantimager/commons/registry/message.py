@@ -18,8 +18,9 @@ from typing import Any
 import zmq
 
 from ..errors import ProtocolError, RegistryError
-from ..rpc.sockets import make_socket
+from ..rpc.sockets import SocketOptions, make_socket
 from ..rpc.wire import decode_object, encode
+from ..security import KeyRing
 
 __all__ = [
     "ALIVE_TIMEOUT",
@@ -32,6 +33,7 @@ __all__ = [
     "DeviceInfo",
     "EventType",
     "checked_field",
+    "client_options",
     "describe",
     "error_message",
     "is_number",
@@ -105,11 +107,19 @@ class DeviceInfo:
         Kind of device, e.g. ``"camera"``.
     addr : str
         Address the device advertised, kept as the device sent it.
+    public_key : str
+        On a secured registry, the public key (Z85) the device registered with: the key a client
+        expects the device to prove it holds. Empty on a plaintext registry.
     """
 
     name: str
     device_type: str
     addr: str
+    public_key: str = ""
+
+    def __repr__(self) -> str:
+        key = f", public_key={self.public_key!r}" if self.public_key else ""
+        return f"DeviceInfo(name={self.name!r}, device_type={self.device_type!r}, addr={self.addr!r}{key})"
 
 
 def quote(value: Any) -> str:
@@ -149,6 +159,11 @@ def normalise_url(url: str) -> str:
     return url if "://" in url else f"tcp://{url}"
 
 
+def client_options(keys: KeyRing | None) -> SocketOptions | None:
+    """Socket options of a client of the registry: CURVE with ``keys`` and the registry's key, or None."""
+    return None if keys is None else SocketOptions(curve=keys.client_curve(keys.registry_key))
+
+
 def wait_for(sock: zmq.Socket, flag: int, deadline: float, stop: threading.Event | None) -> bool:
     """Poll ``sock`` for ``flag`` until ``deadline``; slices of 100 ms when ``stop`` may cut it short."""
     while True:
@@ -167,8 +182,11 @@ def request(
     timeout_ms: int,
     *,
     stop: threading.Event | None = None,
+    keys: KeyRing | None = None,
 ) -> dict[str, Any] | None:
     """Send one request on a fresh ``REQ`` socket and return the reply object, or None if none came in time.
+
+    With ``keys``, the request goes over CurveZMQ to a registry whose key is ``keys.registry_key``.
 
     Raises
     ------
@@ -177,7 +195,7 @@ def request(
     ProtocolError
         If the reply is not a single-frame JSON object.
     """
-    sock = make_socket(context, zmq.REQ, ipv6="://[" in url)
+    sock = make_socket(context, zmq.REQ, ipv6="://[" in url, options=client_options(keys))
     try:
         try:
             sock.connect(url)

@@ -29,14 +29,17 @@ Naming follows upstream: a taken name ``cam`` becomes ``cam-1``, ``cam-2``... Wi
 registry uses the device type as the base in the same way (``camera``, ``camera-1``, ``camera-2``), where
 upstream started at ``camera-0``.
 
+Secured (``keys``), the registry speaks CurveZMQ on both sockets: only trusted keys connect, a ``LIST`` and
+the events need a viewer, registering needs a device (or operator) key, and each device is listed with the
+public key it registered with (``public_key``), which controllers use to reach it securely.
+
 The device side (:mod:`.device`, :mod:`.link`) and the listing side (:mod:`.watcher`) live beside this module;
-what they and the registry say to each other is in :mod:`.message`.
+what they and the registry say to each other is in :mod:`.message`; the table of devices is in :mod:`.table`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import queue
@@ -44,15 +47,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from .. import watchdog as _watchdog
 from ..errors import ProtocolError, RegistryError, ValidationError
-from ..rpc.sockets import make_socket, release_endpoint
+from ..rpc.guard import Gate
+from ..rpc.refusals import RefusalLog
+from ..rpc.sockets import SocketOptions, make_socket, release_endpoint
 from ..rpc.wire import decode_object, encode
+from ..security import KeyRing, Role
 from .message import (
     ALIVE_TIMEOUT,
     DEFAULT_REGISTRY_PORT,
@@ -67,27 +72,19 @@ from .message import (
     type_name,
     valid_timeout,
 )
+from .table import Change, DeviceTable
 
 __all__ = ["DeviceRegistry"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class _Entry:
-    device_type: str
-    addr: str
-    uuid: str
-    expiry: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Change:
-    event: EventType
-    name: str
-    device_type: str
-    addr: str
-    seq: int
+#: The role a request needs on a secured registry.
+_ROLES = {
+    EventType.REGISTER: Role.DEVICE,
+    EventType.UNREGISTER: Role.DEVICE,
+    EventType.CHECK_ALIVE: Role.DEVICE,
+    EventType.LIST: Role.VIEWER,
+}
 
 
 def _split_endpoint(addr: str) -> tuple[str, str]:
@@ -120,6 +117,8 @@ class DeviceRegistry(threading.Thread):
         Port of the events ``PUB`` socket, bound on the same interface; the OS picks one when omitted.
     heartbeat_interval : float
         Seconds between two ``HEARTBEAT`` publications.
+    keys : KeyRing, optional
+        Serve with CurveZMQ (see the module documentation); None: plaintext, as upstream.
 
     Attributes
     ----------
@@ -133,6 +132,8 @@ class DeviceRegistry(threading.Thread):
         Address a local subscriber can dial to receive change events.
     registry_id : str
         Random identifier of this registry instance; a new one after every restart.
+    keys : KeyRing or None
+        The keys given.
 
     Raises
     ------
@@ -148,6 +149,7 @@ class DeviceRegistry(threading.Thread):
         *,
         events_port: str | int | None = None,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        keys: KeyRing | None = None,
     ) -> None:
         super().__init__(name="DeviceRegistry", daemon=True)
         if not valid_timeout(heartbeat_interval):
@@ -155,6 +157,7 @@ class DeviceRegistry(threading.Thread):
         self.context = context
         self.heartbeat_interval = float(heartbeat_interval)
         self.registry_id = uuid.uuid4().hex
+        self.keys = keys
         scheme, host = _split_endpoint(addr or "*")
         if ":" in host and not host.startswith("["):  # an IPv6 literal goes in brackets
             host = f"[{host}]"
@@ -162,6 +165,7 @@ class DeviceRegistry(threading.Thread):
         self._rep: zmq.Socket | None = None
         self._pub: zmq.Socket | None = None
         self._endpoints: dict[zmq.Socket, str] = {}
+        self._gate = Gate(context, keys, f"registry on {scheme}://{host}") if keys is not None else None
         try:
             self._rep = self._bind(zmq.REP, scheme, host, port, server=True)
             self._pub = self._bind(zmq.PUB, scheme, host, events_port, server=False)
@@ -173,17 +177,19 @@ class DeviceRegistry(threading.Thread):
         local = {"*": "127.0.0.1", "0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
         self.url = f"{scheme}://{local}:{self.port}"
         self.events_url = f"{scheme}://{local}:{self.events_port}"
+        if self._gate is not None:
+            self._gate.label = f"registry on port {self.port}"
+            self._gate.watch(self._rep)
+            self._gate.watch(self._pub, "events")
 
-        self._lock = threading.Lock()  # guards the tables, the callbacks and the sequence number
+        self._table = DeviceTable()
+        self._lock = self._table.lock  # guards the table and the callbacks
         self._life_lock = threading.Lock()  # orders stop() before start() against run()
-        self._devices: dict[str, _Entry] = {}
-        self._by_uuid: dict[str, str] = {}
-        self._seq = 0
         self._added_callbacks: list[Callable[[str, str, str], Any]] = []
         self._removed_callbacks: list[Callable[[str, str, str], Any]] = []
         self._stop_event = threading.Event()
         self._closed = False
-        self._pending: queue.SimpleQueue[_Change | None] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[Change | None] = queue.SimpleQueue()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="DeviceRegistry-callbacks", daemon=True
         )
@@ -193,7 +199,10 @@ class DeviceRegistry(threading.Thread):
     ) -> zmq.Socket:
         port_text = "*" if port in (None, 0, "0", "*", "") else str(port)
         endpoint = f"{scheme}://{host}:{port_text}"
-        sock = make_socket(self.context, socket_type, server=server, ipv6=host.startswith("["))
+        options = self._gate.options() if self._gate is not None else SocketOptions()
+        sock = make_socket(
+            self.context, socket_type, server=server, ipv6=host.startswith("["), options=options
+        )
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -203,6 +212,12 @@ class DeviceRegistry(threading.Thread):
         return sock
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def refusals(self) -> RefusalLog | None:
+        """Where a secured registry logs and counts what it refused (None in plaintext); shared by the
+        secured servers of one ZeroMQ context."""
+        return self._gate.log if self._gate is not None else None
 
     def add_new_device_callback(self, callback: Callable[[str, str, str], Any]) -> None:
         """Call ``callback(device_type, addr, name)`` whenever a device is added.
@@ -240,8 +255,7 @@ class DeviceRegistry(threading.Thread):
         dict of str to (str, str)
             Device name -> ``(device_type, addr)``; a copy that later changes do not touch.
         """
-        with self._lock:
-            return {name: (e.device_type, e.addr) for name, e in self._devices.items()}
+        return self._table.snapshot()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop serving, close the sockets and wait for the thread to end.
@@ -297,37 +311,37 @@ class DeviceRegistry(threading.Thread):
     def _serve_loop(self, monitor: _watchdog.LoopMonitor | None) -> None:
         assert self._rep is not None
         next_heartbeat = time.monotonic()
+        secured = self._gate is not None
         while not self._stop_event.is_set():
             if monitor is not None:
                 monitor.beat()
             now = time.monotonic()
-            self._dispatch(self._prune(now))
+            self._dispatch(self._table.prune(now))
             if now >= next_heartbeat:
-                self._publish(make_message(EventType.HEARTBEAT, seq=self._seq, registry_id=self.registry_id))
+                self._publish(
+                    make_message(EventType.HEARTBEAT, seq=self._table.seq, registry_id=self.registry_id)
+                )
                 next_heartbeat = now + self.heartbeat_interval
-            wait = min(MAX_POLL, next_heartbeat - now, self._next_expiry() - now)
+            wait = min(MAX_POLL, next_heartbeat - now, self._table.next_expiry() - now)
             if self._rep.poll(max(0, math.ceil(wait * 1000))):
-                frames = self._rep.recv_multipart(zmq.NOBLOCK)
-                reply, changes = self._handle(frames)
+                frames = self._rep.recv_multipart(zmq.NOBLOCK, copy=not secured)
+                caller = frames[-1] if secured else None
+                reply, changes = self._handle([bytes(f) for f in frames] if secured else frames, caller)
                 self._rep.send(encode(reply))
                 self._dispatch(changes)
 
-    def _next_expiry(self) -> float:
-        with self._lock:
-            return min((e.expiry for e in self._devices.values()), default=math.inf)
-
-    def _dispatch(self, changes: list[_Change]) -> None:
+    def _dispatch(self, changes: list[Change]) -> None:
         for change in changes:
-            self._publish(
-                make_message(
-                    change.event,
-                    name=change.name,
-                    device_type=change.device_type,
-                    addr=change.addr,
-                    seq=change.seq,
-                    registry_id=self.registry_id,
-                )
-            )
+            payload = {
+                "name": change.name,
+                "device_type": change.device_type,
+                "addr": change.addr,
+                "seq": change.seq,
+                "registry_id": self.registry_id,
+            }
+            if change.public_key:
+                payload["public_key"] = change.public_key
+            self._publish(make_message(change.event, **payload))
             self._pending.put(change)
             logger.debug(
                 "registry %s: %s (%s) at %s", change.event, change.name, change.device_type, change.addr
@@ -352,32 +366,19 @@ class DeviceRegistry(threading.Thread):
     def _close_sockets(self) -> None:
         for sock in (self._rep, self._pub):
             if sock is not None and not sock.closed:
+                if self._gate is not None:
+                    self._gate.unwatch(sock)
                 endpoint = self._endpoints.get(sock)
                 if endpoint is not None:
                     release_endpoint(self.context, sock, endpoint)
                 sock.close(linger=0)
-
-    # ------------------------------------------------------------------ table changes (registry thread)
-
-    def _remove(self, name: str) -> _Change:
-        # Caller holds self._lock.
-        entry = self._devices.pop(name)
-        self._by_uuid.pop(entry.uuid, None)
-        self._seq += 1
-        return _Change(EventType.DEVICE_REMOVED, name, entry.device_type, entry.addr, self._seq)
-
-    def _prune(self, now: float) -> list[_Change]:
-        with self._lock:
-            expired = [name for name, e in self._devices.items() if e.expiry <= now]
-            changes = [self._remove(name) for name in expired]
-        for change in changes:
-            logger.info("device %r expired (no alive check in time)", change.name)
-        return changes
+        if self._gate is not None:
+            self._gate.close()
 
     # ------------------------------------------------------------------ request handling
 
-    def _handle(self, frames: list[bytes]) -> tuple[dict[str, Any], list[_Change]]:
-        """Turn one request into (reply, changes); never raises."""
+    def _handle(self, frames: list[bytes], caller: Any = None) -> tuple[dict[str, Any], list[Change]]:
+        """Turn one request into (reply, changes); never raises. ``caller``: the frame, when secured."""
         event: str | None = None
         try:
             if len(frames) != 1:
@@ -401,7 +402,8 @@ class DeviceRegistry(threading.Thread):
                 raise BadRequestError(f"{event} request has no 'payload' field")
             if not isinstance(payload, dict):
                 raise BadRequestError(f"field 'payload' must be an object, got {type_name(payload)}")
-            return handler(self, payload)
+            key, role = self._authorize(event, caller)
+            return handler(self, payload, key, role)
         except BadRequestError as exc:
             logger.debug("registry refused a request: %s", exc)
             return error_message(event, str(exc)), []
@@ -409,65 +411,64 @@ class DeviceRegistry(threading.Thread):
             logger.exception("registry failed to handle a request")
             return error_message(event, f"internal registry error: {type(exc).__name__}: {exc}"), []
 
-    def _on_register(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+    def _authorize(self, event: str, caller: Any) -> tuple[str, Role]:
+        """The caller's key and role; a refusal (logged) when its role is below what ``event`` needs."""
+        if self._gate is None or caller is None:
+            return "", Role.OPERATOR  # plaintext: everybody may do everything, as upstream
+        role, key = self._gate.caller(caller)
+        needed = _ROLES[EventType(event)]
+        if role is None or role < needed:
+            who = self._gate.keys.describe(key)
+            has = "is no longer trusted" if role is None else f"has the {role} role"
+            text = f"{event} needs the {needed} role; the key {who} {has}"
+            self._gate.refuse(caller, event, text)
+            raise BadRequestError(text)
+        return str(key), role
+
+    def _on_register(
+        self, payload: dict[str, Any], key: str, role: Role
+    ) -> tuple[dict[str, Any], list[Change]]:
         event = EventType.REGISTER
         device_type, addr, proposed = (
             checked_field(payload, event, key) for key in ("device_type", "addr", "name")
         )
         overwrite = checked_field(payload, event, "overwrite", required=False)
         timeout = checked_field(payload, event, "alive_timeout", required=False) or ALIVE_TIMEOUT
-        with self._lock:
-            # Upstream's conflict rule: a registration from a known address replaces that entry; a name
-            # proposed with overwrite replaces the entry of that name.
-            replaced = [
-                name
-                for name, e in self._devices.items()
-                if e.addr == addr or (overwrite and proposed and name == proposed)
-            ]
-            changes = [self._remove(name) for name in replaced]
-            base = name = proposed or device_type
-            for i in itertools.count(1):
-                if name not in self._devices:
-                    break
-                name = f"{base}-{i}"
-            device_uuid = str(uuid.uuid1())
-            self._devices[name] = _Entry(device_type, addr, device_uuid, time.monotonic() + timeout)
-            self._by_uuid[device_uuid] = name
-            self._seq += 1
-            changes.append(_Change(EventType.DEVICE_ADDED, name, device_type, addr, self._seq))
+        name, device_uuid, changes = self._table.register(
+            device_type,
+            addr,
+            proposed,
+            overwrite=bool(overwrite),
+            timeout=timeout,
+            public_key=key,
+            may_replace_others=role >= Role.OPERATOR,
+        )
         if name != proposed:
             logger.info("device proposed name %r, registered as %r", proposed, name)
         return make_message(EventType.REGISTER_ACK, name=name, uuid=device_uuid), changes
 
-    def _on_unregister(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+    def _on_unregister(
+        self, payload: dict[str, Any], key: str, role: Role
+    ) -> tuple[dict[str, Any], list[Change]]:
         device_uuid = checked_field(payload, EventType.UNREGISTER, "uuid")
-        with self._lock:
-            name = self._by_uuid.get(device_uuid)
-            changes = [self._remove(name)] if name is not None else []
-        return make_message(EventType.ACK, req_event=EventType.UNREGISTER, success=name is not None), changes
+        known, changes = self._table.unregister(device_uuid)
+        return make_message(EventType.ACK, req_event=EventType.UNREGISTER, success=known), changes
 
-    def _on_check_alive(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+    def _on_check_alive(
+        self, payload: dict[str, Any], key: str, role: Role
+    ) -> tuple[dict[str, Any], list[Change]]:
         device_uuid = checked_field(payload, EventType.CHECK_ALIVE, "uuid")
         timeout = (
             checked_field(payload, EventType.CHECK_ALIVE, "alive_timeout", required=False) or ALIVE_TIMEOUT
         )
-        with self._lock:
-            name = self._by_uuid.get(device_uuid)
-            if name is not None:
-                self._devices[name].expiry = time.monotonic() + timeout
-        return make_message(EventType.ACK, req_event=EventType.CHECK_ALIVE, success=name is not None), []
+        known = self._table.check_alive(device_uuid, timeout)
+        return make_message(EventType.ACK, req_event=EventType.CHECK_ALIVE, success=known), []
 
-    def _on_list(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[_Change]]:
+    def _on_list(self, payload: dict[str, Any], key: str, role: Role) -> tuple[dict[str, Any], list[Change]]:
         wanted = payload.get("device_type")
         if wanted is not None and not isinstance(wanted, str):
             raise BadRequestError(f"LIST field 'device_type' must be a string, got {quote(wanted)}")
-        with self._lock:
-            devices = [
-                {"name": name, "device_type": e.device_type, "addr": e.addr}
-                for name, e in sorted(self._devices.items())
-                if wanted is None or e.device_type == wanted
-            ]
-            seq = self._seq
+        devices, seq = self._table.listing(wanted)
         reply = make_message(
             EventType.LIST_ACK,
             devices=devices,
@@ -478,7 +479,9 @@ class DeviceRegistry(threading.Thread):
         )
         return reply, []
 
-    _handlers: dict[str, Callable[[DeviceRegistry, dict[str, Any]], tuple[dict[str, Any], list[_Change]]]] = {
+    _handlers: dict[
+        str, Callable[[DeviceRegistry, dict[str, Any], str, Role], tuple[dict[str, Any], list[Change]]]
+    ] = {
         EventType.REGISTER: _on_register,
         EventType.UNREGISTER: _on_unregister,
         EventType.CHECK_ALIVE: _on_check_alive,

@@ -27,7 +27,8 @@ import zmq
 from ..errors import ProtocolError, RegistryError
 from ..rpc.sockets import make_socket
 from ..rpc.wire import decode_object
-from .message import DeviceInfo, EventType, make_message, normalise_url, payload_of, request
+from ..security import KeyRing
+from .message import DeviceInfo, EventType, client_options, make_message, normalise_url, payload_of, request
 
 __all__ = ["RegistryWatcher", "list_devices"]
 
@@ -56,7 +57,7 @@ class _Snapshot:
 def _device_of(item: Any) -> DeviceInfo | None:
     if not isinstance(item, dict):
         return None
-    fields = (item.get("name"), item.get("device_type"), item.get("addr"))
+    fields = (item.get("name"), item.get("device_type"), item.get("addr"), item.get("public_key", ""))
     if not all(isinstance(f, str) for f in fields):
         return None
     return DeviceInfo(*fields)
@@ -68,17 +69,22 @@ def _fetch(
     device_type: str | None,
     timeout: int,
     stop: threading.Event | None = None,
+    keys: KeyRing | None = None,
 ) -> _Snapshot | None:
     """One ``LIST`` round trip; None if no reply in time. Raises RegistryError on a refusal or bad reply."""
     payload = {} if device_type is None else {"device_type": device_type}
     try:
-        reply = request(context, url, make_message(EventType.LIST, **payload), timeout, stop=stop)
+        message = make_message(EventType.LIST, **payload)
+        reply = request(context, url, message, timeout, stop=stop, keys=keys)
     except ProtocolError as exc:
         raise RegistryError(f"registry at {url} sent a malformed reply to LIST: {exc}") from None
     if reply is None:
         return None
     if reply.get("event") == EventType.UNSUPPORTED:
         raise RegistryError(f"registry at {url} does not support LIST (an upstream registry?)")
+    refusal = payload_of(reply, EventType.ERROR)
+    if refusal is not None:
+        raise RegistryError(f"registry at {url} refused LIST: {refusal.get('error')}")
     ack = payload_of(reply, EventType.LIST_ACK)
     items = ack.get("devices") if ack is not None else None
     seq = ack.get("seq") if ack is not None else None
@@ -102,6 +108,7 @@ def list_devices(
     *,
     device_type: str | None = None,
     timeout: int = 2000,
+    keys: KeyRing | None = None,
 ) -> list[DeviceInfo]:
     """Ask the registry at ``registry_url`` which devices it holds.
 
@@ -115,6 +122,8 @@ def list_devices(
         Only list devices of this type.
     timeout : int
         Longest wait for the reply, in milliseconds.
+    keys : KeyRing, optional
+        Ask over CurveZMQ with this host's keys (the registry's key is ``keys.registry_key``).
 
     Returns
     -------
@@ -127,7 +136,7 @@ def list_devices(
         If no reply came in time, or the registry does not support ``LIST``, or the reply is malformed.
     """
     url = normalise_url(registry_url)
-    snapshot = _fetch(context, url, device_type, timeout)
+    snapshot = _fetch(context, url, device_type, timeout, keys=keys)
     if snapshot is None:
         raise RegistryError(f"registry at {url} did not answer LIST within {timeout} ms")
     return sorted(snapshot.devices.values(), key=lambda d: d.name)
@@ -152,6 +161,8 @@ class RegistryWatcher:
         Only follow devices of this type.
     list_timeout : int
         Longest wait for one ``LIST`` reply, in milliseconds.
+    keys : KeyRing, optional
+        Follow a secured registry with this host's keys (both the requests and the events socket).
     """
 
     def __init__(
@@ -161,8 +172,10 @@ class RegistryWatcher:
         *,
         device_type: str | None = None,
         list_timeout: int = 1000,
+        keys: KeyRing | None = None,
     ) -> None:
         self.context = context
+        self.keys = keys
         self.registry_url = normalise_url(registry_url)
         self.device_type = device_type
         self.list_timeout = list_timeout
@@ -300,14 +313,18 @@ class RegistryWatcher:
 
     def _list(self) -> _Snapshot | None:
         try:
-            return _fetch(self.context, self.registry_url, self.device_type, self.list_timeout, self._stop)
+            return _fetch(
+                self.context, self.registry_url, self.device_type, self.list_timeout, self._stop, self.keys
+            )
         except RegistryError as exc:
             logger.warning("%s", exc)
             return None
 
     def _subscribe(self, events_port: int) -> zmq.Socket:
         scheme_host = self.registry_url.rsplit(":", 1)[0]
-        sub = make_socket(self.context, zmq.SUB, ipv6="://[" in scheme_host)
+        sub = make_socket(
+            self.context, zmq.SUB, ipv6="://[" in scheme_host, options=client_options(self.keys)
+        )
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(f"{scheme_host}:{events_port}")
         return sub

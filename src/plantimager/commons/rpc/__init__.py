@@ -11,13 +11,16 @@ module             what it holds
 :mod:`.members`    which members of a class are remotely reachable, and how
 :mod:`.protocol`   the protocol's events, :class:`NoResult` and error replies
 :mod:`.wire`       JSON encoding of messages
-:mod:`.sockets`    the one place where sockets are made and their options set
+:mod:`.sockets`    the one place where sockets are made and their options set (CURVE keys included)
+:mod:`.guard`      the ZAP handler of secured servers, and the role behind each request
+:mod:`.access`     which role each request needs
+:mod:`.refusals`   the log of refused connections and requests
 :mod:`.address`    parsing and advertising ``tcp://host:port`` endpoints
 :mod:`.typecheck`  checking and coercing values against type hints
 =================  ===============================================================================
 
-This package imports nothing of plantimager but :mod:`plantimager.commons.errors` and
-:mod:`plantimager.commons.watchdog`.
+This package imports nothing of plantimager but :mod:`plantimager.commons.security`,
+:mod:`plantimager.commons.errors` and :mod:`plantimager.commons.watchdog`.
 """
 
 from .client import RPCClient, RPCSignalReceiver

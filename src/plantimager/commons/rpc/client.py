@@ -12,7 +12,8 @@ from typing import Any
 
 import zmq
 
-from ..errors import InterfaceError, ProtocolError, RemoteError, RPCTimeoutError
+from ..errors import InterfaceError, ProtocolError, RemoteError, RPCTimeoutError, ValidationError
+from ..security import KeyRing
 from .connection import Connection
 from .members import interface_functions
 from .properties import RPCProperty
@@ -21,6 +22,7 @@ from .proxy import method_proxy, property_proxy
 from .receiver import RPCSignalReceiver
 from .remote import no_result, remote_error
 from .signals import RPCSignal
+from .sockets import SocketOptions
 from .wire import decode_object, encode
 
 __all__ = ["RPCClient", "RPCSignalReceiver"]
@@ -60,6 +62,12 @@ class RPCClient:
         ``tcp://<host>:<port>`` of the server.
     timeout : int
         Milliseconds to wait for the inventory and the signal set-up.
+    keys : KeyRing, optional
+        Talk CurveZMQ with this host's key pair (the server must trust its public key); None:
+        plaintext, as upstream.
+    server_key : str or bytes, optional
+        With ``keys``: the server's public key (Z85), which the server must prove it holds. A
+        device found through a registry gives it (``DeviceInfo.public_key``).
 
     Attributes
     ----------
@@ -78,11 +86,24 @@ class RPCClient:
     _rpc_interface: type | None = None
     _rpc_signal_names: tuple[str, ...] = ()
 
-    def __init__(self, context: zmq.Context, url: str, timeout: int = 1000) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        url: str,
+        timeout: int = 1000,
+        *,
+        keys: KeyRing | None = None,
+        server_key: str | bytes | None = None,
+    ) -> None:
         self.context = context
         self.url = url
         self.timeout = timeout
-        self._conn = Connection(context, url)
+        self._options: SocketOptions | None = None
+        if keys is not None:
+            if not server_key:
+                raise ValidationError(f"a secured client of {url} needs the server's public key (server_key)")
+            self._options = SocketOptions(curve=keys.client_curve(server_key))
+        self._conn = Connection(context, url, self._options)
         self._receiver: RPCSignalReceiver | None = None
         self._finalizer = weakref.finalize(self, _close_client, self._conn, [])
         try:
@@ -113,7 +134,9 @@ class RPCClient:
                 str(reply.get("error", "signal set-up refused")), str(reply.get("traceback", ""))
             )
         signal_url = self._conn.endpoint.with_port(reply["signal_port"])
-        receiver = RPCSignalReceiver(self.context, signal_url, {n: getattr(self, n) for n in names})
+        receiver = RPCSignalReceiver(
+            self.context, signal_url, {n: getattr(self, n) for n in names}, self._options
+        )
         self._receiver = receiver
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _close_client, self._conn, [receiver])

@@ -9,7 +9,7 @@ import zmq
 
 from ..errors import InterfaceError, RPCTimeoutError
 from .address import parse_url
-from .sockets import make_socket
+from .sockets import SocketOptions, make_socket
 
 __all__ = ["MAX_WAIT_MS", "Connection"]
 
@@ -24,9 +24,10 @@ class Connection:
     after a reply did not come in time: a REQ socket waiting for a reply refuses to send again.
     """
 
-    def __init__(self, context: zmq.Context, url: str) -> None:
+    def __init__(self, context: zmq.Context, url: str, options: SocketOptions | None = None) -> None:
         self.context = context
         self.url = url
+        self.options = options
         self.endpoint = parse_url(url)
         self.lock = threading.Lock()
         self.socket: zmq.Socket | None = None
@@ -34,7 +35,7 @@ class Connection:
         self.closed = False
 
     def _open(self) -> zmq.Socket:
-        sock = make_socket(self.context, zmq.REQ, ipv6=self.endpoint.is_ipv6)
+        sock = make_socket(self.context, zmq.REQ, ipv6=self.endpoint.is_ipv6, options=self.options)
         sock.connect(self.url)
         self.socket, self._rcvtimeo = sock, None
         return sock

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..security import Role
 from .properties import RPCProperty
 from .signals import RPCSignal
 from .typecheck import coerce_to_generic, is_instance_of_generic
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 JSON_MARK = "_is_json_method"
 BUFFER_MARK = "_is_buffer_method"
 TIMEOUT_MARK = "_timeout"
+ROLE_MARK = "_rpc_role"
 
 
 class ArgBinder:
@@ -112,12 +114,14 @@ class ArgBinder:
 
 @dataclass
 class ExposedMethod:
-    """A method a server exposes: its name, kind and advertised timeout (ms, None = unbounded)."""
+    """A method a server exposes: its name, kind, advertised timeout (ms, None = unbounded), and the
+    role a caller's key needs on a secured server."""
 
     name: str
     buffer: bool
     timeout: int | None
     binder: ArgBinder
+    role: Role = Role.OPERATOR
 
 
 @dataclass
@@ -166,20 +170,19 @@ def collect_members(cls: type, stop: tuple[type, ...] = ()) -> Members:
         elif inspect.isfunction(attr):
             mark = _registration(cls, name)
             if mark is not None:
-                buffer, timeout = mark
-                members.methods[name] = ExposedMethod(name, buffer, timeout, ArgBinder(attr, name))
+                buffer, timeout, role = mark
+                members.methods[name] = ExposedMethod(name, buffer, timeout, ArgBinder(attr, name), role)
     return members
 
 
-def _registration(cls: type, name: str) -> tuple[bool, int | None] | None:
+def _registration(cls: type, name: str) -> tuple[bool, int | None, Role] | None:
     for klass in cls.__mro__:
         func = vars(klass).get(name)
         if func is None:
             continue
-        if getattr(func, BUFFER_MARK, False):
-            return True, getattr(func, TIMEOUT_MARK, 10000)
-        if getattr(func, JSON_MARK, False):
-            return False, getattr(func, TIMEOUT_MARK, 10000)
+        for mark, buffer in ((BUFFER_MARK, True), (JSON_MARK, False)):
+            if getattr(func, mark, False):
+                return buffer, getattr(func, TIMEOUT_MARK, 10000), getattr(func, ROLE_MARK, Role.OPERATOR)
     return None
 
 
@@ -193,14 +196,17 @@ def interface_functions(interface: type) -> dict[str, Callable[..., Any]]:
     return found
 
 
-def mark_remote(timeout: Any, mark: str) -> Any:
-    """Mark a method as remotely callable with ``mark`` (JSON or buffer) and a timeout in ms.
+def mark_remote(timeout: Any, mark: str, role: Role | str = Role.OPERATOR) -> Any:
+    """Mark a method as remotely callable with ``mark`` (JSON or buffer), a timeout in ms and the role
+    a caller needs on a secured server.
 
     ``timeout`` may also be the method itself, when the decorator is used bare.
     """
+    needed = Role.parse(role)
     if inspect.isfunction(timeout):  # used bare: @RPCServer.register_method_json
         setattr(timeout, mark, True)
         setattr(timeout, TIMEOUT_MARK, 10000)
+        setattr(timeout, ROLE_MARK, needed)
         return timeout
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0):
         raise TypeError(f"timeout must be a non-negative int of milliseconds or None, got {timeout!r}")
@@ -208,6 +214,7 @@ def mark_remote(timeout: Any, mark: str) -> Any:
     def decorator(method: Callable[..., Any]) -> Callable[..., Any]:
         setattr(method, mark, True)
         setattr(method, TIMEOUT_MARK, timeout)
+        setattr(method, ROLE_MARK, needed)
         return method
 
     return decorator

@@ -11,7 +11,7 @@ import zmq
 
 from .address import Endpoint
 from .protocol import RPCEvents
-from .sockets import make_socket
+from .sockets import SocketOptions, make_socket
 from .wire import encode
 
 __all__ = ["SignalPublisher"]
@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 class SignalPublisher:
     """Publishes the server's signals on a PUB socket, once per emission whatever the client count."""
 
-    def __init__(self, context: zmq.Context, endpoint: Endpoint) -> None:
+    def __init__(
+        self, context: zmq.Context, endpoint: Endpoint, options: SocketOptions | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._seq = 0
-        self.socket = make_socket(context, zmq.PUB, ipv6=endpoint.is_ipv6)
+        self.socket = make_socket(context, zmq.PUB, ipv6=endpoint.is_ipv6, options=options)
         self.socket.bind(endpoint.with_port("*"))
         self.port = int(self.socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 

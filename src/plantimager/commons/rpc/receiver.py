@@ -12,7 +12,7 @@ from ..errors import ProtocolError
 from .address import parse_url
 from .protocol import SIGNAL_CHECK, RPCEvents
 from .signals import RPCSignal
-from .sockets import Waker, make_socket
+from .sockets import SocketOptions, Waker, make_socket
 from .wire import decode_object
 
 __all__ = ["RPCSignalReceiver"]
@@ -34,6 +34,8 @@ class RPCSignalReceiver(threading.Thread):
         The server's signal endpoint, ``tcp://<host>:<signal_port>``.
     signals : dict of str to RPCSignal
         Signal name -> the client's signal to emit.
+    options : SocketOptions, optional
+        Options of the SUB socket (CURVE keys of a secured server).
 
     Attributes
     ----------
@@ -43,7 +45,13 @@ class RPCSignalReceiver(threading.Thread):
         Number of signals emitted so far.
     """
 
-    def __init__(self, context: zmq.Context, url: str, signals: dict[str, RPCSignal]) -> None:
+    def __init__(
+        self,
+        context: zmq.Context,
+        url: str,
+        signals: dict[str, RPCSignal],
+        options: SocketOptions | None = None,
+    ) -> None:
         super().__init__(name=f"rpc-signals-{url}", daemon=True)
         self.context = context
         self.url = url
@@ -56,7 +64,7 @@ class RPCSignalReceiver(threading.Thread):
         self._checks_lock = threading.Lock()
         self._started_ok = threading.Event()
         self._waker = Waker(context)
-        self._socket = make_socket(context, zmq.SUB, ipv6=parse_url(url).is_ipv6)
+        self._socket = make_socket(context, zmq.SUB, ipv6=parse_url(url).is_ipv6, options=options)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
         self._socket.connect(url)
 

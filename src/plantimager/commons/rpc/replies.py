@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ProtocolError
+from ..errors import AccessDenied, ProtocolError
 from .protocol import RPCEvents, error_reply, format_remote_traceback
 from .wire import encode
 
@@ -39,7 +39,7 @@ def buffer_reply(name: str, result: Any) -> list[Any]:
 
 def failure_reply(exc: Exception) -> dict[str, Any]:
     """Return the error reply telling a client that its request failed with ``exc``."""
-    if isinstance(exc, ProtocolError):
+    if isinstance(exc, (ProtocolError, AccessDenied)):  # our refusals: no traceback of ours
         reply = error_reply(str(exc), "")
     else:
         reply = error_reply(str(exc) or type(exc).__name__, format_remote_traceback(exc))

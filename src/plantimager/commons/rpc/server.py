@@ -19,10 +19,14 @@ import zmq
 
 from .. import watchdog as _watchdog
 from ..errors import ProtocolError
+from ..security import KeyRing, Role
+from .access import needed_role, refusal, what_request
 from .address import advertised_host, parse_url, url_host
+from .guard import Gate
 from .members import BUFFER_MARK, JSON_MARK, Members, collect_members, mark_remote
 from .protocol import PROTOCOL_VERSION, SIGNAL_CHECK, RPCEvents, error_reply
 from .publisher import SignalPublisher
+from .refusals import RefusalLog
 from .replies import buffer_reply, failure_reply, unknown_event_text
 from .signals import RPCSignal
 from .sockets import (
@@ -67,6 +71,10 @@ class RPCServerBase:
         Seconds after which the registry may forget this server if it stops reporting.
     max_request_size : int, optional
         Largest request accepted, in bytes; larger ones get an error reply.
+    keys : KeyRing, optional
+        Serve with CurveZMQ: every connection is encrypted, only clients whose keys ``keys`` trusts
+        connect, and each request needs the role its member declares (see
+        :mod:`~plantimager.commons.rpc.access`). None: plaintext, as upstream.
 
     Attributes
     ----------
@@ -84,6 +92,8 @@ class RPCServerBase:
         Identifier given by the registry; empty when not registered.
     registry_addr : str
         URL of the registry this server registered with; empty when not registered.
+    keys : KeyRing or None
+        The keys given (None: plaintext).
     """
 
     def __init__(
@@ -93,6 +103,7 @@ class RPCServerBase:
         alive_timeout: int = 60,
         *,
         max_request_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        keys: KeyRing | None = None,
     ) -> None:
         endpoint = parse_url(url)
         self.context = context
@@ -105,7 +116,14 @@ class RPCServerBase:
         self._endpoint = endpoint
         self.url = f"{endpoint.scheme}://{endpoint.host_for_url()}"
         self._members: Members = _members_of(type(self))
-        options = SocketOptions(max_message_size=max_request_size)
+        self.keys = keys
+        self._gate = Gate(context, keys, f"{type(self).__name__} on {url}") if keys is not None else None
+        self._caller: tuple[Role | None, Any] | None = None  # secured: (role, frame) of the request served
+        options = (
+            self._gate.options(max_request_size)
+            if self._gate is not None
+            else SocketOptions(max_message_size=max_request_size)
+        )
         sock = make_socket(context, zmq.ROUTER, server=True, ipv6=endpoint.is_ipv6, options=options)
         try:
             if endpoint.port is None:
@@ -114,8 +132,13 @@ class RPCServerBase:
                 bind_with_retry(sock, endpoint.with_port(endpoint.port or "*"))
                 self.port = int(sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
             self._waker = Waker(context)
+            if self._gate is not None:
+                self._gate.label = f"{type(self).__name__} on port {self.port}"
+                self._gate.watch(sock)
         except BaseException:
             sock.close()
+            if self._gate is not None:
+                self._gate.close()
             raise
         self._socket: zmq.Socket | None = sock
         self.address = f"{endpoint.scheme}://{url_host(advertised_host(endpoint.host))}:{self.port}"
@@ -136,12 +159,18 @@ class RPCServerBase:
             RPCEvents.FIND_PEER_ADDRESS: self._handle_find_peer,
             SIGNAL_CHECK: self._handle_signal_check,
         }
-        self._finalizer = weakref.finalize(self, close_all, [sock, self._waker])
+        self._finalizer = weakref.finalize(self, close_all, [sock, self._waker, self._gate])
         logger.debug("%s listening on %s (advertised as %s)", type(self).__name__, url, self.address)
+
+    @property
+    def refusals(self) -> RefusalLog | None:
+        """Where a secured server logs and counts what it refused (None in plaintext); shared by the
+        secured servers of one ZeroMQ context."""
+        return self._gate.log if self._gate is not None else None
 
     # -- registration of remote methods ---------------------------------------------------------
     @staticmethod
-    def register_method_json(timeout: int | None = 10000) -> Any:
+    def register_method_json(timeout: int | None = 10000, role: Role | str = Role.OPERATOR) -> Any:
         """Mark a method as remotely callable, its result travelling as JSON.
 
         Usable bare (``@RPCServer.register_method_json``) or with a timeout.
@@ -151,16 +180,19 @@ class RPCServerBase:
         timeout : int or None
             How long, in ms, a client should wait for the method; None means as long as the
             client allows.
+        role : Role or str
+            The role a caller's key needs on a secured server: ``"viewer"`` for a method that only
+            reads, ``"operator"`` (the default) for one that changes anything.
 
         Returns
         -------
         callable
             The decorator (or the marked method when used bare).
         """
-        return mark_remote(timeout, JSON_MARK)
+        return mark_remote(timeout, JSON_MARK, role)
 
     @staticmethod
-    def register_method_buffer(timeout: int | None = 10000) -> Any:
+    def register_method_buffer(timeout: int | None = 10000, role: Role | str = Role.OPERATOR) -> Any:
         """Mark a method as remotely callable, returning ``(buffer, info)``.
 
         The buffer (bytes, memoryview, numpy array...) travels as a raw frame without copy;
@@ -171,13 +203,16 @@ class RPCServerBase:
         timeout : int or None
             How long, in ms, a client should wait for the method; None means as long as the
             client allows.
+        role : Role or str
+            The role a caller's key needs on a secured server: ``"viewer"`` for a method that only
+            reads, ``"operator"`` (the default) for one that changes anything.
 
         Returns
         -------
         callable
             The decorator (or the marked method when used bare).
         """
-        return mark_remote(timeout, BUFFER_MARK)
+        return mark_remote(timeout, BUFFER_MARK, role)
 
     # -- serving ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -205,19 +240,44 @@ class RPCServerBase:
         poller.register(self._waker.socket, zmq.POLLIN)
         timeouts = {name: m.timeout for name, m in self._members.methods.items()}
         monitor = self._monitor = _watchdog.watch_loop(f"{type(self).__name__} on port {self.port}", timeouts)
+        gate = self._gate
         try:
             while not self._stop:
                 if monitor is not None:
                     monitor.beat()
                 for ready, _ in poller.poll(_POLL_MS):
-                    if ready is sock:
+                    if ready is not sock:
+                        self._waker.drain()
+                    elif gate is None:
                         self._serve_one(sock, sock.recv_multipart())
                     else:
-                        self._waker.drain()
+                        self._serve_secured(sock, gate)
         finally:
             self._monitor = None
             _watchdog.unwatch_loop(monitor)
             self._shutdown()
+
+    def _serve_secured(self, sock: zmq.Socket, gate: Gate) -> None:
+        """Serve one request of a CURVE connection, knowing the role of the caller's key."""
+        frames = sock.recv_multipart(copy=False)
+        role, _key = gate.caller(frames[-1])
+        self._caller = (role, frames[-1])
+        try:
+            self._serve_one(sock, [frame.bytes for frame in frames])
+        finally:
+            self._caller = None
+
+    def _authorize(self, event: Any, request: dict[str, Any]) -> None:
+        """Refuse (and log) a request of a secured server's caller whose key lacks the role it needs."""
+        assert self._caller is not None and self._gate is not None
+        role, frame = self._caller
+        needed = needed_role(event, request, self._members)
+        if role is not None and role >= needed:
+            return
+        what = what_request(event, request)
+        refused = refusal(what, needed, role, self._gate.keys.describe(frame.get("User-Id")))
+        self._gate.refuse(frame, what, str(refused))
+        raise refused
 
     def _serve_one(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         # Envelope: routing id, then (REQ_CORRELATE) request id, up to the empty delimiter.
@@ -237,6 +297,8 @@ class RPCServerBase:
                 )
             request = decode_object(body[0])
             event = request.get("event")
+            if self._caller is not None:
+                self._authorize(event, request)
             handler = self._handlers.get(event) if isinstance(event, str) else None
             if handler is None:
                 if event == RPCEvents.STOP_SERVER:
@@ -283,7 +345,10 @@ class RPCServerBase:
 
     def _handle_init_signals(self, request: dict[str, Any]) -> list[Any]:
         if self._publisher is None:
-            publisher = SignalPublisher(self.context, self._endpoint)
+            gate = self._gate
+            publisher = SignalPublisher(self.context, self._endpoint, gate.options() if gate else None)
+            if gate is not None:
+                gate.watch(publisher.socket, "signals")
             for name in self._members.signals:
                 signal = getattr(self, name)
                 if isinstance(signal, RPCSignal):
@@ -395,12 +460,19 @@ class RPCServerBase:
             self._dead = True
             self._serving = False
         self._on_stop()
+        gate = self._gate
         if self._publisher is not None:
+            if gate is not None:
+                gate.unwatch(self._publisher.socket)
             self._publisher.close()
         if self._socket is not None:
+            if gate is not None:
+                gate.unwatch(self._socket)
             self._socket.close()
             self._socket = None
         self._waker.close()
+        if gate is not None:
+            gate.close()
         self._finalizer.detach()
         self._stopped.set()
         logger.info("server %s on port %s stopped", self.name or type(self).__name__, self.port)

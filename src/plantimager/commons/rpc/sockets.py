@@ -1,7 +1,7 @@
 """The one place where plantimager creates ZeroMQ sockets and sets their options.
 
-Every socket of the package (RPC request/reply, signals, registry) is made here, so limits and,
-later, encryption keys (CURVE) are configured in a single spot.
+Every socket of the package (RPC request/reply, signals, registry) is made here, so limits and
+encryption keys (CURVE) are configured in a single spot.
 
 Options applied to every socket:
 
@@ -9,7 +9,10 @@ Options applied to every socket:
 * ``MAXMSGSIZE`` on sockets that receive requests from untrusted peers: a hard cap, well above the
   application limit, so a huge message cannot exhaust memory (libzmq drops the peer). Requests
   between the application limit and the hard cap get a proper error reply from the server;
-* ``IPV6`` when the endpoint is an IPv6 address.
+* ``IPV6`` when the endpoint is an IPv6 address;
+* with :class:`~plantimager.commons.security.Curve` keys, CurveZMQ: a server socket is a CURVE
+  server whose clients' keys are checked by ZAP under its domain (and refused, never let in, when
+  no ZAP handler answers); a client socket holds its key pair and the server's public key.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
+
+from ..security import Curve
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -54,11 +59,19 @@ class SocketOptions:
         Upper bound on an inbound message for server sockets, in bytes (``-1`` for no limit).
     linger_ms : int
         How long a closing socket may wait to deliver pending messages.
+    curve : Curve, optional
+        CURVE keys: the socket encrypts and authenticates everything (None: plaintext).
     """
 
-    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, linger_ms: int = 0) -> None:
+    def __init__(
+        self,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        linger_ms: int = 0,
+        curve: Curve | None = None,
+    ) -> None:
         self.max_message_size = max_message_size
         self.linger_ms = linger_ms
+        self.curve = curve
 
     def apply(self, sock: zmq.Socket, *, server: bool, ipv6: bool = False) -> None:
         """Set the options on ``sock``; ``server`` marks sockets that receive untrusted requests."""
@@ -67,6 +80,16 @@ class SocketOptions:
             sock.setsockopt(zmq.MAXMSGSIZE, max(1 << 20, HARD_CAP_FACTOR * self.max_message_size))
         if ipv6:
             sock.setsockopt(zmq.IPV6, 1)
+        curve = self.curve
+        if curve is not None:
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public_key)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret_key)
+            if curve.server_key is None:
+                sock.setsockopt(zmq.CURVE_SERVER, 1)
+                sock.setsockopt(zmq.ZAP_DOMAIN, curve.zap_domain.encode())
+                sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+            else:
+                sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_key)
 
 
 _DEFAULT_OPTIONS = SocketOptions()

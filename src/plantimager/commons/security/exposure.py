@@ -1,0 +1,73 @@
+"""Where a server may listen without keys: on loopback only, unless its user says ``insecure``.
+
+On a loopback address only programs of this machine reach a server, so the demo and the tests run
+in plaintext with no setup. On any other address a server without keys would let anybody on the
+network capture, download, release and shut down: it refuses to start unless told ``insecure``,
+which is then logged as a warning at every start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from ..errors import ValidationError
+
+__all__ = ["bind_host", "check_exposure", "is_loopback"]
+
+logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (a name other than ``localhost`` counts as not)."""
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_host(address: str) -> str:
+    """The host of a bind address: ``tcp://HOST:PORT``, ``tcp://HOST``, ``HOST:PORT`` or ``HOST``."""
+    rest = address.strip().split("://", 1)[-1]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    if rest.count(":") == 1:
+        return rest.rsplit(":", 1)[0]
+    return rest
+
+
+def check_exposure(address: str, *, secured: bool, insecure: bool = False, what: str = "server") -> None:
+    """Refuse to serve without keys beyond this machine.
+
+    Parameters
+    ----------
+    address : str
+        Where the server is to listen (a bind URL or a host).
+    secured : bool
+        Whether it has keys (CURVE).
+    insecure : bool
+        Serve in plaintext anyway (``--insecure``): logged as a warning.
+    what : str
+        What is started, for the messages (``camera node``, ``registry``...).
+
+    Raises
+    ------
+    ValidationError
+        If the host is not a loopback address, there are no keys and ``insecure`` is false; the
+        message says how to get keys.
+    """
+    host = bind_host(address)
+    if secured or is_loopback(host):
+        return
+    if not insecure:
+        raise ValidationError(
+            f"refusing to start the {what} on {address} without keys: anyone on that network could drive "
+            "it. Create this host's keys with `plantimager keys init` and give --keys DIR (or set "
+            "PLANTIMAGER_KEYS), or listen on 127.0.0.1, or give --insecure if this network is trusted"
+        )
+    logger.warning(
+        "the %s listens on %s WITHOUT keys (--insecure): anyone who can reach it can drive it", what, address
+    )

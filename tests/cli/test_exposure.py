@@ -1,0 +1,44 @@
+"""Servers without keys stay on loopback: beyond it they refuse to start, before binding anything."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from plantimager.cli.main import main
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    env = {"PLANTIMAGER_KEYS": "", **(env or {})}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["camera", "--bind", "tcp://*:0", "--registry", ""], "camera node on tcp://*:0"),
+        (["camera", "--bind", "tcp://0.0.0.0:0", "--registry", ""], "camera node on tcp://0.0.0.0:0"),
+        (["registry", "--bind", "tcp://*:0"], "registry on tcp://*"),
+        (["turntable", "--bind", "tcp://*:0", "--registry", ""], "turntable on tcp://*:0"),
+    ],
+)
+def test_a_server_without_keys_refuses_every_interface(args, what, tmp_path):
+    result = run(*args, "--spool", str(tmp_path / "spool")) if args[0] == "camera" else run(*args)
+    assert result.exit_code == 1
+    assert f"refusing to start the {what} without keys" in result.output
+    assert "plantimager keys init" in result.output and "--insecure" in result.output
+
+
+def test_the_web_page_refuses_every_interface_without_a_login(tmp_path):
+    result = run("web", "--host", "0.0.0.0", "--port", "0", "--accounts", str(tmp_path / "none.json"))
+    assert result.exit_code == 1
+    assert "refusing to serve the page on 0.0.0.0 without a login" in result.output
+
+
+def test_keys_that_cannot_be_read_are_a_clear_error(tmp_path):
+    result = run("registry", "--bind", "tcp://127.0.0.1:0", "--keys", str(tmp_path / "missing"))
+    assert result.exit_code == 1 and "plantimager keys init" in result.output
+    result = run("rig", "list", "--registry-key", "controller")
+    assert result.exit_code == 2 and "--registry-key goes with keys" in result.output
