@@ -40,6 +40,7 @@ from .session import load_session, prepare_folder
 from .shot import ShotPlan, ShotState, StagedImage, WrittenImage, extension_for
 from .storage import (
     TMP_PREFIX,
+    disk_error,
     fsync_dir,
     lock_exclusively,
     publish_file,
@@ -353,7 +354,7 @@ class Dataset:
         except OSError as exc:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            raise PlantImagerError(f"cannot write {self.root / name}: {exc.strerror or exc}") from exc
+            raise disk_error("write", self.root / name, exc) from exc
         meta = {k: v for k, v in info.items() if k not in ("data_code", "file", "seq")}
         meta.update(size=view.nbytes, sha256=sha)
         return StagedImage(WrittenImage(shot.capture_no, shot.camera, name, meta), tmp)
@@ -393,7 +394,7 @@ class Dataset:
         try:
             fsync_dir(self.root)
         except OSError as exc:
-            raise PlantImagerError(f"cannot write to {self.root}: {exc.strerror or exc}") from exc
+            raise disk_error("write to", self.root, exc) from exc
         records = [
             {
                 "kind": "received",
@@ -450,9 +451,28 @@ class Dataset:
             self._manifest.changed(max_age)
 
     def flush(self) -> None:
-        """Return once ``manifest.json`` includes every change made so far."""
+        """Return once ``manifest.json`` includes every change made so far.
+
+        Raises
+        ------
+        PlantImagerError
+            If it cannot be written (naming the path, and the space left when the disk is full).
+        """
         if not self.readonly:
             self._manifest.flush()
+
+    def flush_or_warn(self) -> str:
+        """:meth:`flush`, but a failure is logged instead of raised; returns it ("" if none).
+
+        For the end of a capture or a download, whose records are already safe in the ledger:
+        the manifest is written again at the next change, flush or opening of the dataset.
+        """
+        try:
+            self.flush()
+        except PlantImagerError as exc:
+            logger.warning("dataset %s: %s; it will be written again at the next change", self.root, exc)
+            return str(exc)
+        return ""
 
     def manifest(self) -> dict[str, Any]:
         """The content of ``manifest.json`` (see :func:`~plantimager.rig.manifest.manifest_document`)."""

@@ -201,7 +201,7 @@ class Download:
                     recorder.shutdown(wait=True)
                     self._syncers.shutdown(wait=True)
                     self._releasers.shutdown(wait=True)
-        self.dataset.flush()
+        stale = self.dataset.flush_or_warn()
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
         report = DownloadReport(
@@ -216,7 +216,8 @@ class Download:
         if failures:
             error = RigError(
                 f"download into {self.dataset.root}: {len(failures)} camera(s) still owe images "
-                f"({owed} image(s) in all); they will be fetched by the next download",
+                f"({owed} image(s) in all); they will be fetched by the next download"
+                + (f"; and {stale}" if stale else ""),
                 failures,
             )
             error.report = report  # type: ignore[attr-defined]
