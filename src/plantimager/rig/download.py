@@ -123,6 +123,9 @@ class Download:
     progress : callable, optional
         Called with a :class:`~plantimager.rig.record.DownloadProgress` after each image is
         settled (recorded, or failed), on a worker thread.
+    unknown_grace : float
+        How long an image whose capture result never reached the controller is asked for before
+        a node that does not hold it is taken as never having captured it, seconds.
     """
 
     def __init__(
@@ -133,9 +136,11 @@ class Download:
         jobs: int,
         gate: TransferGate,
         progress: Callable[[DownloadProgress], Any] | None = None,
+        unknown_grace: float = UNKNOWN_RESULT_GRACE_S,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        self.unknown_grace = unknown_grace
         self.roster = roster
         self.dataset = dataset
         self.jobs = jobs
@@ -420,7 +425,7 @@ class Download:
         return ""
 
     def _unavailable(self, shot: ShotState, reason: str) -> None:
-        young = shot.status == "sent" and time.time() - shot.sent_at < UNKNOWN_RESULT_GRACE_S
+        young = shot.status == "sent" and time.time() - shot.sent_at < self.unknown_grace
         if young:
             self._fail(shot, f"not stored on the node yet ({reason})")
             return
