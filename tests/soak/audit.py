@@ -182,7 +182,9 @@ def audit(dataset: Path, logs: Mapping[str, Path], spools: Mapping[str, Path]) -
     result.duplicated += [f"{key} listed {n} times" for key, n in keys.items() if n > 1]
     result.duplicated += [f"{name} listed {n} times" for name, n in files.items() if n > 1]
     on_disk = {p.name for p in dataset.iterdir() if not p.name.startswith(".") and p.name != "manifest.json"}
-    result.duplicated += [f"{name}: a file the manifest does not list" for name in sorted(on_disk - set(files))]
+    result.duplicated += [
+        f"{name}: a file the manifest does not list" for name in sorted(on_disk - set(files))
+    ]
     result.manifest_problems += [f"{name}: listed but not on disk" for name in sorted(set(files) - on_disk)]
     result.lost = _examples(sorted(acknowledged - set(keys)))
     result.never_stored = sum(1 for c in expected["captures"] for _ in c["lost"])
@@ -196,7 +198,9 @@ def audit(dataset: Path, logs: Mapping[str, Path], spools: Mapping[str, Path]) -
         node_said = acked.get(key, {}).get("sha256", entry["sha256"])
         size = stored.get(key, entry["size"])
         if digest != entry["sha256"] or digest != node_said or path.stat().st_size != size:
-            result.bad_checksums.append(f"{entry['file']}: sha256 {digest[:12]}..., manifest {entry['sha256']}")
+            result.bad_checksums.append(
+                f"{entry['file']}: sha256 {digest[:12]}..., manifest {entry['sha256']}"
+            )
 
     result.owed = _examples(f"{s.camera} capture {s.capture_no}: {s.status} {s.reason}" for s in owed)
     held = _held(spools)

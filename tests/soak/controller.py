@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with Rig(args.registry, dataset=args.dataset, limits=LIMITS, health_interval=0.5) as rig:
         rig.on_event(
-            lambda e: emit("cameras", n=len(rig.cameras()))
-            if e.kind in ("camera_added", "camera_removed")
-            else None
+            lambda e: (
+                emit("cameras", n=len(rig.cameras()))
+                if e.kind in ("camera_added", "camera_removed")
+                else None
+            )
         )
         rig.wait_for_cameras(args.cameras, args.wait)
         emit("ready", cameras=len(rig.cameras()))

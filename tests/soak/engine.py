@@ -131,7 +131,12 @@ def run_soak(config: SoakConfig, say: Callable[[str], None] = print) -> SoakResu
 
 
 def _run(
-    cluster: Cluster, disk: Tmpfs, config: SoakConfig, result: SoakResult, say: Callable[[str], None], t0: float
+    cluster: Cluster,
+    disk: Tmpfs,
+    config: SoakConfig,
+    result: SoakResult,
+    say: Callable[[str], None],
+    t0: float,
 ) -> None:
     cluster.start_registry()
     cluster.start_nodes()
@@ -174,7 +179,9 @@ def _run(
         if len(result.sample_errors) < 12 and event.get("text") not in result.sample_errors:
             result.sample_errors.append(str(event.get("text")))
     for event in state.unexpected:
-        result.findings.append(f"controller raised {event.get('kind')} in {event.get('op')}: {event.get('text')}")
+        result.findings.append(
+            f"controller raised {event.get('kind')} in {event.get('op')}: {event.get('text')}"
+        )
     result.audit = audit(
         cluster.dataset,
         {name: proc.log for name, proc in cluster.nodes.items()},
@@ -220,7 +227,9 @@ def _chaos(
         while time.monotonic() < deadline and all(lane.is_alive() for lane in lanes):
             quiet = time.monotonic() - cluster.state.last_event
             if quiet > STALL_S and cluster.controller is not None and cluster.controller.alive:
-                result.findings.append(f"the controller said nothing for {quiet:.0f} s: a hang (stacks in its log)")
+                result.findings.append(
+                    f"the controller said nothing for {quiet:.0f} s: a hang (stacks in its log)"
+                )
                 cluster.controller.send(signal.SIGUSR1)  # its stacks go to its log
                 break
             with cluster.state.cond:

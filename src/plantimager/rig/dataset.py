@@ -450,29 +450,9 @@ class Dataset:
         if not self.readonly:
             self._manifest.changed(max_age)
 
-    def flush(self) -> None:
-        """Return once ``manifest.json`` includes every change made so far.
-
-        Raises
-        ------
-        PlantImagerError
-            If it cannot be written (naming the path, and the space left when the disk is full).
-        """
-        if not self.readonly:
-            self._manifest.flush()
-
-    def flush_or_warn(self) -> str:
-        """:meth:`flush`, but a failure is logged instead of raised; returns it ("" if none).
-
-        For the end of a capture or a download, whose records are already safe in the ledger:
-        the manifest is written again at the next change, flush or opening of the dataset.
-        """
-        try:
-            self.flush()
-        except PlantImagerError as exc:
-            logger.warning("dataset %s: %s; it will be written again at the next change", self.root, exc)
-            return str(exc)
-        return ""
+    def flush(self, *, strict: bool = True) -> str:
+        """Return once ``manifest.json`` includes every change made so far (see ManifestWriter.flush)."""
+        return "" if self.readonly else self._manifest.flush(strict=strict)
 
     def manifest(self) -> dict[str, Any]:
         """The content of ``manifest.json`` (see :func:`~plantimager.rig.manifest.manifest_document`)."""

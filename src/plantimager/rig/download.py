@@ -206,7 +206,7 @@ class Download:
                     recorder.shutdown(wait=True)
                     self._syncers.shutdown(wait=True)
                     self._releasers.shutdown(wait=True)
-        stale = self.dataset.flush_or_warn()
+        stale = self.dataset.flush(strict=False)
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
         report = DownloadReport(

@@ -89,13 +89,29 @@ class ManifestWriter:
             self._written = generation
             self._written_at = time.monotonic()
 
-    def flush(self) -> None:
+    def flush(self, *, strict: bool = True) -> str:
         """Return once ``manifest.json`` includes every change made so far.
+
+        With ``strict`` False, a failure is logged and returned instead of raised: for the end of
+        a capture or a download, whose records are already safe in the ledger.
+
+        Returns
+        -------
+        str
+            Why the manifest could not be written ("" when it was).
 
         Raises
         ------
         PlantImagerError
-            If it cannot be written (naming the path, and the space left when the disk is full).
+            With ``strict``, if it cannot be written (naming the path, and the space left when the
+            disk is full).
         """
         with self._write_lock:
-            self._write_pending()
+            try:
+                self._write_pending()
+            except PlantImagerError as exc:
+                if strict:
+                    raise
+                logger.warning("%s; it will be written again at the next change", exc)
+                return str(exc)
+        return ""
