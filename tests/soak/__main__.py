@@ -8,16 +8,28 @@ where it may, and says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
 from .disk import can_mount, unshare_prefix
 from .engine import SoakConfig, run_soak
 
+_PR_SET_PDEATHSIG = 1
 #: Set in the environment of a run started inside a private namespace.
 _INSIDE = "PLANTIMAGER_SOAK_UNSHARED"
+
+
+def ending_with(parent: int) -> None:
+    """Have SIGTERM sent to this process when its parent dies (Linux); at once if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         command = [*prefix, sys.executable, "-m", "soak", *(argv or sys.argv[1:]), "--seed", str(seed)]
         os.environ[_INSIDE] = "1"
         os.execvp(command[0], command)
+    # SIGTERM ends the soak like Ctrl-C: every process it started is stopped, the tmpfs unmounted;
+    # and it is sent if whatever started the soak dies first (a test runner killed, say).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parent = os.getppid()
+    ending_with(parent)
     config = SoakConfig(
         nodes=args.nodes,
         seconds=args.seconds,

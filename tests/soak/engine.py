@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plantimager.rig.dataset import UNKNOWN_RESULT_GRACE_S
-
 from .audit import Audit, audit
 from .cluster import START_WAIT, Cluster
+from .controller import UNKNOWN_GRACE_S
 from .disk import Filler, Tmpfs
 from .faults import ControllerKill, DiskFull, NodeHang, NodeKill, Outcome, RegistryRestart
 from .injector import Lane
@@ -68,7 +67,7 @@ class SoakConfig:
     resolution: str = "160x120"
     max_faults: int = 1000
     gap: tuple[float, float] = (1.0, 4.0)
-    drain: float = UNKNOWN_RESULT_GRACE_S + 30.0
+    drain: float = UNKNOWN_GRACE_S + 30.0
     work: Path | None = None
 
 
@@ -170,14 +169,16 @@ def _run(
     for proc in cluster.nodes.values():
         proc.terminate()
     for name, proc in cluster.nodes.items():
-        if proc.stop() not in (0, None):
-            result.findings.append(f"{name} did not stop cleanly on SIGTERM")
+        code = proc.stop()
+        if code not in (0, None):
+            result.findings.append(f"{name} did not stop cleanly on SIGTERM (exit {code})")
     state = cluster.state
     result.cycles.update(state.counts)
     for event in state.errors:
         result.errors[f"{event.get('op')}: {event.get('kind')}"] += 1
         if len(result.sample_errors) < 12 and event.get("text") not in result.sample_errors:
             result.sample_errors.append(str(event.get("text")))
+    result.findings += cluster.controller.errors
     for event in state.unexpected:
         result.findings.append(
             f"controller raised {event.get('kind')} in {event.get('op')}: {event.get('text')}"

@@ -171,10 +171,9 @@ class ControllerKill(Fault):
         assert proc is not None
         images = rng.randint(1, max(1, len(cluster.nodes) // 2))
         killed = threading.Event()
-        statuses: list[int | None] = []
 
         def kill() -> None:  # on the thread reading the controller's output, right after the line
-            statuses.append(proc.kill())
+            proc.send(signal.SIGKILL)
             killed.set()
 
         cluster.state.when(lambda s: s.in_download and s.images_in_download >= images, kill)
@@ -182,14 +181,12 @@ class ControllerKill(Fault):
         where = f"after image {images} of a download"
         if not killed.is_set() and cluster.state.cancel(kill):
             where = "not in a download (none came in time)"
-            kill()
-        killed.wait(START_WAIT)
+        status = proc.kill()  # reaps it (and kills it if the line never came)
         cluster.state.restarted()
         ready = cluster.state.counts["ready"]
         proc.start()
         cluster.state.wait_until(lambda s: s.counts["ready"] > ready, START_WAIT)
         took = time.monotonic() - began
-        status = statuses[0] if statuses else None
         return Outcome(self.kind, "controller", began - t0, took, f"{where} (exit {status}); started again")
 
 

@@ -67,11 +67,14 @@ class Proc:
         self.popen: subprocess.Popen[str] | None = None
         self.starts = 0
         self.stopped = False  # SIGSTOP sent and no SIGCONT yet
+        self._terminated = False
         self._cond = threading.Condition()
         self._lines: list[str] = []
         self._cursor = 0
         self._ended = False
         self._pump: threading.Thread | None = None
+        #: Exceptions raised by ``on_line``.
+        self.errors: list[str] = []
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> Proc:
@@ -89,7 +92,7 @@ class Proc:
             env=self.env,
         )
         self.starts += 1
-        self.stopped = False
+        self.stopped = self._terminated = False
         with self._cond:
             self._lines, self._cursor, self._ended = [], 0, False
         self._pump = threading.Thread(
@@ -107,7 +110,10 @@ class Proc:
                 log.flush()
                 text = line.rstrip("\n")
                 if self.on_line is not None:
-                    self.on_line(text)
+                    try:
+                        self.on_line(text)
+                    except Exception as exc:  # the soak's own bug: kept, and the output still read
+                        self.errors.append(f"{self.name}: handling {text[:80]!r}: {exc!r}")
                 with self._cond:
                     self._lines.append(text)
                     self._cond.notify_all()
@@ -141,8 +147,13 @@ class Proc:
         return self._reap()
 
     def terminate(self) -> None:
-        """Ask the current run to stop (SIGCONT, then SIGTERM, by pid) without waiting."""
-        if self.alive:
+        """Ask the current run to stop (SIGCONT, then SIGTERM, by pid) without waiting.
+
+        Sent once per run: a second SIGTERM could reach a process that, stopping, has already put
+        back the default action of the signal.
+        """
+        if self.alive and not self._terminated:
+            self._terminated = True
             os.kill(self.pid, signal.SIGCONT)
             os.kill(self.pid, signal.SIGTERM)
 
@@ -173,7 +184,7 @@ class Proc:
             return None
         code = popen.wait(STOP_WAIT)
         self.stopped = False
-        if self._pump is not None:
+        if self._pump is not None and self._pump is not threading.current_thread():
             self._pump.join(STOP_WAIT)
         if popen.stdout is not None:
             popen.stdout.close()
