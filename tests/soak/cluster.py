@@ -51,6 +51,7 @@ class ControllerState:
     last_event: float = field(default_factory=time.monotonic)
     cameras: int = 0
     cameras_at: float = 0.0
+    cameras_low: int = 0  # the fewest cameras since the last mark_cameras()
     downloads: int = 0
     images_in_download: int = 0
     in_download: bool = False
@@ -83,6 +84,7 @@ class ControllerState:
             if kind in ("ready", "cameras"):
                 self.cameras = int(event.get("cameras", event.get("n", 0)))
                 self.cameras_at = time.monotonic()
+                self.cameras_low = min(self.cameras_low, self.cameras)
             elif kind == "error":
                 self.errors.append(event)
             elif kind == "unexpected":
@@ -110,6 +112,12 @@ class ControllerState:
                     self.triggers.remove(trigger)
                     return True
             return False
+
+    def mark_cameras(self) -> int:
+        """Start counting the fewest cameras the controller has from now; returns how many it has."""
+        with self.cond:
+            self.cameras_low = self.cameras
+            return self.cameras
 
     def restarted(self) -> None:
         """The controller was killed: no download is in progress any more."""

@@ -66,10 +66,15 @@ def render(result: SoakResult) -> str:
     kinds = Counter(o.kind for o in result.outcomes)
     for kind in ("node killed", "node hung", "registry restarted", "controller killed", "disk filled"):
         rows.append((f"faults: {kind}", str(kinds.get(kind, 0))))
+    lost = [v for v in result.recoveries("rig_lost") if v is not None]
     rows += [
         (
-            f"registry restart -> registry lists every node (node heartbeat {NODE_HEARTBEAT_S:g} s)",
+            f"registry restart -> it lists every node again (node heartbeat {NODE_HEARTBEAT_S:g} s)",
             _seconds(result.recoveries("registry_s")),
+        ),
+        (
+            "registry restart -> cameras the controller lost meanwhile",
+            f"{sum(lost):.0f} over {len(lost)} restart(s)" if lost else "-",
         ),
         ("registry restart -> the controller has every camera again", _seconds(result.recoveries("rig_s"))),
         (
