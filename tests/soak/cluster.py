@@ -268,14 +268,18 @@ class Cluster:
             self.start_registry()
 
     def close(self) -> dict[str, int | None]:
-        """Stop every process by its pid (SIGTERM, then SIGKILL); returns name -> exit status."""
-        statuses: dict[str, int | None] = {}
-        if self.controller is not None:
-            statuses["controller"] = self.controller.stop()
-        for proc in self.nodes.values():
+        """Stop every process still running, by its pid (SIGTERM, then SIGKILL).
+
+        Returns
+        -------
+        dict
+            Name -> exit status of each process that was still running.
+        """
+        running = [
+            p for p in (self.controller, *self.nodes.values(), self.registry) if p is not None and p.alive
+        ]
+        for proc in running:
             proc.terminate()  # all at once; then each is waited for
-        for name, proc in self.nodes.items():
-            statuses[name] = proc.stop()
-        statuses["registry"] = self.registry.stop()
+        statuses = {proc.name: proc.stop() for proc in running}
         self.context.destroy(linger=0)
         return statuses

@@ -7,6 +7,7 @@ waiters, so nothing polls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -158,14 +159,22 @@ class Proc:
             os.kill(self.pid, signal.SIGTERM)
 
     def stop(self, timeout: float = STOP_WAIT) -> int | None:
-        """SIGCONT and SIGTERM by pid, wait up to ``timeout``, then SIGKILL; returns the exit status."""
+        """SIGCONT and SIGTERM by pid, wait up to ``timeout``, then SIGKILL; returns the exit status.
+
+        Before the SIGKILL, a process that is still there gets SIGUSR1 (our processes print their
+        threads' stacks on it, so the log shows where it was stuck).
+        """
         if self.alive:
             self.terminate()
             assert self.popen is not None
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGUSR1)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.popen.wait(2.0)
+                if self.alive:
+                    os.kill(self.pid, signal.SIGKILL)
         return self._reap()
 
     def wait(self, timeout: float) -> int | None:

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,34 +23,47 @@ TESTS = Path(__file__).resolve().parent.parent
 
 
 def run_soak(tmp_path: Path, *args: str, limit: float) -> tuple[int, str]:
-    """Run ``python -m soak ARGS`` until it ends (SIGTERM, then SIGKILL, at ``limit`` seconds)."""
+    """Run ``python -m soak ARGS`` until it ends (SIGTERM, then SIGKILL, at ``limit`` seconds).
+
+    Its output is printed as it comes (seen live with ``pytest -s``) and returned.
+    """
     table = tmp_path / "table.md"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    with open(tmp_path / "soak.log", "w+", encoding="utf-8") as log:
-        soak = subprocess.Popen(
-            [sys.executable, "-m", "soak", *args, "--work", str(tmp_path / "work"), "--table", str(table)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    lines: list[str] = []
+    soak = subprocess.Popen(
+        [sys.executable, "-m", "soak", *args, "--work", str(tmp_path / "work"), "--table", str(table)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+    def pump() -> None:
+        assert soak.stdout is not None
+        for line in soak.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = soak.wait(limit)
+    except subprocess.TimeoutExpired:
+        soak.send_signal(signal.SIGTERM)  # it stops every process it started, and unmounts
         try:
-            code = soak.wait(limit)
+            code = soak.wait(60)
         except subprocess.TimeoutExpired:
-            soak.send_signal(signal.SIGTERM)  # it stops every process it started, and unmounts
-            try:
-                code = soak.wait(60)
-            except subprocess.TimeoutExpired:
-                soak.kill()
-                code = soak.wait(10)
-        finally:
-            if soak.poll() is None:
-                soak.kill()
-                soak.wait(10)
-        log.seek(0)
-        output = log.read()
-    print(output)
-    return code, output
+            soak.kill()
+            code = soak.wait(10)
+    finally:
+        if soak.poll() is None:
+            soak.kill()
+            soak.wait(10)
+        reader.join(10)
+        if soak.stdout is not None:
+            soak.stdout.close()
+    return code, "".join(lines)
 
 
 def check(code: int, output: str) -> None:
