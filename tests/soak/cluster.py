@@ -22,9 +22,10 @@ from typing import Any
 
 import zmq
 
+from helpers.process import dummy_node_args, free_port
 from plantimager.commons.registry import RegistryWatcher
 
-from .procs import PLANTIMAGER, Proc, free_port
+from .procs import PLANTIMAGER, Proc
 
 __all__ = ["Cluster", "ControllerState"]
 
@@ -161,34 +162,15 @@ class Cluster:
         for number in range(1, nodes + 1):
             name = f"node{number:02d}"
             home = self.work / "nodes" / name
-            self.nodes[name] = Proc(name, self._node_args(name, home, resolution), self.logs / f"{name}.log")
+            args = [*NODE_LAUNCH, *dummy_node_args(name, self.registry_url, home, 1, resolution)]
+            self.nodes[name] = Proc(name, args, self.logs / f"{name}.log")
         self.state = ControllerState()
         env = {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")])}
         self._controller_env = env
         self.controller: Proc | None = None
+        #: The longest a capturing controller runs, seconds (a bound of its own, beside SIGTERM).
+        self.capture_seconds = 3600.0
         self.lock = threading.Lock()  # held by a fault that needs every node to stay as it is
-
-    def _node_args(self, name: str, home: Path, resolution: str) -> list[str]:
-        return [
-            *NODE_LAUNCH,
-            "camera",
-            "--backend",
-            "dummy",
-            "--registry",
-            self.registry_url,
-            "--spool",
-            str(home / "spool"),
-            "--state-dir",
-            str(home / "state"),
-            "--bind",
-            "tcp://127.0.0.1:0",
-            "--stream-port",
-            "0",
-            "--name",
-            name,
-            "--resolution",
-            resolution,
-        ]
 
     def spool_of(self, name: str) -> Path:
         """The spool folder of a node."""
@@ -231,7 +213,10 @@ class Cluster:
 
     # -- controller ------------------------------------------------------------------------------
     def start_controller(self, *, drain: float | None = None, wait: float = 60.0) -> Proc:
-        """Start the controller (capturing, or with ``drain`` only downloading) on the dataset."""
+        """Start the controller on the dataset: capturing (for at most :attr:`capture_seconds`), or
+        with ``drain`` only downloading (for at most that long); ``wait``: its longest wait for every
+        camera at the start.
+        """
         args = [
             sys.executable,
             "-m",
@@ -247,6 +232,8 @@ class Cluster:
         ]
         if drain is not None:
             args += ["--drain", str(drain)]
+        else:
+            args += ["--seconds", str(self.capture_seconds)]
         if self.controller is None:
             self.controller = Proc(
                 "controller", args, self.logs / "controller.log", self._controller_env, self.state.feed

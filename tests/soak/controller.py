@@ -117,9 +117,10 @@ def download(rig: Rig) -> Any:
     return report
 
 
-def run(rig: Rig, stop: threading.Event) -> None:
-    """Capture and download until ``stop`` is set."""
-    while not stop.is_set():
+def run(rig: Rig, stop: threading.Event, seconds: float) -> None:
+    """Capture and download until ``stop`` is set, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
         fired = capture(rig)
         if stop.is_set():
             break
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=int, required=True, help="cameras to wait for at the start")
     parser.add_argument("--wait", type=float, default=60.0, help="longest wait for them, seconds")
     parser.add_argument("--drain", type=float, default=None, help="only download, for at most S seconds")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="capture for at most S seconds")
     args = parser.parse_args(argv)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = threading.Event()
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("ready", cameras=len(rig.cameras()))
         if args.drain is not None:
             return drain(rig, args.drain, stop)
-        run(rig, stop)
+        run(rig, stop, args.seconds)
     emit("stopped")
     return 0
 

@@ -146,6 +146,7 @@ def _run(
     seen = cluster.registered(set(cluster.nodes), START_WAIT)
     if seen is None:
         raise RuntimeError("not every node registered; see the logs in " + str(cluster.logs))
+    cluster.capture_seconds = config.seconds + 5 * STALL_S
     cluster.start_controller(wait=START_WAIT)
     if not cluster.state.wait_until(lambda s: s.counts["ready"] >= 1, START_WAIT):
         raise RuntimeError("the controller did not start; see " + str(cluster.logs / "controller.log"))

@@ -30,6 +30,8 @@ __all__ = [
 
 #: A hung node stays stopped at least this much longer than the controller's longest call limit, s.
 HANG_MARGIN_S = 1.0
+#: Longest wait of a restarted controller for every camera before it goes on, seconds.
+RESTART_WAIT_S = 10.0
 #: Longest wait for the registry (and the controller) to see every node again, seconds.
 RECOVERY_WAIT_S = 60.0
 
@@ -187,7 +189,7 @@ class ControllerKill(Fault):
         status = proc.kill()  # reaps it (and kills it if the line never came)
         cluster.state.restarted()
         ready = cluster.state.counts["ready"]
-        proc.start()
+        cluster.start_controller(wait=RESTART_WAIT_S)  # it goes on with the cameras there are by then
         cluster.state.wait_until(lambda s: s.counts["ready"] > ready, START_WAIT)
         took = time.monotonic() - began
         return Outcome(self.kind, "controller", began - t0, took, f"{where} (exit {status}); started again")

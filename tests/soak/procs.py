@@ -18,21 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["PLANTIMAGER", "Proc", "free_port"]
+__all__ = ["PLANTIMAGER", "Proc"]
 
 #: Runs the ``plantimager`` command line with this interpreter.
 PLANTIMAGER = (sys.executable, "-c", "from plantimager.cli.main import main; main()")
 #: Longest wait for a process to exit after SIGTERM before it is killed, seconds.
 STOP_WAIT = 10.0
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Proc:
