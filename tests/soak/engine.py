@@ -229,8 +229,10 @@ def _chaos(
     ]
     for lane in lanes:
         lane.start()
+    # After the deadline the lanes end by themselves once each has injected one fault of each kind.
+    hard = deadline + START_WAIT
     try:
-        while time.monotonic() < deadline and all(lane.is_alive() for lane in lanes):
+        while time.monotonic() < hard and any(lane.is_alive() for lane in lanes):
             quiet = time.monotonic() - cluster.state.last_event
             if quiet > STALL_S and cluster.controller is not None and cluster.controller.alive:
                 result.findings.append(
@@ -239,7 +241,7 @@ def _chaos(
                 cluster.controller.send(signal.SIGUSR1)  # its stacks go to its log
                 break
             with cluster.state.cond:
-                cluster.state.cond.wait(min(5.0, max(0.0, deadline - time.monotonic())))
+                cluster.state.cond.wait(min(1.0, max(0.0, hard - time.monotonic())))
     finally:
         stop.set()
         for lane in lanes:

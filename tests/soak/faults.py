@@ -135,6 +135,8 @@ class RegistryRestart(Fault):
     def inject(self, cluster: Cluster, rng: random.Random, stop: threading.Event, t0: float) -> Outcome:
         began = time.monotonic()
         with cluster.lock:  # no node is killed or hung while the recovery is measured
+            # First every node killed lately is back: what the controller loses is the registry's doing.
+            cluster.state.wait_until(lambda s: s.cameras >= len(cluster.running_nodes()), RECOVERY_WAIT_S)
             before = cluster.state.mark_cameras()
             status = cluster.registry.kill()
             stop.wait(rng.uniform(0.5, 3.0))  # the registry is away

@@ -2,9 +2,10 @@
 
 Each :class:`Lane` is a thread with its own random generator, derived from the soak's seed and the
 lane's name, that injects its faults one after another with a random pause between them: first one
-of each of its kinds (in a random order, so a short soak still sees every kind), then kinds drawn by
-weight, until its deadline, its count or the soak's ``stop``. Two lanes run side by side (nodes
-killed while the registry is away or the disk is full), which is where faults meet.
+of each of its kinds (in a random order, and even past the deadline, so a short soak still sees
+every kind), then kinds drawn by weight, until its deadline, its count or the soak's ``stop``. Two
+lanes run side by side (nodes killed while the registry is away or the disk is full), which is
+where faults meet.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class Lane(threading.Thread):
         first = self.plan()
         kinds, weights = zip(*self.faults, strict=True)
         for number in range(self.max_faults):
-            if self.stop.wait(self.rng.uniform(*self.gap)) or time.monotonic() >= self.deadline:
+            late = time.monotonic() >= self.deadline and number >= len(first)  # one of each kind, always
+            if self.stop.wait(self.rng.uniform(*self.gap)) or late:
                 return
             fault = first[number] if number < len(first) else self.rng.choices(kinds, weights)[0]
             try:
