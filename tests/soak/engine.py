@@ -180,9 +180,11 @@ def _run(
     state = cluster.state
     result.cycles.update(state.counts)
     for event in state.errors:
-        result.errors[f"{event.get('op')}: {event.get('kind')}"] += 1
-        if len(result.sample_errors) < 12 and event.get("text") not in result.sample_errors:
-            result.sample_errors.append(str(event.get("text")))
+        key = f"{event.get('op')}: {event.get('kind')}"
+        result.errors[key] += 1
+        text = f"{key}: {event.get('text')}"
+        if result.errors[key] <= 2 and text not in result.sample_errors:  # a few of each kind
+            result.sample_errors.append(text)
     result.findings += cluster.controller.errors
     for event in state.unexpected:
         result.findings.append(
