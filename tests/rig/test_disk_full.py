@@ -122,3 +122,69 @@ def test_a_manifest_that_cannot_be_written_does_not_fail_what_the_ledger_holds(s
         assert manifest["captures"][0]["lost"] == {"n/cam0": "gone"}
     finally:
         dataset.close()
+
+
+def fill_up(disk, ledger):
+    """Take every free byte of ``disk``, the room left in the ledger's last block too (blank lines)."""
+    filler = Filler(disk)
+    filler.fill()
+    with open(ledger, "ab", buffering=0) as fh:
+        for _ in range(1 << 16):  # bounded: a block is at most a few KiB
+            try:
+                fh.write(b"\n")
+            except OSError:
+                break
+    return filler
+
+
+def test_a_disk_full_when_releases_are_recorded_fails_the_images_not_the_download(
+    spawn, make_rig, pending_of, small_disk
+):
+    nodes = [spawn(name).ready() for name in ("a", "b")]
+    dataset = small_disk / "session"
+    rig = make_rig(dataset=dataset)
+    assert rig.wait_for_cameras(2, 20)
+    record = rig.capture_all()
+    fillers = []
+
+    def fill_after_the_first_image(_event):
+        if not fillers:
+            fillers.append(fill_up(small_disk, dataset / ".rig" / "ledger.jsonl"))
+
+    with pytest.raises(RigError) as caught:  # not a bare error that loses the report
+        rig.download_all(jobs=1, progress=fill_after_the_first_image)
+    first = caught.value.report
+    assert len(first.files) == 1 and first.owed == 1
+    (failed,) = caught.value.failures.values()
+    assert "No space left on device" in failed
+    fillers[0].free()
+    report = rig.download_all()
+    assert not report.failures and report.owed == 0 and len(report.files) == 1
+    assert set(report.files).isdisjoint(first.files)
+    assert sorted(first.files + report.files) == sorted(s.file for s in record.shots)
+    assert pending_of(nodes) == {"a": {}, "b": {}}
+    with Dataset(dataset, readonly=True) as done:
+        assert done.owed() == []
+
+
+def test_an_image_found_gone_on_a_full_disk_stays_owed_until_that_can_be_recorded(
+    spawn, make_rig, small_disk
+):
+    spawn("a").ready()
+    dataset = small_disk / "session"
+    rig = make_rig(dataset=dataset, unknown_grace=0)
+    assert rig.wait_for_cameras(1, 20)
+    (cam,) = rig.cameras()
+    # A capture recorded but never sent (as if its node had died first): the node does not hold it.
+    rig.dataset.begin_capture([ShotPlan(cam.key, cam.node, cam.node_id, cam.index, cam.name, "jpeg")])
+    filler = fill_up(small_disk, dataset / ".rig" / "ledger.jsonl")
+    with pytest.raises(RigError) as caught:
+        rig.download_all()
+    reason = caught.value.failures["a/cam0"]
+    assert "the capture never reached the node" in reason and "could not be recorded" in reason
+    assert "No space left on device" in reason and caught.value.report.owed == 1
+    filler.free()
+    with pytest.raises(RigError) as caught:
+        rig.download_all()
+    assert caught.value.failures["a/cam0"].startswith("lost: the capture never reached the node")
+    assert rig.download_all().owed == 0

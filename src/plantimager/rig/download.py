@@ -432,7 +432,11 @@ class Download:
         why = (
             "the node no longer holds it" if shot.status == "stored" else "the capture never reached the node"
         )
-        self.dataset.mark_lost(shot, f"{why}: {reason}")
+        try:
+            self.dataset.mark_lost(shot, f"{why}: {reason}")
+        except PlantImagerError as exc:  # still owed: the next download asks again
+            self._fail(shot, f"{why} ({reason}), but that could not be recorded: {exc}")
+            return
         self._fail(shot, f"lost: {why} ({reason})")
 
     def _release(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
@@ -452,7 +456,12 @@ class Download:
             for shot, _ in items:
                 logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
             return
-        self.dataset.mark_released(*(shot for shot, _ in items))
+        try:
+            self.dataset.mark_released(*(shot for shot, _ in items))
+        except PlantImagerError as exc:  # the next download asks again; the node says they are gone
+            logger.warning(
+                "node %s released %s but that could not be recorded: %s", node.name, data_code, exc
+            )
         with self._lock:
             self._released += len(items)
 
