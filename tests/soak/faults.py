@@ -95,9 +95,11 @@ class NodeKill(Fault):
             proc = cluster.nodes[name]
             status = proc.kill()
             proc.start()
-        served = proc.wait_for(r"listening on tcp://", START_WAIT)
+            served = proc.wait_for(r"^registered as ", START_WAIT)  # nothing else happens meanwhile
         took = time.monotonic() - began
-        detail = f"exit {status}; {'serving again' if served else 'NOT serving'} after {took:.1f} s"
+        detail = (
+            f"exit {status}; {'registered again' if served else 'NOT registered again'} after {took:.1f} s"
+        )
         return Outcome(self.kind, name, began - t0, took, detail)
 
 
@@ -135,8 +137,12 @@ class RegistryRestart(Fault):
     def inject(self, cluster: Cluster, rng: random.Random, stop: threading.Event, t0: float) -> Outcome:
         began = time.monotonic()
         with cluster.lock:  # no node is killed or hung while the recovery is measured
-            # First every node killed lately is back: what the controller loses is the registry's doing.
-            cluster.state.wait_until(lambda s: s.cameras >= len(cluster.running_nodes()), RECOVERY_WAIT_S)
+            # First the controller has every camera, and has had for a second (a node restarted lately
+            # is back at its new address): what it loses then is the registry's doing.
+            cluster.state.wait_until(
+                lambda s: s.cameras >= len(cluster.running_nodes()) and time.monotonic() - s.cameras_at >= 1,
+                RECOVERY_WAIT_S,
+            )
             before = cluster.state.mark_cameras()
             status = cluster.registry.kill()
             stop.wait(rng.uniform(0.5, 3.0))  # the registry is away
