@@ -94,8 +94,14 @@ class NodeKill(Fault):
                 return Outcome(self.kind, "-", began - t0, 0.0, "no node to kill")
             proc = cluster.nodes[name]
             status = proc.kill()
+            restarted = time.monotonic()
             proc.start()
-            served = proc.wait_for(r"^registered as ", START_WAIT)  # nothing else happens meanwhile
+            # Nothing else happens until it registered again and the controller has its camera back.
+            served = proc.wait_for(r"^registered as ", START_WAIT)
+            cluster.state.wait_until(
+                lambda s: s.cameras_at > restarted and s.cameras >= len(cluster.running_nodes()),
+                RECOVERY_WAIT_S,
+            )
         took = time.monotonic() - began
         detail = (
             f"exit {status}; {'registered again' if served else 'NOT registered again'} after {took:.1f} s"
