@@ -14,6 +14,7 @@ import re
 import pytest
 
 from plantimager.commons.errors import PlantImagerError, RigError
+from plantimager.rig import CallLimits
 from plantimager.rig.dataset import Dataset
 from plantimager.rig.ledger import Ledger
 from plantimager.rig.shot import ShotPlan
@@ -172,7 +173,7 @@ def test_an_image_found_gone_on_a_full_disk_stays_owed_until_that_can_be_recorde
 ):
     spawn("a").ready()
     dataset = small_disk / "session"
-    rig = make_rig(dataset=dataset, unknown_grace=0)
+    rig = make_rig(dataset=dataset, limits=CallLimits(connect=2000, call=2000, unknown_result=0))
     assert rig.wait_for_cameras(1, 20)
     (cam,) = rig.cameras()
     # A capture recorded but never sent (as if its node had died first): the node does not hold it.

@@ -9,7 +9,8 @@ import signal
 
 import pytest
 
-from plantimager.commons.errors import RigError, ValidationError
+from plantimager.commons.errors import RigError
+from plantimager.rig import CallLimits
 from plantimager.rig.dataset import Dataset
 from plantimager.rig.shot import ShotPlan
 
@@ -206,7 +207,7 @@ def test_a_file_in_the_way_fails_that_image_alone_and_it_is_not_released(
     assert not list(dataset.glob(".tmp-*"))
 
 
-def test_an_image_whose_capture_never_reached_its_node_is_given_up_after_the_rigs_grace(
+def test_an_image_whose_capture_never_reached_its_node_is_given_up_after_the_rigs_limit(
     spawn, make_rig, tmp_path
 ):
     spawn("a").ready()
@@ -224,11 +225,9 @@ def test_an_image_whose_capture_never_reached_its_node_is_given_up_after_the_rig
     assert caught.value.report.owed == 1
     patient.close()  # lets go of the dataset
 
-    hasty = make_rig(dataset=dataset, unknown_grace=0)
+    hasty = make_rig(dataset=dataset, limits=CallLimits(connect=2000, call=2000, unknown_result=0))
     assert hasty.wait_for_cameras(1, 20)
     with pytest.raises(RigError) as caught:
         hasty.download_all()
     assert caught.value.failures["a/cam0"].startswith("lost: the capture never reached the node")
     assert hasty.download_all().owed == 0  # taken as never captured: not asked for again
-    with pytest.raises(ValidationError, match="unknown_grace"):
-        make_rig(dataset=dataset, unknown_grace=-1)

@@ -37,13 +37,12 @@ from typing import Any
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import CallLimits, DownloadProgress, Rig
 
-__all__ = ["LIMITS", "UNKNOWN_GRACE_S", "main"]
+__all__ = ["LIMITS", "main"]
 
-#: The controller's longest waits of nodes, ms: short, so that a hung node costs seconds.
-LIMITS = CallLimits(connect=1500, call=2000, capture=5000, transfer=3000)
-#: How long an image whose capture result never arrived is asked for, seconds: the soak's faults
-#: keep a node from answering for at most ~9 s, and a node refuses an instant more than 5 s late.
-UNKNOWN_GRACE_S = 20.0
+#: The controller's longest waits of nodes, ms: short, so that a hung node costs seconds. An image
+#: whose capture result never arrived is asked for 20 s: the soak's faults keep a node from
+#: answering for at most ~9 s, and a node refuses a capture instant more than 5 s late.
+LIMITS = CallLimits(connect=1500, call=2000, capture=5000, transfer=3000, unknown_result=20_000)
 #: Pause between rounds when nothing could be done (no camera, no space), seconds.
 _IDLE_S = 0.5
 
@@ -167,14 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    rig = Rig(
-        args.registry,
-        dataset=args.dataset,
-        limits=LIMITS,
-        health_interval=0.5,
-        unknown_grace=UNKNOWN_GRACE_S,
-    )
-    with rig:
+    with Rig(args.registry, dataset=args.dataset, limits=LIMITS, health_interval=0.5) as rig:
         rig.on_event(
             lambda e: (
                 emit("cameras", n=len(rig.cameras()))

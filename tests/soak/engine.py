@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .audit import Audit, audit
 from .cluster import START_WAIT, Cluster
-from .controller import UNKNOWN_GRACE_S
+from .controller import LIMITS
 from .disk import Filler, Tmpfs
 from .faults import ControllerKill, DiskFull, NodeHang, NodeKill, Outcome, RegistryRestart
 from .injector import Lane
@@ -69,7 +69,7 @@ class SoakConfig:
     resolution: str = "160x120"
     max_faults: int = 1000
     gap: tuple[float, float] = (1.0, 4.0)
-    drain: float = UNKNOWN_GRACE_S + 30.0
+    drain: float = LIMITS.unknown_result / 1000 + 30.0
     work: Path | None = None
 
 

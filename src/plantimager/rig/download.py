@@ -33,7 +33,7 @@ import xxhash
 
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
-from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, StagedImage, WrittenImage
+from .dataset import Dataset, StagedImage, WrittenImage
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
 from .roster import Roster
@@ -123,9 +123,6 @@ class Download:
     progress : callable, optional
         Called with a :class:`~plantimager.rig.record.DownloadProgress` after each image is
         settled (recorded, or failed), on a worker thread.
-    unknown_grace : float
-        How long an image whose capture result never reached the controller is asked for before
-        a node that does not hold it is taken as never having captured it, seconds.
     """
 
     def __init__(
@@ -136,11 +133,9 @@ class Download:
         jobs: int,
         gate: TransferGate,
         progress: Callable[[DownloadProgress], Any] | None = None,
-        unknown_grace: float = UNKNOWN_RESULT_GRACE_S,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-        self.unknown_grace = unknown_grace
         self.roster = roster
         self.dataset = dataset
         self.jobs = jobs
@@ -425,7 +420,9 @@ class Download:
         return ""
 
     def _unavailable(self, shot: ShotState, reason: str) -> None:
-        young = shot.status == "sent" and time.time() - shot.sent_at < self.unknown_grace
+        young = (
+            shot.status == "sent" and time.time() - shot.sent_at < self.roster.limits.unknown_result / 1000
+        )
         if young:
             self._fail(shot, f"not stored on the node yet ({reason})")
             return

@@ -18,7 +18,7 @@ import zmq
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
-from .dataset import STATE_DIR, UNKNOWN_RESULT_GRACE_S, Dataset
+from .dataset import STATE_DIR, Dataset
 from .download import Download, TransferGate
 from .fanout import configure_nodes, fan_out, select_cameras, shutdown_nodes
 from .node import CallLimits, describe_error
@@ -62,15 +62,11 @@ class Rig:
         How far ahead the capture instant is chosen.
     health_interval : float
         Seconds of silence after which an idle node is pinged.
-    unknown_grace : float
-        Seconds during which :meth:`download_all` asks for an image whose capture result never
-        reached the rig (the node died or hung during the capture) before taking a node that does
-        not hold it as never having captured it (3 minutes by default).
 
     Raises
     ------
     ValidationError
-        If the template, ``jobs`` or ``unknown_grace`` is not acceptable.
+        If the template or ``jobs`` is not acceptable.
 
     Examples
     --------
@@ -94,19 +90,11 @@ class Rig:
         jobs: int = 4,
         lead: LeadPolicy | None = None,
         health_interval: float = 2.0,
-        unknown_grace: float = UNKNOWN_RESULT_GRACE_S,
     ) -> None:
         if template is not None:
             NameTemplate(template)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValidationError(f"jobs must be an integer >= 1, got {jobs!r}")
-        if (
-            isinstance(unknown_grace, bool)
-            or not isinstance(unknown_grace, (int, float))
-            or unknown_grace < 0
-        ):
-            raise ValidationError(f"unknown_grace must be a number of seconds >= 0, got {unknown_grace!r}")
-        self.unknown_grace = float(unknown_grace)
         self.registry_url = registry_url
         self.limits = limits or CallLimits()
         self.jobs = jobs
@@ -355,14 +343,7 @@ class Rig:
             dataset, temporary = Dataset(root), True
         try:
             jobs = jobs or self.jobs
-            return Download(
-                self._roster,
-                dataset,
-                jobs=jobs,
-                gate=self._gate,
-                progress=progress,
-                unknown_grace=self.unknown_grace,
-            ).run()
+            return Download(self._roster, dataset, jobs=jobs, gate=self._gate, progress=progress).run()
         finally:
             if temporary:
                 dataset.close()
