@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.examples.cameraserver import DummyCamera
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,3 +87,48 @@ def test_devices_that_are_not_camera_nodes_are_listed_as_failed(ctx, registry, s
     finally:
         upstream.stop_server()
         thread.join(10)
+
+
+class _Restarted(logging.Handler):
+    """Sets ``seen`` when the rig's registry watcher logs that the registry restarted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "restarted" in record.getMessage():
+            self.seen.set()
+
+
+def test_a_registry_restart_loses_no_camera_and_a_capture_meanwhile_fires_them_all(
+    ctx, registry, spawn, make_rig, tmp_path
+):
+    for name in ("a", "b"):
+        spawn(name).ready()
+    rig = make_rig(dataset=tmp_path / "session")
+    assert rig.wait_for_cameras(2, 20)
+    events = []
+    rig.on_event(events.append)
+    registered = threading.Semaphore(0)
+    watcher_log = logging.getLogger("plantimager.commons.registry.watcher")
+    restarted, level = _Restarted(), watcher_log.level
+    watcher_log.addHandler(restarted)
+    watcher_log.setLevel(logging.INFO)
+
+    registry.stop()  # a new, empty registry at the same address: the nodes register again on their
+    second = DeviceRegistry(ctx, "127.0.0.1", registry.port, heartbeat_interval=0.2)  # next heartbeat
+    second.add_new_device_callback(lambda *_: registered.release())
+    second.start()
+    try:
+        assert restarted.seen.wait(20)  # the rig follows the new registry, which lists no camera yet
+        record = rig.capture_all()  # ...and still fires every camera
+        assert len(record.shots) == 2 and not record.failures
+        assert registered.acquire(timeout=20) and registered.acquire(timeout=20)
+        assert set(second.get_devices()) == {"a", "b"}
+        assert [c.key for c in rig.cameras()] == ["a/cam0", "b/cam0"]
+        assert not [e for e in events if e.kind in ("camera_removed", "node_removed")]
+    finally:
+        second.stop()
+        watcher_log.removeHandler(restarted)
+        watcher_log.setLevel(level)

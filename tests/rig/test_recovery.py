@@ -10,7 +10,9 @@ import signal
 import pytest
 
 from plantimager.commons.errors import RigError
+from plantimager.rig import CallLimits
 from plantimager.rig.dataset import Dataset
+from plantimager.rig.shot import ShotPlan
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,3 +205,29 @@ def test_a_file_in_the_way_fails_that_image_alone_and_it_is_not_released(
     assert (dataset / "idb_d1_cam0.jpeg").read_bytes() == b"someone else's file"
     assert pending_of(nodes) == {"a": {}, "b": {record.data_code: [0]}, "c": {}}
     assert not list(dataset.glob(".tmp-*"))
+
+
+def test_an_image_whose_capture_never_reached_its_node_is_given_up_after_the_rigs_limit(
+    spawn, make_rig, tmp_path
+):
+    spawn("a").ready()
+    dataset = tmp_path / "session"
+    patient = make_rig(dataset=dataset)
+    assert patient.wait_for_cameras(1, 20)
+    (cam,) = patient.cameras()
+    # Recorded as a controller records a capture before sending it, but never sent: as if the
+    # node had died before the command reached it.
+    plan = ShotPlan(cam.key, cam.node, cam.node_id, cam.index, cam.name, "jpeg")
+    patient.dataset.begin_capture([plan])
+    with pytest.raises(RigError) as caught:
+        patient.download_all()
+    assert "not stored on the node yet" in caught.value.failures["a/cam0"]
+    assert caught.value.report.owed == 1
+    patient.close()  # lets go of the dataset
+
+    hasty = make_rig(dataset=dataset, limits=CallLimits(connect=2000, call=2000, unknown_result=0))
+    assert hasty.wait_for_cameras(1, 20)
+    with pytest.raises(RigError) as caught:
+        hasty.download_all()
+    assert caught.value.failures["a/cam0"].startswith("lost: the capture never reached the node")
+    assert hasty.download_all().owed == 0  # taken as never captured: not asked for again

@@ -40,6 +40,7 @@ from .session import load_session, prepare_folder
 from .shot import ShotPlan, ShotState, StagedImage, WrittenImage, extension_for
 from .storage import (
     TMP_PREFIX,
+    disk_error,
     fsync_dir,
     lock_exclusively,
     publish_file,
@@ -353,7 +354,7 @@ class Dataset:
         except OSError as exc:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            raise PlantImagerError(f"cannot write {self.root / name}: {exc.strerror or exc}") from exc
+            raise disk_error("write", self.root / name, exc) from exc
         meta = {k: v for k, v in info.items() if k not in ("data_code", "file", "seq")}
         meta.update(size=view.nbytes, sha256=sha)
         return StagedImage(WrittenImage(shot.capture_no, shot.camera, name, meta), tmp)
@@ -393,7 +394,7 @@ class Dataset:
         try:
             fsync_dir(self.root)
         except OSError as exc:
-            raise PlantImagerError(f"cannot write to {self.root}: {exc.strerror or exc}") from exc
+            raise disk_error("write to", self.root, exc) from exc
         records = [
             {
                 "kind": "received",
@@ -449,10 +450,9 @@ class Dataset:
         if not self.readonly:
             self._manifest.changed(max_age)
 
-    def flush(self) -> None:
-        """Return once ``manifest.json`` includes every change made so far."""
-        if not self.readonly:
-            self._manifest.flush()
+    def flush(self, *, strict: bool = True) -> str:
+        """Return once ``manifest.json`` includes every change made so far (see ManifestWriter.flush)."""
+        return "" if self.readonly else self._manifest.flush(strict=strict)
 
     def manifest(self) -> dict[str, Any]:
         """The content of ``manifest.json`` (see :func:`~plantimager.rig.manifest.manifest_document`)."""

@@ -33,7 +33,7 @@ import xxhash
 
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
-from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, StagedImage, WrittenImage
+from .dataset import Dataset, StagedImage, WrittenImage
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
 from .roster import Roster
@@ -201,7 +201,7 @@ class Download:
                     recorder.shutdown(wait=True)
                     self._syncers.shutdown(wait=True)
                     self._releasers.shutdown(wait=True)
-        self.dataset.flush()
+        stale = self.dataset.flush(strict=False)
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
         report = DownloadReport(
@@ -216,7 +216,8 @@ class Download:
         if failures:
             error = RigError(
                 f"download into {self.dataset.root}: {len(failures)} camera(s) still owe images "
-                f"({owed} image(s) in all); they will be fetched by the next download",
+                f"({owed} image(s) in all); they will be fetched by the next download"
+                + (f"; and {stale}" if stale else ""),
                 failures,
             )
             error.report = report  # type: ignore[attr-defined]
@@ -419,14 +420,20 @@ class Download:
         return ""
 
     def _unavailable(self, shot: ShotState, reason: str) -> None:
-        young = shot.status == "sent" and time.time() - shot.sent_at < UNKNOWN_RESULT_GRACE_S
+        young = (
+            shot.status == "sent" and time.time() - shot.sent_at < self.roster.limits.unknown_result / 1000
+        )
         if young:
             self._fail(shot, f"not stored on the node yet ({reason})")
             return
         why = (
             "the node no longer holds it" if shot.status == "stored" else "the capture never reached the node"
         )
-        self.dataset.mark_lost(shot, f"{why}: {reason}")
+        try:
+            self.dataset.mark_lost(shot, f"{why}: {reason}")
+        except PlantImagerError as exc:  # still owed: the next download asks again
+            self._fail(shot, f"{why} ({reason}), but that could not be recorded: {exc}")
+            return
         self._fail(shot, f"lost: {why} ({reason})")
 
     def _release(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
@@ -446,7 +453,12 @@ class Download:
             for shot, _ in items:
                 logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
             return
-        self.dataset.mark_released(*(shot for shot, _ in items))
+        try:
+            self.dataset.mark_released(*(shot for shot, _ in items))
+        except PlantImagerError as exc:  # the next download asks again; the node says they are gone
+            logger.warning(
+                "node %s released %s but that could not be recorded: %s", node.name, data_code, exc
+            )
         with self._lock:
             self._released += len(items)
 

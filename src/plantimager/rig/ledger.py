@@ -18,7 +18,7 @@ from typing import Any
 
 from plantimager.commons.errors import PlantImagerError
 
-from .storage import fsync_dir
+from .storage import disk_error, fsync_dir
 
 __all__ = ["Ledger"]
 
@@ -136,9 +136,9 @@ class Ledger:
                 )
             end = os.lseek(self._fd, 0, os.SEEK_END)
             try:
-                written = os.write(self._fd, data)
-                if written != len(data):
-                    raise OSError(f"short write ({written} of {len(data)} bytes)")
+                view, done = memoryview(data), 0
+                while done < len(data):  # a short write goes on: the next one says why it stopped
+                    done += os.write(self._fd, view[done:])
                 if durable:
                     os.fsync(self._fd)
             except OSError as exc:
@@ -146,7 +146,7 @@ class Ledger:
                     os.ftruncate(self._fd, end)
                 except OSError:
                     logger.exception("ledger %s: could not remove a partial record", self.path)
-                raise PlantImagerError(f"cannot write to the ledger {self.path}: {exc}") from exc
+                raise disk_error("write to the ledger", self.path, exc) from exc
 
     def close(self) -> None:
         """Close the file; later appends raise. Safe to call more than once."""

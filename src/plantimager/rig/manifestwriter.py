@@ -1,7 +1,13 @@
-"""Rewriting ``manifest.json`` after every change, without making other threads wait for the disk."""
+"""Rewriting ``manifest.json`` after every change, without making other threads wait for the disk.
+
+The manifest is derived from the ledger: a rewrite that fails (a full disk, say) is logged and
+tried again at the next change, flush or opening, and never fails the step whose record is already
+in the ledger; only :meth:`ManifestWriter.flush`, asked for explicitly, reports it.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,9 +16,13 @@ from typing import Any
 
 import msgspec
 
-from .storage import write_atomically
+from plantimager.commons.errors import PlantImagerError
+
+from .storage import disk_error, write_atomically
 
 __all__ = ["ManifestWriter"]
+
+logger = logging.getLogger(__name__)
 
 
 class ManifestWriter:
@@ -43,7 +53,7 @@ class ManifestWriter:
         share the next one. With ``max_age``, the rewrite is skipped if the manifest was written
         less than that many seconds ago (:meth:`flush` brings it up to date). The ledger, not the
         manifest, is what a restart relies on: the manifest is rebuilt from it when the dataset is
-        opened.
+        opened. A rewrite that fails is logged (and tried again at most every ``max_age``).
         """
         with self._lock:
             self._generation += 1
@@ -52,6 +62,9 @@ class ManifestWriter:
         while self._write_lock.acquire(blocking=False):
             try:
                 self._write_pending()
+            except PlantImagerError as exc:
+                logger.warning("%s; it will be written again at the next change", exc)
+                return
             finally:
                 self._write_lock.release()
             with self._lock:
@@ -65,14 +78,40 @@ class ManifestWriter:
                 if self._written == self._generation:
                     return
                 generation, document = self._generation, self._document()
-            write_atomically(
-                self.path,
-                msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
-            )
+            try:
+                write_atomically(
+                    self.path,
+                    msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
+                )
+            except OSError as exc:
+                self._written_at = time.monotonic()
+                raise disk_error("write", self.path, exc) from exc
             self._written = generation
             self._written_at = time.monotonic()
 
-    def flush(self) -> None:
-        """Return once ``manifest.json`` includes every change made so far."""
+    def flush(self, *, strict: bool = True) -> str:
+        """Return once ``manifest.json`` includes every change made so far.
+
+        With ``strict`` False, a failure is logged and returned instead of raised: for the end of
+        a capture or a download, whose records are already safe in the ledger.
+
+        Returns
+        -------
+        str
+            Why the manifest could not be written ("" when it was).
+
+        Raises
+        ------
+        PlantImagerError
+            With ``strict``, if it cannot be written (naming the path, and the space left when the
+            disk is full).
+        """
         with self._write_lock:
-            self._write_pending()
+            try:
+                self._write_pending()
+            except PlantImagerError as exc:
+                if strict:
+                    raise
+                logger.warning("%s; it will be written again at the next change", exc)
+                return str(exc)
+        return ""

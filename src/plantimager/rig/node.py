@@ -22,6 +22,7 @@ from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.RPC import RPCClient
 from plantimager.commons.security import KeyRing
 
+from .dataset import UNKNOWN_RESULT_GRACE_S
 from .record import CameraInfo, NodeInfo, camera_key
 from .timing import RoundTrips
 
@@ -47,12 +48,17 @@ class CallLimits:
         ``start_capture``, beyond the lead (firing, encoding and storing every camera).
     transfer : int
         ``retrieve_still`` (one image).
+    unknown_result : int
+        How long a download asks for an image whose capture result never reached the rig (its
+        node died or hung during the capture) before a node that does not hold it is taken as never
+        having captured it.
     """
 
     connect: int = 2000
     call: int = 5000
     capture: int = 60_000
     transfer: int = 30_000
+    unknown_result: int = round(UNKNOWN_RESULT_GRACE_S * 1000)
 
 
 class _NodeInterface(CameraNode):

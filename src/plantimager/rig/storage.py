@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import hashlib
 import logging
@@ -18,6 +19,8 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 
 __all__ = [
     "TMP_PREFIX",
+    "disk_error",
+    "free_space",
     "fsync_dir",
     "link_new",
     "lock_exclusively",
@@ -34,6 +37,48 @@ logger = logging.getLogger(__name__)
 
 #: Prefix of temporary files; names made by a file-name template never start with ``.``.
 TMP_PREFIX = ".tmp-"
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def free_space(path: Path) -> str:
+    """The space left on the file system of ``path``, in words: ``"1.2 MiB free of 8.0 MiB"``.
+
+    ``path`` need not exist: its nearest existing folder is looked at. Empty if that fails too.
+    """
+    where = Path(path)
+    for folder in (where, *where.parents):
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            continue
+        return f"{_size(stat.f_bavail * stat.f_frsize)} free of {_size(stat.f_blocks * stat.f_frsize)}"
+    return ""
+
+
+def disk_error(action: str, path: Path, exc: OSError) -> PlantImagerError:
+    """A clear error for a failed write: what was done, to which path, why, and the space left.
+
+    Parameters
+    ----------
+    action : str
+        What failed, as in "cannot {action} {path}" (``write``, ``write to the ledger``...).
+    path : pathlib.Path
+        What was being written.
+    exc : OSError
+        What the system said.
+    """
+    text = f"cannot {action} {path}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        space = free_space(path)
+        text += f" ({space} on its file system)" if space else ""
+    return PlantImagerError(text)
 
 
 def fsync_dir(path: Path) -> None:
@@ -222,7 +267,7 @@ def publish_file(tmp: Path, final: Path, sha256: str) -> bool:
         sync_file(tmp)
         return link_new(tmp, final, sha256)
     except OSError as exc:
-        raise PlantImagerError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        raise disk_error("write", final, exc) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -179,7 +179,7 @@ class Trigger:
             ),
             key=lambda shot: (shot.node, shot.camera_index),
         )
-        dataset.flush()
+        dataset.flush(strict=False)  # the capture is in the ledger: a manifest not written is only logged
         record = CaptureRecord(
             capture_no, data_code, dataset.root, t0, round(lead * 1e3, 3), tuple(taken), reported, skew
         )
@@ -221,7 +221,6 @@ class Trigger:
         for name, items in by_node.items():
             try:
                 live[name].call("release", data_code, [shot.camera_index for shot in items])
-            except Exception as exc:  # the next download releases them
+                dataset.mark_released(*items)
+            except Exception as exc:  # the next download releases them (or finds them gone)
                 logger.warning("node %s: could not release the extra images of %s: %s", name, data_code, exc)
-                continue
-            dataset.mark_released(*items)

@@ -11,6 +11,8 @@ How the watcher keeps an exact copy of the registry:
 3. A missing number, a ``HEARTBEAT`` announcing a later number, another ``registry_id`` (the registry
    restarted) or a silence longer than three heartbeats means the copy may be stale: ``LIST`` again (retrying
    with a growing pause while the registry is away), compare, and report what was added and removed.
+4. A restarted registry knows no device until each registers again, on its next heartbeat: a device it does
+   not list yet is kept for ``rejoin_grace`` seconds, and reported gone only if it has not come back by then.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..rpc.wire import decode_object
 from ..security import KeyRing
 from .message import DeviceInfo, EventType, client_options, make_message, normalise_url, payload_of, request
 
-__all__ = ["RegistryWatcher", "list_devices"]
+__all__ = ["REJOIN_GRACE_S", "RegistryWatcher", "list_devices"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ _RETRY_MAX = 2.0
 _MIN_SILENCE = 0.3
 #: Most events handled in one pass before the loop checks for stop() again.
 _MAX_BATCH = 1000
+#: After a registry restart, how long a device it does not list is kept, in seconds: upstream registries
+#: forget a device that has not checked in for 20 s, so a live device checks in (and registers again) sooner.
+REJOIN_GRACE_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,9 @@ class RegistryWatcher:
         Longest wait for one ``LIST`` reply, in milliseconds.
     keys : KeyRing, optional
         Follow a secured registry with this host's keys (both the requests and the events socket).
+    rejoin_grace : float
+        After the registry restarted, how long a device it does not list yet is still taken as there
+        (time for it to register again), in seconds.
     """
 
     def __init__(
@@ -173,12 +181,14 @@ class RegistryWatcher:
         device_type: str | None = None,
         list_timeout: int = 1000,
         keys: KeyRing | None = None,
+        rejoin_grace: float = REJOIN_GRACE_S,
     ) -> None:
         self.context = context
         self.keys = keys
         self.registry_url = normalise_url(registry_url)
         self.device_type = device_type
         self.list_timeout = list_timeout
+        self.rejoin_grace = rejoin_grace
         self._cond = threading.Condition()
         self._devices: dict[str, DeviceInfo] = {}
         self._connected = False
@@ -190,6 +200,7 @@ class RegistryWatcher:
         self._seq = 0
         self._registry_id = ""
         self._interval = 1.0
+        self._rejoining: dict[str, float] = {}  # name -> when it is taken as gone (monotonic)
 
     # ------------------------------------------------------------------ public API
 
@@ -275,6 +286,7 @@ class RegistryWatcher:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
+                self._expire(now)
                 if need_list and now >= next_list:
                     snapshot = self._list()
                     if snapshot is not None and snapshot.events_port != sub_port:
@@ -358,6 +370,7 @@ class RegistryWatcher:
             return False
         if self.device_type is not None and info.device_type != self.device_type:
             return True
+        self._rejoining.pop(info.name, None)  # the registry knows it again, or saw it go
         if event == EventType.DEVICE_ADDED:
             with self._cond:
                 old = self._devices.get(info.name)
@@ -376,7 +389,8 @@ class RegistryWatcher:
         return True
 
     def _apply_snapshot(self, snapshot: _Snapshot) -> None:
-        if snapshot.registry_id != self._registry_id and self._registry_id:
+        restarted = snapshot.registry_id != self._registry_id and bool(self._registry_id)
+        if restarted:
             logger.info("registry at %s restarted", self.registry_url)
         self._seq, self._registry_id, self._interval = (
             snapshot.seq,
@@ -385,15 +399,35 @@ class RegistryWatcher:
         )
         with self._cond:
             old = self._devices
-            self._devices = dict(snapshot.devices)
+            devices = dict(snapshot.devices)
+            if restarted:  # what it does not list yet may register again on its next heartbeat
+                due = time.monotonic() + self.rejoin_grace
+                self._rejoining.update({name: due for name in old if name not in devices})
+            for name in list(self._rejoining):
+                if name in devices or name not in old:
+                    del self._rejoining[name]
+                else:
+                    devices[name] = old[name]
+            self._devices = devices
             self._connected = True
             self._cond.notify_all()
-        gone = [d for name, d in old.items() if snapshot.devices.get(name) != d]
-        new = [d for name, d in snapshot.devices.items() if old.get(name) != d]
+        gone = [d for name, d in old.items() if devices.get(name) != d]
+        new = [d for name, d in devices.items() if old.get(name) != d]
         for device in gone:
             self._emit(self._removed, device)
         for device in new:
             self._emit(self._added, device)
+
+    def _expire(self, now: float) -> None:
+        """Report gone the devices that did not register again with a restarted registry in time."""
+        for name in [name for name, due in self._rejoining.items() if due <= now]:
+            del self._rejoining[name]
+            with self._cond:
+                device = self._devices.pop(name, None)
+                self._cond.notify_all()
+            if device is not None:
+                logger.info("%s did not register again with the restarted registry", name)
+                self._emit(self._removed, device)
 
     def _set_connected(self, value: bool) -> None:
         with self._cond:
