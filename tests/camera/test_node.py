@@ -229,6 +229,37 @@ def test_retrieve_never_deletes_release_does(remote):
         client.release("keep")
 
 
+def test_release_many_deletes_captures_of_many_codes_in_one_call(remote):
+    node, client = remote
+    for code in ("m1", "m2", "m3"):
+        client.start_capture(code)
+    answer = client.release_many({"m1": None, "m2": [2, 0], "gone": [1]})
+    assert answer == {"released": 5, "missing": {"gone": [1]}}
+    assert client.pending() == {"m2": [1], "m3": [0, 1, 2]}
+    assert not (node.spool.root / "m1").exists()
+    again = client.release_many({"m2": [0, 1], "m1": None})
+    assert again == {"released": 1, "missing": {"m2": [0], "m1": None}}
+    assert client.pending() == {"m3": [0, 1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("captures", "match"),
+    [
+        (["m1"], r"argument 'captures': cannot coerce list \['m1'\] to dict"),
+        ({"m1": [7]}, "camera index 7 is out of range"),
+        ({"m1": ["cam0"]}, "argument 'captures'.*entry 'm1'.*cannot coerce"),
+        ({"m1": 0}, "argument 'captures'.*entry 'm1': cannot coerce int 0"),
+        ({"../m1": None}, "invalid data code '../m1'"),
+    ],
+)
+def test_release_many_refuses_bad_requests_and_deletes_nothing(remote, captures, match):
+    _, client = remote
+    client.start_capture("m1")
+    with pytest.raises(PlantImagerError, match=match):
+        client.release_many(captures)
+    assert client.pending() == {"m1": [0, 1, 2]}
+
+
 def test_same_code_overwrites(remote):
     _, client = remote
     first = client.start_capture("again")

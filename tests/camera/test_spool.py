@@ -206,6 +206,111 @@ def test_release_unknown_is_refused_and_deletes_nothing(spool: Spool) -> None:
         spool.release("5")  # a retried release after success says so
 
 
+def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record every folder the spool's releases fsync, in order (the fsync still happens)."""
+    from plantimager.camera import spoolrelease
+
+    synced: list[Path] = []
+    real = spoolrelease.fsync_dir
+
+    def recording(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(spoolrelease, "fsync_dir", recording)
+    return synced
+
+
+def test_release_many_deletes_whole_captures_of_many_codes_with_one_fsync(
+    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for code in ("a1", "a2", "a3", "a4"):
+        for cam in ("cam0", "cam1"):
+            spool.put(code, cam, blob(3000, hash(code + cam) % 1000), {}, ext="jpeg")
+    synced = count_fsyncs(monkeypatch)
+    result = spool.release_many({"a1": ["cam0", "cam1"], "a2": None, "a3": ["cam1", "cam0"]})
+    assert result.released == 6 and result.missing == {}
+    assert synced == [root], "one fsync of the spool folder for every emptied data-code folder"
+    assert spool.pending() == {"a4": ["cam0", "cam1"]}
+    assert not any((root / code).exists() for code in ("a1", "a2", "a3"))
+    assert_disk_matches(spool, root)
+
+
+def test_release_many_syncs_a_folder_it_does_not_empty(
+    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for cam in ("cam0", "cam1"):
+        spool.put("b1", cam, cam.encode(), {}, ext="jpeg")
+        spool.put("b2", cam, cam.encode(), {}, ext="jpeg")
+    synced = count_fsyncs(monkeypatch)
+    assert spool.release_many({"b1": ["cam0"], "b2": None}).released == 3
+    assert synced == [root / "b1", root], "the kept folder, then the spool folder once"
+    assert spool.pending() == {"b1": ["cam1"]}
+    assert_disk_matches(spool, root)
+
+
+def test_release_many_reports_what_is_not_stored_and_deletes_the_rest(spool: Spool, root: Path) -> None:
+    spool.put("c1", "cam0", b"x", {}, ext="jpeg")
+    spool.put("c2", "cam0", b"y", {}, ext="jpeg")
+    result = spool.release_many({"c1": ["cam0", "cam7"], "gone": ["cam0"], "never": None, "c2": []})
+    assert result.released == 1
+    assert result.missing == {"c1": ["cam7"], "gone": ["cam0"], "never": None}
+    assert spool.pending() == {"c2": ["cam0"]}
+    again = spool.release_many({"c1": ["cam0"]})  # a retried release after success says so
+    assert again.released == 0 and again.missing == {"c1": ["cam0"]}
+    assert_disk_matches(spool, root)
+
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        (["c1"], "must map data codes to lists of cameras, got list"),
+        ({"../c1": None}, "invalid data code '../c1'"),
+        ({"c1": "cam0"}, "data code 'c1' must be a list of camera names, not a single string"),
+        ({"c1": 7}, "data code 'c1' must be a list of camera names, not int"),
+        ({"c1": ["cam0", "a/b"]}, "invalid camera name 'a/b'"),
+        ({"c1": ["cam0"], 5: ["cam0"]}, "invalid data code 5: must be a str"),
+        ({f"c{i}": None for i in range(10_001)}, "at most 10000 data codes, got 10001"),
+    ],
+)
+def test_release_many_refuses_bad_requests_and_deletes_nothing(
+    spool: Spool, root: Path, request_: object, match: str
+) -> None:
+    spool.put("c1", "cam0", b"x", {}, ext="jpeg")
+    with pytest.raises(ValidationError, match=match):
+        spool.release_many(request_)  # type: ignore[arg-type]
+    assert spool.pending() == {"c1": ["cam0"]}
+    assert_disk_matches(spool, root)
+
+
+def test_release_many_keeps_the_folder_of_a_capture_being_stored(
+    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantimager.camera import spool as spool_module
+
+    spool.put("d1", "cam0", b"old", {}, ext="jpeg")
+    entered, finish = threading.Event(), threading.Event()
+    real = spool_module.write_durably
+
+    def held_write(path: Path, view: memoryview) -> None:
+        entered.set()
+        assert finish.wait(10)
+        real(path, view)
+
+    monkeypatch.setattr(spool_module, "write_durably", held_write)
+    with ThreadPoolExecutor(1) as pool:
+        putting = pool.submit(spool.put, "d1", "cam1", b"new", {}, ext="jpeg")
+        try:
+            assert entered.wait(10)
+            assert spool.release_many({"d1": None}).released == 1  # cam1 is not stored yet
+            assert (root / "d1").is_dir(), "the folder of a capture being written was removed"
+        finally:
+            finish.set()
+        putting.result(timeout=10)
+    assert spool.pending() == {"d1": ["cam1"]}
+    assert_disk_matches(spool, root)
+
+
 def test_view_survives_release_and_overwrite(spool: Spool) -> None:
     spool.put("1", "cam0", b"first", {}, ext="jpeg")
     old = spool.read("1", "cam0")

@@ -5,7 +5,8 @@
 retrieval, release, configuration, health) and the upstream ``Camera`` (whose members act on the
 node's first camera), so an upstream controller and our rig can both drive it.
 
-:class:`~plantimager.camera.percamera.PerCameraMembers` holds the members that act on one camera.
+:class:`~plantimager.camera.percamera.PerCameraMembers` holds the members that act on one camera,
+:class:`~plantimager.camera.handover.HandoverMembers` those that retrieve and release stored captures.
 :func:`plantimager.camera.runner.run_node` builds a node from options (backend, number of cameras, spool,
 registry...), serves it until it is stopped and cleans everything up; ``plantimager camera`` is a thin
 wrapper around it.
@@ -26,16 +27,15 @@ from typing import Any
 import zmq
 
 from plantimager.commons.cameradevice import CameraMode, CameraNode
-from plantimager.commons.errors import ImageUnavailable
 from plantimager.commons.RPC import RPCServer
 from plantimager.commons.rpc.address import advertised_host, parse_url
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
-from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms, collect_stills
+from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms
 from .clock import clock_offset_ms
+from .handover import HandoverMembers
 from .identity import node_identity
-from .names import validate_name
 from .percamera import PerCameraMembers
 from .slot import (
     CameraSlot,
@@ -59,7 +59,7 @@ _MAX_AHEAD_S = 60.0
 _MAX_LATE_S = 5.0
 
 
-class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
+class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer):
     """Serve the cameras of this host over RPC.
 
     Parameters
@@ -177,14 +177,6 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         server.start()
         return server
 
-    # -- helpers ---------------------------------------------------------------------------------
-    def _index_of(self, data_code: str, name: str) -> int:
-        for slot in self.slots:
-            if slot.name == name:
-                return slot.index
-        index = self.spool.get(data_code, name).meta.get("camera_index")
-        return index if isinstance(index, int) else -1
-
     # -- PEPI CameraServer -----------------------------------------------------------------------
     @RPCServer.register_method_json
     def ping(self) -> bool:
@@ -287,30 +279,6 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         )
         return record
 
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_stills_jpg(self, data_code: str) -> tuple[memoryview, dict]:
-        """The stored images of ``data_code`` as JPEG files, camera after camera (see ``split_stills``).
-
-        Images stored as PNG are converted; the stored files are left untouched. Nothing is deleted.
-
-        Raises
-        ------
-        ImageUnavailable
-            If nothing is stored under ``data_code``.
-        """
-        return self._retrieve_all(data_code, "jpeg")
-
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_stills_png(self, data_code: str) -> tuple[memoryview, dict]:
-        """As :meth:`retrieve_stills_jpg`, as PNG files."""
-        return self._retrieve_all(data_code, "png")
-
-    def _retrieve_all(self, data_code: str, target: str) -> tuple[memoryview, dict]:
-        validate_name(data_code, kind="data code")
-        data, info = collect_stills(self.spool, data_code, target)
-        info["cameras"] = [self._index_of(data_code, name) for name in info["names"]]
-        return memoryview(data), info
-
     @RPCServer.register_method_json
     def enumerate_methods(self) -> dict[str, list[str]]:
         """The node's remote methods: name -> argument names (PEPI's introspection call)."""
@@ -334,67 +302,6 @@ class CameraNodeServer(PerCameraMembers, CameraNode, RPCServer):
         """
         urls = self.stream_urls() or [""] * len(self.slots)
         return [{**slot.settings(), "stream_url": url} for slot, url in zip(self.slots, urls, strict=True)]
-
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_still(self, data_code: str, camera: int = 0) -> tuple[memoryview, dict]:
-        """One stored image, exactly as stored, with its metadata; nothing is deleted.
-
-        The bytes are sent straight from a memory map of the stored file.
-
-        Returns
-        -------
-        tuple of (memoryview, dict)
-            The file, and its metadata (``format``, ``size``, ``sha256``, capture times...).
-
-        Raises
-        ------
-        ImageUnavailable
-            If that camera has nothing stored under ``data_code``.
-        """
-        validate_name(data_code, kind="data code")
-        slot = self.slot_at(camera)
-        capture = self.spool.get(data_code, slot.name)
-        view = self.spool.read(data_code, slot.name)
-        if len(view) != capture.size:  # replaced between get and read: describe what is sent
-            capture = self.spool.get(data_code, slot.name)
-        return view, {**capture.meta, "format": capture.meta.get("encoding", capture.meta.get("ext"))}
-
-    @RPCServer.register_method_json
-    def release(self, data_code: str, cameras: list[int] | None = None) -> int:
-        """Delete stored captures the controller has safely received; the only way they are deleted.
-
-        Parameters
-        ----------
-        data_code : str
-            The capture to release.
-        cameras : list of int, optional
-            Release only these cameras' images; None releases them all.
-
-        Returns
-        -------
-        int
-            How many images were deleted.
-
-        Raises
-        ------
-        ImageUnavailable
-            If nothing (or nothing from a listed camera) is stored under ``data_code``; then nothing
-            is deleted.
-        """
-        validate_name(data_code, kind="data code")
-        names = None if cameras is None else [self.slot_at(i).name for i in cameras]
-        return self.spool.release(data_code, names)
-
-    @RPCServer.register_method_json
-    def pending(self) -> dict[str, list[int]]:
-        """Data codes still stored, oldest first, with the camera indices stored under each."""
-        out: dict[str, list[int]] = {}
-        for code, names in self.spool.pending().items():
-            try:
-                out[code] = [self._index_of(code, name) for name in names]
-            except ImageUnavailable:  # released meanwhile
-                continue
-        return out
 
     @RPCServer.register_method_json
     def configure(self, settings: dict, camera: int | None = None) -> list[dict]:

@@ -16,10 +16,10 @@ Durability: each file is written to a temporary name in its final directory, flu
 renamed into place, and the directory is fsynced. The image is committed before its metadata, so
 after a crash any metadata file describes a complete image; images without metadata and temporary
 files are deleted when the spool is opened. A release deletes each capture's metadata, then its
-image, and fsyncs the folder once per call however many captures it releases (an emptied data-code
-folder is removed without a further fsync: if a crash brings it back, empty, opening the spool
-removes it). Valid names (see :mod:`plantimager.camera.names`) never start with ``.``, so temporary
-and lock files can never collide with a data code or a camera.
+image, removes the data-code folders it empties and makes all that durable with one fsync per call,
+however many captures and data codes it releases (see :mod:`.spoolrelease`). Valid names (see
+:mod:`plantimager.camera.names`) never start with ``.``, so temporary and lock files can never collide
+with a data code or a camera.
 
 Memory: the in-memory index holds only each capture's encoded metadata (a few hundred bytes), never
 image bytes. :meth:`Spool.read` maps the file read-only instead of copying it into the heap.
@@ -28,7 +28,6 @@ image bytes. :meth:`Spool.read` maps the file read-only instead of copying it in
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import mmap
@@ -55,9 +54,10 @@ from .spoolentry import (
     new_record,
     write_durably,
 )
-from .spoolrecovery import checked_entry, recover_folder
+from .spoolrecovery import checked_entry, recover_spool
+from .spoolrelease import Deletion, Released, release_plan
 
-__all__ = ["MAX_META_BYTES", "Capture", "Spool", "SpoolFull"]
+__all__ = ["MAX_META_BYTES", "Capture", "Released", "Spool", "SpoolFull"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,45 +125,13 @@ class Spool:
     # ------------------------------------------------------------------ recovery
 
     def _recover(self) -> None:
-        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.name == LOCK_NAME:
-                continue
-            try:
-                validate_name(entry.name, kind="data code")
-            except ValidationError:
-                logger.warning("spool %s: ignoring %r, not a data code", self.root, entry.name)
-                continue
-            if not entry.is_dir(follow_symlinks=False):
-                logger.warning("spool %s: ignoring %r, not a directory", self.root, entry.name)
-                continue
-            self._recover_code(entry.name)
+        self._index = recover_spool(self.root)
+        self._used = sum(e.disk_bytes for cams in self._index.values() for e in cams.values())
         seqs = [e.seq for cams in self._index.values() for e in cams.values()]
         self._next_seq = max(seqs, default=-1) + 1
 
-    def _recover_code(self, code: str) -> None:
-        captures, has_subdirs = recover_folder(self.root / code, code)
-        if captures:
-            self._index[code] = captures
-            self._used += sum(e.disk_bytes for e in captures.values())
-        elif not has_subdirs:
-            self._remove_code_dir(code)
-
     def _load_entry(self, code: str, camera: str) -> Entry | None:
         return checked_entry(self.root / code, code, camera)
-
-    def _remove_code_dir(self, code: str, *, durable: bool = True) -> None:
-        # Called with the lock held (or during recovery); ignores a directory that is not empty.
-        # Without ``durable`` the removal may be undone by a crash: harmless, as opening the spool
-        # removes empty data-code folders.
-        try:
-            os.rmdir(self.root / code)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                raise
-            logger.debug("spool %s: keeping directory %s: %s", self.root, code, exc)
-            return
-        if durable:
-            fsync_dir(self.root)
 
     # ------------------------------------------------------------------ helpers
 
@@ -282,7 +250,9 @@ class Spool:
                 else:
                     del self._inflight[data_code]
                     if data_code not in self._index and not self._closed:
-                        self._remove_code_dir(data_code)
+                        emptied = Deletion(self.root)
+                        emptied.remove_folder(data_code)
+                        emptied.sync()
         logger.debug("spool %s: stored %s/%s (%d bytes, seq %d)", self.root, data_code, camera, size, seq)
         return self._capture(data_code, camera, Entry(seq, index, size, sha, file, meta_json))
 
@@ -419,12 +389,7 @@ class Spool:
             If nothing is stored under ``data_code`` or a listed camera has nothing there; then
             nothing is deleted.
         """
-        validate_name(data_code, kind="data code")
-        if isinstance(cameras, (str, bytes)):
-            raise ValidationError("cameras must be a list of camera names, not a single string")
-        wanted = None if cameras is None else list(dict.fromkeys(cameras))
-        for camera in wanted or ():
-            validate_name(camera, kind="camera name")
+        wanted = release_plan({data_code: cameras})[data_code]
         with self._lock:
             self._check_open()
             cams = self._index.get(data_code)
@@ -438,26 +403,74 @@ class Spool:
                     f"No image from camera(s) {', '.join(map(repr, unknown))} is stored under the "
                     f'data code "{data_code}"; nothing was released'
                 )
-            folder = self.root / data_code
-            for camera in wanted:
-                entry = cams[camera]
-                try:
-                    # Metadata first: once it is gone the capture is gone, whatever happens next.
-                    (folder / f"{camera}{META_SUFFIX}").unlink(missing_ok=True)
-                    (folder / entry.file).unlink(missing_ok=True)
-                except BaseException:
-                    self._reload_key(data_code, camera, entry.file)
-                    raise
-                del cams[camera]
-                self._used -= entry.disk_bytes
-            if wanted:
-                fsync_dir(folder)  # once for every capture released by this call
-            if not cams:
-                del self._index[data_code]
-                if data_code not in self._inflight:
-                    self._remove_code_dir(data_code, durable=False)
-        logger.debug("spool %s: released %d captures of %s", self.root, len(wanted), data_code)
-        return len(wanted)
+            count = self._delete({data_code: wanted})
+        logger.debug("spool %s: released %d captures of %s", self.root, count, data_code)
+        return count
+
+    def release_many(self, captures: Mapping[str, Iterable[str] | None]) -> Released:
+        """Delete many captures at once, durably, with one fsync for all of them (see :mod:`.spoolrelease`).
+
+        What is not stored (released before, or never stored) is reported, not refused.
+
+        Parameters
+        ----------
+        captures : mapping of str to (list of str or None)
+            Data code -> the cameras whose captures to delete (None: all of that data code).
+
+        Returns
+        -------
+        Released
+            How many captures were deleted, and what was asked for that is not stored.
+
+        Raises
+        ------
+        ValidationError
+            If the request or a name in it is not acceptable; then nothing is deleted.
+        """
+        plan = release_plan(captures)
+        todo: dict[str, list[str]] = {}
+        missing: dict[str, list[str] | None] = {}
+        with self._lock:
+            self._check_open()
+            for code, wanted in plan.items():
+                cams = self._index.get(code)
+                if cams is None:
+                    missing[code] = wanted
+                    continue
+                names = list(cams) if wanted is None else wanted
+                absent = [c for c in names if c not in cams]
+                if absent:
+                    missing[code] = absent
+                held = [c for c in names if c in cams]
+                if held:
+                    todo[code] = held
+            count = self._delete(todo)
+        logger.debug("spool %s: released %d captures of %d data codes", self.root, count, len(todo))
+        return Released(count, missing)
+
+    def _delete(self, plan: Mapping[str, list[str]]) -> int:
+        # Lock held; every capture of ``plan`` is held. Whatever was deleted is made durable,
+        # also when a deletion fails half way.
+        deletion = Deletion(self.root)
+        try:
+            for code, cameras in plan.items():
+                cams = self._index[code]
+                for camera in cameras:
+                    entry = cams[camera]
+                    try:
+                        deletion.remove(code, camera, entry.file)
+                    except BaseException:
+                        self._reload_key(code, camera, entry.file)
+                        raise
+                    del cams[camera]
+                    self._used -= entry.disk_bytes
+                if not cams:
+                    del self._index[code]
+                    if code not in self._inflight:
+                        deletion.remove_folder(code)
+        finally:
+            deletion.sync()
+        return deletion.count
 
     def usage_bytes(self) -> int:
         """Return the bytes held by stored captures (image and metadata files)."""
