@@ -10,7 +10,9 @@ time. Three stages overlap, so that the network, the CPUs and the disk all work 
 2. A small pool fsyncs each temporary file and links it to its final name.
 3. One recorder thread records, in one batch, every image whose file is durable (one folder fsync,
    one ledger write and fsync, however many images and nodes), and only then tells each node, in
-   one ``release`` call per capture on a helper thread, that it may delete them.
+   one ``release_many`` call per node on a helper thread (whatever the captures; the node makes
+   the deletions durable with one fsync), that it may delete them. A node without
+   ``release_many`` gets one ``release`` call per capture.
 
 A node that stops answering fails its remaining images at once (they stay owed for the next
 download) while the other nodes carry on.
@@ -39,7 +41,7 @@ from .record import DownloadProgress, DownloadReport
 from .roster import Roster
 from .shot import ShotState, shots_by_node
 
-__all__ = ["Download", "TransferGate"]
+__all__ = ["MAX_RELEASES", "Download", "TransferGate"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 _FETCH_ATTEMPTS = 2
 #: Longest wait of a transfer for a capture to finish, seconds.
 _GATE_WAIT_S = 300.0
+#: Most releases sent at the same time (one node each): a release mostly waits for its node's disk.
+MAX_RELEASES = 16
 
 
 class TransferGate:
@@ -98,7 +102,6 @@ class _Batch:
     """The images of one capture on one node, on their way to the ledger and the node's release."""
 
     node: RigNode
-    data_code: str
     #: Images being made durable (their future gives the WrittenImage; None: failed, reported).
     writing: list[tuple[ShotState, Future[WrittenImage | None]]]
     #: Everything the node may delete once the written images are recorded.
@@ -180,7 +183,8 @@ class Download:
             workers = min(self.jobs, len(work))
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rig-download")
             self._syncers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-sync")
-            self._releasers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-release")
+            releasers = min(len(work), MAX_RELEASES)
+            self._releasers = ThreadPoolExecutor(releasers, thread_name_prefix="rig-download-release")
             recorder = ThreadPoolExecutor(1, thread_name_prefix="rig-download-record")
             recording = recorder.submit(self._record_batches)
             try:
@@ -195,13 +199,15 @@ class Download:
                 self._batches.put(None)  # what was written is still recorded and released
                 try:
                     recording.result()
+                    self.dataset.flush()  # while the last releases are on their way
                     for future in self._pending_releases():
                         future.result()
                 finally:
                     recorder.shutdown(wait=True)
                     self._syncers.shutdown(wait=True)
                     self._releasers.shutdown(wait=True)
-        self.dataset.flush()
+        else:
+            self.dataset.flush()
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
         report = DownloadReport(
@@ -279,7 +285,7 @@ class Download:
                 releasable.append((shot, index))
         finally:
             if node is not None and (writing or releasable):
-                self._batches.put(_Batch(node, shots[0].data_code, writing, releasable, down))
+                self._batches.put(_Batch(node, writing, releasable, down))
         return down
 
     def _finish(self, shot: ShotState, staged: StagedImage) -> WrittenImage | None:
@@ -326,12 +332,17 @@ class Download:
                     written.append((shot, image))
         if written and not self._commit(written):
             unwritten.update(id(shot) for shot, _ in written)
+        releases: dict[str, tuple[RigNode, list[tuple[ShotState, int]]]] = {}
         for batch in batches:
+            if batch.down:
+                continue
             releasable = [(shot, i) for shot, i in batch.releasable if id(shot) not in unwritten]
-            if releasable and not batch.down:
-                self._release_soon(batch.node, batch.data_code, releasable)
+            if releasable:
+                releases.setdefault(batch.node.name, (batch.node, []))[1].extend(releasable)
+        for node, items in releases.values():
+            self._release_soon(node, items)
 
-    def _release_soon(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
+    def _release_soon(self, node: RigNode, items: list[tuple[ShotState, int]]) -> None:
         """Release on a helper thread, so this worker goes on with the next transfer meanwhile.
 
         A node found down there fails its next images at once (what it still holds stays owed).
@@ -339,7 +350,7 @@ class Download:
 
         def release() -> None:
             try:
-                self._release(node, data_code, items)
+                self._release(node, items)
             except _NodeDownError as exc:
                 with self._lock:
                     self._down.setdefault(node.name, str(exc))
@@ -429,23 +440,49 @@ class Download:
         self.dataset.mark_lost(shot, f"{why}: {reason}")
         self._fail(shot, f"lost: {why} ({reason})")
 
-    def _release(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
-        """Tell the node it may delete these images of ``data_code`` (one call), and record that."""
+    def _release(self, node: RigNode, items: list[tuple[ShotState, int]]) -> None:
+        """Tell the node it may delete these images (one call, whatever their captures), and record that.
+
+        A node without ``release_many`` (an older one) gets one ``release`` call per capture.
+        """
+        if not node.client.serves("release_many"):
+            for data_code, group in _by_code(items).items():
+                self._release_one(node, data_code, group)
+            return
+        plan = {code: [index for _, index in group] for code, group in _by_code(items).items()}
+        try:
+            with self.gate.transfer():
+                node.call("release_many", plan)
+        except Exception as exc:
+            self._release_failed(node, items, exc)
+            return
+        # What the node no longer held was released before (the record of it was lost), or
+        # never stored: nothing more to do for it either.
+        self._released_now(items)
+
+    def _release_one(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
+        """Release some images of one capture with ``release`` (nodes without ``release_many``)."""
         try:
             with self.gate.transfer():
                 node.call("release", data_code, [index for _, index in items])
         except ImageUnavailable:
             if len(items) > 1:  # one of them is gone already, so nothing was deleted: one by one
                 for item in items:
-                    self._release(node, data_code, [item])
+                    self._release_one(node, data_code, [item])
                 return
             # released before (the record of it was lost), or never stored
         except Exception as exc:
-            if is_connection_error(exc):
-                raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
-            for shot, _ in items:
-                logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
+            self._release_failed(node, items, exc)
             return
+        self._released_now(items)
+
+    def _release_failed(self, node: RigNode, items: list[tuple[ShotState, int]], exc: Exception) -> None:
+        if is_connection_error(exc):
+            raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
+        for shot, _ in items:
+            logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
+
+    def _released_now(self, items: list[tuple[ShotState, int]]) -> None:
         self.dataset.mark_released(*(shot for shot, _ in items))
         with self._lock:
             self._released += len(items)
@@ -470,6 +507,14 @@ class Download:
                 self.progress(event)
             except Exception:
                 logger.exception("download progress callback failed")
+
+
+def _by_code(items: list[tuple[ShotState, int]]) -> dict[str, list[tuple[ShotState, int]]]:
+    """Group (shot, camera index) pairs by data code, keeping their order."""
+    groups: dict[str, list[tuple[ShotState, int]]] = {}
+    for item in items:
+        groups.setdefault(item[0].data_code, []).append(item)
+    return groups
 
 
 def _by_capture(shots: list[ShotState]) -> list[list[ShotState]]:
