@@ -47,7 +47,7 @@ from .slot import (
 )
 from .spool import Spool
 
-__all__ = ["DEFAULT_POWEROFF_COMMAND", "CameraNodeServer"]
+__all__ = ["DEFAULT_POWEROFF_COMMAND", "MAX_LATE_S", "CameraNodeServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ DEFAULT_POWEROFF_COMMAND: tuple[str, ...] = ("systemctl", "poweroff")
 #: Highest preview frame rate per camera.
 PREVIEW_FPS = 15.0
 _MAX_AHEAD_S = 60.0
-_MAX_LATE_S = 5.0
+#: How late a capture instant may be by default (it then fires at once), seconds.
+MAX_LATE_S = 5.0
 
 
 class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer):
@@ -122,7 +123,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         allow_poweroff: bool = False,
         poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
         max_ahead: float = _MAX_AHEAD_S,
-        max_late: float = _MAX_LATE_S,
+        max_late: float = MAX_LATE_S,
         settle_ms: float = DEFAULT_SETTLE_MS,
         store_nice: int = STORE_NICE,
         alive_timeout: int = 60,

@@ -16,7 +16,7 @@ from plantimager.commons.errors import ValidationError
 from .backend import CameraBackend, get_backend_factory
 from .capture import DEFAULT_SETTLE_MS
 from .names import validate_name
-from .node import DEFAULT_POWEROFF_COMMAND, CameraNodeServer
+from .node import DEFAULT_POWEROFF_COMMAND, MAX_LATE_S, CameraNodeServer
 from .spool import Spool
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
@@ -53,6 +53,7 @@ def run_node(
     backend_options: Mapping[str, Any] | None = None,
     poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
     settle_ms: float = DEFAULT_SETTLE_MS,
+    max_late: float = MAX_LATE_S,
     stop: threading.Event | None = None,
     on_ready: Callable[[CameraNodeServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
@@ -95,6 +96,9 @@ def run_node(
     settle_ms : float
         How long after the instant of a synchronised capture the node waits before encoding and
         storing, in ms (0: as soon as every camera has fired).
+    max_late : float
+        How late a capture instant may be and still fire (at once), seconds; a later one is
+        refused.
     stop : threading.Event, optional
         Set it (e.g. from a signal handler) to stop the node.
     on_ready : callable, optional
@@ -139,6 +143,7 @@ def run_node(
             allow_poweroff=allow_poweroff,
             poweroff_command=poweroff_command,
             settle_ms=settle_ms,
+            max_late=max_late,
         )
         backends = []  # the node owns them now
 

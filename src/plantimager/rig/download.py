@@ -15,7 +15,7 @@ time. Three stages overlap, so that the network, the CPUs and the disk all work 
    ``release_many`` gets one ``release`` call per capture.
 
 A node that stops answering fails its remaining images at once (they stay owed for the next
-download) while the other nodes carry on.
+download) while the other nodes carry on; one already known to be unreachable is not waited for.
 """
 
 from __future__ import annotations
@@ -238,6 +238,8 @@ class Download:
     def _node_task(self, name: str, shots: list[ShotState]) -> None:
         node = self.roster.node(name)
         down = "" if node is not None else f"node {name} is not in the rig (offline, or not registered yet)"
+        if node is not None and node.state == "unreachable":  # not waited for: health pings watch it
+            down = f"node {name} is unreachable: {node.error or 'it stopped answering'}"
         for group in _by_capture(shots):
             if self._cancel.is_set():
                 return

@@ -225,6 +225,13 @@ class RigNode:
         with self._lock:
             return self._busy > 0
 
+    def mark_unreachable(self, reason: str) -> None:
+        """Take the node as unreachable (it stopped answering a call still running); ``reason`` says why.
+
+        The rig does not wait for it until it answers again (a health ping, or that call).
+        """
+        self._set_state("unreachable", reason)
+
     def _alive(self) -> None:
         self.last_contact = time.monotonic()
         if self.state != "ready":

@@ -113,7 +113,7 @@ class Rig:
             health_interval=health_interval,
         )
         self._gate = TransferGate()
-        self._trigger = Trigger(self._executor, self.lead)
+        self._trigger = Trigger(self._executor, self.lead, self.limits.call / 1000)
         self._capture_lock = threading.Lock()
         self._dataset_lock = threading.Lock()
         self._started = self._closed = False

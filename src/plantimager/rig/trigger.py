@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any
 
 from plantimager.commons.errors import RigError
@@ -22,12 +22,15 @@ from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
 from .timing import LeadPolicy, skew_ms
 
-__all__ = ["FRESH_S", "Trigger"]
+__all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
 logger = logging.getLogger(__name__)
 
 #: A node silent for longer than this is pinged before a capture, seconds.
 FRESH_S = 1.0
+#: A node that has not answered a capture this many times as long as the latest answer took (and
+#: at least the straggler wait) is taken as hung.
+STRAGGLER_FACTOR = 2.0
 _SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
 
 
@@ -41,11 +44,16 @@ class Trigger:
         them all at once).
     lead : LeadPolicy
         Picks how far ahead ``t0`` lies, and learns from each capture.
+    straggler_s : float
+        Once some nodes answered a capture, how long a node that has not may still take (at least;
+        longer if the others took longer, see :data:`STRAGGLER_FACTOR`) before it is taken as hung,
+        seconds: its images stay owed, and it is not waited for until it answers again.
     """
 
-    def __init__(self, executor: Executor, lead: LeadPolicy) -> None:
+    def __init__(self, executor: Executor, lead: LeadPolicy, straggler_s: float = 5.0) -> None:
         self.executor = executor
         self.lead = lead
+        self.straggler_s = straggler_s
 
     def capture(
         self,
@@ -95,14 +103,22 @@ class Trigger:
         return self._fire(dataset, nodes, reasons, shots, on_instant)
 
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
-        """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can)."""
+        """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can).
+
+        A node already known to be unreachable is not waited for: the rig's health pings notice
+        when it answers again.
+        """
         now = time.monotonic()
+        reasons = {
+            name: f"unreachable: {node.error or 'it stopped answering'}"
+            for name, node in nodes.items()
+            if node.state == "unreachable"
+        }
         pings: dict[str, Future[Any]] = {
             name: self.executor.submit(node.call, "ping")
             for name, node in nodes.items()
-            if node.state != "ready" or now - node.last_contact > FRESH_S
+            if name not in reasons and now - node.last_contact > FRESH_S
         }
-        reasons = {}
         for name, future in pings.items():
             try:
                 future.result()
@@ -130,6 +146,7 @@ class Trigger:
             name: self.executor.submit(self._send, node, data_code, t0, decided)
             for name, node in live.items()
         }
+        hung = self._wait(futures, decided)
         results: dict[str, dict[str, Any]] = {}
         failures: dict[str, str] = {}
         unknown: dict[str, str] = {}
@@ -138,6 +155,11 @@ class Trigger:
             keys = [shot.camera for shot in shots if shot.node == name]
             if name in reasons:
                 failures.update(dict.fromkeys(keys, reasons[name]))
+                continue
+            if name in hung:
+                # It may have fired all the same, so its images stay owed.
+                unknown.update(dict.fromkeys(keys, hung[name]))
+                nodes[name].mark_unreachable(f"start_capture: {hung[name]}")
                 continue
             try:
                 sent_after, answer = futures[name].result()
@@ -188,6 +210,33 @@ class Trigger:
             error.record = record  # type: ignore[attr-defined]
             raise error
         return record
+
+    def _wait(self, futures: Mapping[str, Future[Any]], sent: float) -> dict[str, str]:
+        """Wait for the nodes' answers; return name -> why, for the nodes taken as hung.
+
+        Once some nodes answered, the others get :attr:`straggler_s`, or :data:`STRAGGLER_FACTOR`
+        times as long as the latest answer took if that is longer. Their calls go on (each ends at
+        its own time limit) but nothing waits for them.
+        """
+        names = {future: name for name, future in futures.items()}
+        waiting = set(names)
+        latest: float | None = None
+        while waiting:
+            timeout = None
+            if latest is not None:
+                allowed = max(self.straggler_s, STRAGGLER_FACTOR * latest)
+                timeout = max(0.0, sent + allowed - time.perf_counter())
+            done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done:
+                break
+            latest = time.perf_counter() - sent
+        if not waiting:
+            return {}
+        reason = (
+            f"no answer {time.perf_counter() - sent:.1f} s after the capture was sent, while the "
+            f"other nodes answered within {latest or 0.0:.1f} s; taken as hung"
+        )
+        return {names[future]: reason for future in waiting}
 
     @staticmethod
     def _send(node: RigNode, data_code: str, t0: float, decided: float) -> tuple[float, dict[str, Any]]:
