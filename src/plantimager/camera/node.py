@@ -33,7 +33,7 @@ from plantimager.commons.rpc.address import advertised_host, parse_url
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
 from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms
-from .clock import clock_offset_ms
+from .clock import ClockWatch
 from .handover import HandoverMembers
 from .identity import node_identity
 from .percamera import PerCameraMembers
@@ -149,6 +149,8 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         self._shutdown_done = threading.Event()
         self._closed = False
         self._streams: MJPEGServer | None = None
+        simulated = [b.simulated_clock_offset_ms() for b in backends]
+        self._clock = ClockWatch(next((o for o in simulated if o is not None), None))
         try:
             self._runner = CaptureRunner(
                 self.slots,
@@ -258,9 +260,10 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         -------
         dict
             ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras",
-            "failures"}``; each entry of ``cameras`` is the stored metadata (``camera``,
-            ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``, ``size``,
-            ``sha256``, ``resolution``, ...).
+            "failures", "clock_offset_ms"}``; each entry of ``cameras`` is the stored metadata
+            (``camera``, ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``,
+            ``size``, ``sha256``, ``resolution``, ...); ``clock_offset_ms`` is this host's clock
+            offset as in :meth:`status`, when last measured (capture times are on this clock).
 
         Raises
         ------
@@ -270,6 +273,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
             If every camera failed.
         """
         record = self._runner.capture(data_code, at)
+        record["clock_offset_ms"] = self._clock.offset_ms
         stored = record["cameras"]
         self.captureStored.emit(
             {
@@ -355,9 +359,10 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         dict
             ``{"id", "name", "address", "mode", "cameras", "spool": {"root", "usage_bytes",
             "max_bytes", "pending_codes", "pending_captures"}, "captures", "settle_ms",
-            "uptime_s", "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's clock minus
-            NTP time as chrony reports it (positive: ahead), None without a synchronised chrony
-            (see :mod:`plantimager.camera.clock`).
+            "uptime_s", "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's
+            clock minus NTP time as chrony reports it (positive: ahead), measured every few
+            seconds, None without a synchronised chrony (see :mod:`plantimager.camera.clock`; a
+            simulated camera may report a fixed one).
         """
         pending = self.spool.pending()
         return {
@@ -377,7 +382,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
             "settle_ms": self._runner.settle_ms,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "allow_poweroff": self.allow_poweroff,
-            "clock_offset_ms": clock_offset_ms(),
+            "clock_offset_ms": self._clock.offset_ms,
         }
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -398,6 +403,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         runner = getattr(self, "_runner", None)
         if runner is not None:
             runner.close()
+        self._clock.close()
         for slot in self.slots:
             try:
                 slot.backend.close()

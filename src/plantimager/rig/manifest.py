@@ -43,7 +43,8 @@ def manifest_document(
         ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
         ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
         ``offset_ms``, ``settings``, ``size``, ``sha256``, ``xxh3_128``: None for images stored by
-        nodes older than that checksum; ``position``, that of its capture; ``camera_model``
+        nodes older than that checksum; ``clock_offset_ms``, the node's clock offset from NTP time
+        when it captured (None when unknown); ``position``, that of its capture; ``camera_model``
         (``make``, ``model``), ``intrinsics`` and ``pose`` as the node stored them, or None when
         unknown); ``cameras`` (rig-wide camera name -> the ``camera_model``, ``intrinsics`` and
         ``pose`` of its latest image that has them). docs/photogrammetry.md describes the
@@ -111,6 +112,7 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "size": meta.get("size"),
         "sha256": meta.get("sha256"),
         "xxh3_128": meta.get("xxh3_128"),
+        "clock_offset_ms": meta.get("clock_offset_ms"),
         "position": capture.position,
         **{key: meta.get(key) for key in _GEOMETRY_KEYS},
     }

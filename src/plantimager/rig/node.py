@@ -22,7 +22,7 @@ from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.RPC import RPCClient
 
 from .record import CameraInfo, NodeInfo, camera_key
-from .timing import RoundTrips
+from .timing import RoundTrips, clock_flag, clock_offset
 
 __all__ = ["CallLimits", "NodeClient", "RigNode", "describe_error", "is_connection_error"]
 
@@ -117,7 +117,9 @@ class RigNode:
     round_trips : RoundTrips
         Round trips measured so far.
     on_state : callable, optional
-        Called with ``(node, state, reason)`` when the node becomes unreachable or ready again.
+        Called with ``(node, state, reason)`` when the node becomes unreachable or ready again,
+        and with ``(node, "clock", flag)`` when its clock goes beyond the skew budget (``flag``
+        says how far) or back within it (``flag`` empty).
 
     Attributes
     ----------
@@ -129,6 +131,8 @@ class RigNode:
         Why it is unreachable.
     last_contact : float
         ``time.monotonic()`` of the last answer.
+    clock_offset_ms : float or None
+        The node's clock offset from NTP time as it last reported it, ms; None when unknown.
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class RigNode:
         self.state = "ready"
         self.error = ""
         self.last_contact = time.monotonic()
+        self.clock_offset_ms: float | None = None
         self._cameras = list(cameras)
         self._on_state = on_state
         self._lock = threading.Lock()
@@ -177,10 +182,13 @@ class RigNode:
             cameras = client.cameras()
             if not isinstance(cameras, list) or not all(isinstance(c, dict) for c in cameras):
                 raise InterfaceError(f"cameras() returned {type(cameras).__name__}, not a list of dicts")
+            status = client.status() if client.serves("status") else {}
         except BaseException:
             client.close()
             raise
-        return cls(device, client, node_id, cameras, round_trips)
+        node = cls(device, client, node_id, cameras, round_trips)
+        node.note_clock(status.get("clock_offset_ms") if isinstance(status, dict) else None)
+        return node
 
     # -- calls -----------------------------------------------------------------------------------
     def call(self, method: str, *args: Any, timed: bool = True) -> Any:
@@ -224,6 +232,18 @@ class RigNode:
         """Whether a call is in progress."""
         with self._lock:
             return self._busy > 0
+
+    def note_clock(self, offset_ms: object) -> None:
+        """Keep the clock offset the node reported (ms; anything but a number means unknown)."""
+        offset = clock_offset(offset_ms)
+        with self._lock:
+            before, self.clock_offset_ms = clock_flag(self.clock_offset_ms), offset
+        after = clock_flag(offset)
+        if bool(after) != bool(before):  # once when it goes wrong, once when it is right again
+            if after:
+                logger.warning("node %s: %s", self.name, after)
+            if self._on_state is not None:
+                self._on_state(self, "clock", after)
 
     def mark_unreachable(self, reason: str) -> None:
         """Take the node as unreachable (it stopped answering a call still running); ``reason`` says why.
@@ -302,6 +322,8 @@ class RigNode:
             cameras=tuple(c.key for c in self.cameras()),
             rtt_ms=None if worst is None else round(worst * 1e3, 3),
             error=self.error,
+            clock_offset_ms=self.clock_offset_ms,
+            clock_flag=clock_flag(self.clock_offset_ms),
         )
 
     def close(self) -> None:

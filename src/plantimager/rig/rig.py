@@ -447,11 +447,13 @@ class Rig:
             ``error``), ``dataset`` (:meth:`Dataset.summary`, or None without a dataset).
         """
         self._check_running()
-        infos = {info.name: info.as_dict() for info in self._roster.nodes()}
         targets = {name: None for name in self._roster.ready_nodes()}
-        for name, (_node, outcome) in fan_out(
-            self._roster, self._executor, targets, lambda node, _: node.call("status")
-        ).items():
+        outcomes = fan_out(self._roster, self._executor, targets, lambda node, _: node.call("status"))
+        for node, outcome in outcomes.values():
+            if node is not None and isinstance(outcome, dict):
+                node.note_clock(outcome.get("clock_offset_ms"))
+        infos = {info.name: info.as_dict() for info in self._roster.nodes()}
+        for name, (_node, outcome) in outcomes.items():
             info = infos.setdefault(name, {"name": name, "state": "gone"})
             if isinstance(outcome, BaseException):
                 info["error"] = describe_error(outcome)

@@ -20,7 +20,7 @@ from .dataset import Dataset
 from .node import RigNode, describe_error, is_connection_error
 from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
-from .timing import LeadPolicy, skew_ms
+from .timing import LeadPolicy, clock_flag, clock_offset, skew_ms
 
 __all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
@@ -150,6 +150,7 @@ class Trigger:
         results: dict[str, dict[str, Any]] = {}
         failures: dict[str, str] = {}
         unknown: dict[str, str] = {}
+        clocks: dict[str, float | None] = {}
         dispatch = 0.0
         for name in nodes:
             keys = [shot.camera for shot in shots if shot.node == name]
@@ -169,8 +170,10 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
+            clocks[name] = clock_offset(answer.get("clock_offset_ms"))
+            nodes[name].note_clock(clocks[name])
             for meta in answer.get("cameras", []):
-                results[f"{name}/{meta.get('camera')}"] = meta
+                results[f"{name}/{meta.get('camera')}"] = {**meta, "clock_offset_ms": clocks[name]}
             for camera, text in (answer.get("failures") or {}).items():
                 failures[f"{name}/{camera}"] = str(text)
             for key in keys:
@@ -202,8 +205,18 @@ class Trigger:
             key=lambda shot: (shot.node, shot.camera_index),
         )
         dataset.flush()
+        flags = {name: flag for name, offset in clocks.items() if (flag := clock_flag(offset))}
         record = CaptureRecord(
-            capture_no, data_code, dataset.root, t0, round(lead * 1e3, 3), tuple(taken), reported, skew
+            capture_no,
+            data_code,
+            dataset.root,
+            t0,
+            round(lead * 1e3, 3),
+            tuple(taken),
+            reported,
+            skew,
+            clock_offsets_ms=clocks,
+            clock_flags=flags,
         )
         if reported:
             error = RigError(f"capture {capture_no}: {len(reported)} camera(s) did not capture", reported)
@@ -257,6 +270,7 @@ class Trigger:
             size=int(meta.get("size", 0)),
             sha256=str(meta.get("sha256", "")),
             settings={key: meta.get(key) for key in _SETTING_KEYS},
+            clock_offset_ms=meta.get("clock_offset_ms"),
         )
 
     @staticmethod
