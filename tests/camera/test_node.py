@@ -26,8 +26,10 @@ from PIL import Image
 
 from helpers.rpc_example import serving
 from plantimager.camera.backend import MIN_RESOLUTION, CameraBackend, get_backend_factory
+from plantimager.camera.capture import FIRE_PRIORITY
 from plantimager.camera.dummy import DummyBackend
 from plantimager.camera.node import CameraNodeServer
+from plantimager.camera.pacing import realtime_thread
 from plantimager.camera.spool import Spool
 from plantimager.commons.cameradevice import Camera, CameraMode, CameraNode, split_stills
 from plantimager.commons.deviceregistry import DeviceRegistry
@@ -427,6 +429,28 @@ def test_storing_threads_run_at_a_lower_priority_and_firing_threads_wake_on_time
     slack = Path(f"/proc/self/task/{firing.native_id}/timerslack_ns")
     if slack.exists():
         assert slack.read_text().strip() == "1"
+
+
+def test_firing_threads_run_real_time_where_the_system_allows_it(make_node):
+    allowed: list[bool] = []
+
+    def probe() -> None:  # may this process run a thread under the FIFO policy?
+        allowed.append(realtime_thread(FIRE_PRIORITY))
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join(10)
+    node = make_node(1)
+    node.start_capture("warm")
+    threads = {t.name: t for t in threading.enumerate()}
+    firing, storing = threads["fire-cam0"], threads["store-cam0"]
+    if allowed == [True]:
+        assert os.sched_getscheduler(firing.native_id) == os.SCHED_FIFO
+        assert os.sched_getparam(firing.native_id).sched_priority == FIRE_PRIORITY
+    else:
+        assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER
+    assert os.sched_getscheduler(storing.native_id) == os.SCHED_OTHER
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
 
 
 def test_failing_camera_is_reported_and_others_kept(make_node):

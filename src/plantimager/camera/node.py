@@ -32,7 +32,7 @@ from plantimager.commons.rpc.address import advertised_host, parse_url
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
-from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms
+from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY, STORE_NICE, CaptureRunner, check_settle_ms
 from .clock import ClockWatch
 from .handover import HandoverMembers
 from .identity import node_identity
@@ -97,6 +97,9 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         storing, in ms (0 to 1000; 0: as soon as every camera has fired).
     store_nice : int
         How much lower the OS priority of the threads encoding and storing is (0: the same).
+    fire_priority : int
+        Real-time (FIFO) priority of the threads that fire the cameras, where the system allows it
+        (0: ordinary scheduling).
     alive_timeout : int
         Seconds the registry may wait for a heartbeat.
 
@@ -126,6 +129,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
         max_late: float = MAX_LATE_S,
         settle_ms: float = DEFAULT_SETTLE_MS,
         store_nice: int = STORE_NICE,
+        fire_priority: int = FIRE_PRIORITY,
         alive_timeout: int = 60,
     ) -> None:
         backends = list(backends)
@@ -160,6 +164,7 @@ class CameraNodeServer(PerCameraMembers, HandoverMembers, CameraNode, RPCServer)
                 max_late=max_late,
                 settle_ms=settle_ms,
                 store_nice=store_nice,
+                fire_priority=fire_priority,
             )
             if stream_port is not None:
                 self._streams = self._start_streams(url, stream_host, stream_port)
