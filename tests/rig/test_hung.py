@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from helpers.usage import held
 from plantimager.commons.errors import RigError
 from plantimager.rig import CallLimits, Rig
+from plantimager.rig.rig import MAX_FANOUT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,27 +33,6 @@ def resumed_after(pid: int) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
-
-
-def usage() -> dict[str, int]:
-    """Threads of this process (the rig's fan-out pool apart: it is bounded) and open descriptors."""
-    names = [t.name for t in threading.enumerate()]
-    fds = os.listdir("/proc/self/fd")
-    sockets = sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:") for fd in fds if _alive(fd))
-    return {
-        "threads": sum(not re.fullmatch(r"rig_\d+", name) for name in names),
-        "fan-out threads": sum(bool(re.fullmatch(r"rig_\d+", name)) for name in names),
-        "sockets": sockets,
-        "descriptors": len(fds),
-    }
-
-
-def _alive(fd: str) -> bool:
-    try:
-        os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:  # the descriptor listdir itself used
-        return False
-    return True
 
 
 def state_of(rig: Rig, name: str) -> tuple[str, str]:
@@ -99,7 +78,8 @@ def test_a_node_hung_during_a_capture_is_reported_while_the_others_complete(
             assert set(caught.value.failures) == {"b/cam0"}
             assert "node b is unreachable" in caught.value.failures["b/cam0"]
             if round_no in (1, 3, 5):
-                counts.append(usage())
+                counts.append(held())
+                assert counts[-1].pop("fan-out threads") <= MAX_FANOUT
         assert counts[0] == counts[1] == counts[2], counts
         assert pending_of([nodes["a"], nodes["c"]]) == {"a": {}, "c": {}}
 

@@ -31,14 +31,14 @@ from .template import NameTemplate
 from .timing import LeadPolicy
 from .trigger import Trigger
 
-__all__ = ["DEFAULT_REGISTRY_URL", "Rig"]
+__all__ = ["DEFAULT_REGISTRY_URL", "MAX_FANOUT", "Rig"]
 
 logger = logging.getLogger(__name__)
 
 #: The registry a rig follows by default.
 DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
 #: Most calls to nodes in flight at once (threads are started as needed): a capture needs one per node.
-_MAX_FANOUT = 256
+MAX_FANOUT = 256
 
 
 class Rig:
@@ -104,7 +104,7 @@ class Rig:
         self._dataset: Dataset | None = None
         self._own_context = context is None
         self._context = context if context is not None else zmq.Context()
-        self._executor = ThreadPoolExecutor(max_workers=_MAX_FANOUT, thread_name_prefix="rig")
+        self._executor = ThreadPoolExecutor(max_workers=MAX_FANOUT, thread_name_prefix="rig")
         self._roster = Roster(
             self._context,
             registry_url,
