@@ -3,16 +3,16 @@
 For every image the dataset's ledger says a node still owes, the node's ``retrieve_still`` is
 called; the bytes are checked against the size and checksum the node recorded when it stored them
 (XXH3-128 when the node sent one, else SHA-256), and against the SHA-256 it reported at capture
-time. Three stages overlap, so that the network, the CPUs and the disk all work at once:
+time. Three stages overlap, so that the network, the CPUs and the disk all work at once, each a
+lane of the rig's thread pool (:mod:`.lane`), whose threads are kept from one download to the next:
 
 1. At most ``jobs`` transfer workers, one node each (a node answers one request at a time anyway),
    fetch, verify and write each image to a temporary file, and go on with the next image at once.
-2. A small pool fsyncs each temporary file and links it to its final name.
-3. One recorder thread records, in one batch, every image whose file is durable (one folder fsync,
-   one ledger write and fsync, however many images and nodes), and only then tells each node, in
-   one ``release_many`` call per node on a helper thread (whatever the captures; the node makes
-   the deletions durable with one fsync), that it may delete them. A node without
-   ``release_many`` gets one ``release`` call per capture.
+2. As many fsync each temporary file and link it to its final name.
+3. One recorder records, in one batch, every image whose file is durable (one folder fsync, one
+   ledger write and fsync, however many images and nodes), and only then tells each node, in one
+   ``release_many`` call per node (whatever the captures; the node makes the deletions durable
+   with one fsync), that it may delete them (:mod:`.release`).
 
 A node that stops answering fails its remaining images at once (they stay owed for the next
 download) while the other nodes carry on; one already known to be unreachable is not waited for.
@@ -20,15 +20,14 @@ download) while the other nodes carry on; one already known to be unreachable is
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import xxhash
@@ -36,61 +35,22 @@ import xxhash
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
 from .dataset import UNKNOWN_RESULT_GRACE_S, Dataset, StagedImage, WrittenImage
+from .gate import TransferGate
+from .lane import Lane
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
+from .release import Releases
 from .roster import Roster
 from .shot import ShotState, shots_by_node
 
-__all__ = ["MAX_RELEASES", "Download", "TransferGate"]
+__all__ = ["MAX_RELEASES", "Download"]
 
 logger = logging.getLogger(__name__)
 
 #: Attempts at fetching one image whose bytes do not match what the node recorded.
 _FETCH_ATTEMPTS = 2
-#: Longest wait of a transfer for a capture to finish, seconds.
-_GATE_WAIT_S = 300.0
 #: Most releases sent at the same time (one node each): a release mostly waits for its node's disk.
 MAX_RELEASES = 16
-
-
-class TransferGate:
-    """Lets captures go first: a capture waits for the transfers in progress, none starts during one.
-
-    A node answers one request at a time, so a transfer running when a capture command arrives
-    would make that node fire late.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._transfers = 0
-        self._captures = 0
-
-    @contextlib.contextmanager
-    def transfer(self) -> Iterator[None]:
-        """Hold the gate for one transfer (waits while a capture runs)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._captures == 0, _GATE_WAIT_S)
-            self._transfers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._transfers -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def capture(self, timeout: float) -> Iterator[None]:
-        """Hold the gate for a capture: new transfers wait; those running finish first (bounded)."""
-        with self._cond:
-            self._captures += 1
-            if not self._cond.wait_for(lambda: self._transfers == 0, timeout):
-                logger.warning("a transfer is still running as a capture starts")
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._captures -= 1
-                self._cond.notify_all()
 
 
 class _NodeDownError(Exception):
@@ -123,6 +83,10 @@ class Download:
         How many nodes transfer at the same time.
     gate : TransferGate
         Shared with captures.
+    executor : concurrent.futures.Executor, optional
+        The thread pool the work runs on, in lanes (see :class:`~plantimager.rig.lane.Lane`):
+        the rig's own, whose threads are kept from one download to the next. A private one,
+        shut down at the end, when not given.
     progress : callable, optional
         Called with a :class:`~plantimager.rig.record.DownloadProgress` after each image is
         settled (recorded, or failed), on a worker thread.
@@ -135,6 +99,7 @@ class Download:
         *,
         jobs: int,
         gate: TransferGate,
+        executor: Executor | None = None,
         progress: Callable[[DownloadProgress], Any] | None = None,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -143,24 +108,18 @@ class Download:
         self.dataset = dataset
         self.jobs = jobs
         self.gate = gate
+        self.executor = executor
         self.progress = progress
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._done = 0
         self._total = 0
         self._files: list[str] = []
-        self._released = 0
         self._bytes = 0
         self._failures: dict[str, list[str]] = {}
-        self._syncers: ThreadPoolExecutor | None = None
-        self._releasers: ThreadPoolExecutor | None = None
+        self._syncers: Lane | None = None
+        self._releases: Releases | None = None
         self._batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
-        self._releases: list[Future[None]] = []
-        self._down: dict[str, str] = {}
-
-    def _pending_releases(self) -> list[Future[None]]:
-        with self._lock:
-            return list(self._releases)
 
     def run(self) -> DownloadReport:
         """Fetch, verify, write and release every owed image.
@@ -180,32 +139,13 @@ class Download:
         work = shots_by_node(self.dataset.owed())
         self._total = sum(1 for shots in work.values() for s in shots if s.wanted and s.status != "received")
         if work:
-            workers = min(self.jobs, len(work))
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rig-download")
-            self._syncers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-sync")
-            releasers = min(len(work), MAX_RELEASES)
-            self._releasers = ThreadPoolExecutor(releasers, thread_name_prefix="rig-download-release")
-            recorder = ThreadPoolExecutor(1, thread_name_prefix="rig-download-record")
-            recording = recorder.submit(self._record_batches)
+            own = self.executor is None
+            executor = self.executor or ThreadPoolExecutor(3 * self.jobs + MAX_RELEASES + 1, "rig-download")
             try:
-                futures = [pool.submit(self._node_task, name, shots) for name, shots in work.items()]
-                for future in futures:
-                    future.result()
-            except BaseException:
-                self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
-                raise
+                self._transfer(executor, work)
             finally:
-                pool.shutdown(wait=True)
-                self._batches.put(None)  # what was written is still recorded and released
-                try:
-                    recording.result()
-                    self.dataset.flush()  # while the last releases are on their way
-                    for future in self._pending_releases():
-                        future.result()
-                finally:
-                    recorder.shutdown(wait=True)
-                    self._syncers.shutdown(wait=True)
-                    self._releasers.shutdown(wait=True)
+                if own:
+                    executor.shutdown(wait=True)
         else:
             self.dataset.flush()
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
@@ -213,7 +153,7 @@ class Download:
         report = DownloadReport(
             dataset=self.dataset.root,
             files=tuple(self._files),
-            released=self._released,
+            released=self._releases.released if self._releases is not None else 0,
             bytes=self._bytes,
             seconds=time.monotonic() - started,
             failures=failures,
@@ -228,6 +168,33 @@ class Download:
             error.report = report  # type: ignore[attr-defined]
             raise error
         return report
+
+    def _transfer(self, executor: Executor, work: dict[str, list[ShotState]]) -> None:
+        """The three stages, as lanes of ``executor``; returns once all is recorded and released."""
+        workers = min(self.jobs, len(work))
+        transfers = Lane(executor, workers)
+        self._syncers = Lane(executor, workers)
+        releases = self._releases = Releases(
+            self.dataset, self.gate, Lane(executor, min(len(work), MAX_RELEASES))
+        )
+        recording = executor.submit(self._record_batches)
+        futures: list[Future[None]] = []
+        try:
+            for name, shots in work.items():
+                futures.append(transfers.submit(self._node_task, name, shots))
+            for future in futures:
+                future.result()
+        except BaseException:
+            self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
+            raise
+        finally:
+            wait(futures)
+            self._batches.put(None)  # what was written is still recorded and released
+            try:
+                recording.result()
+                self.dataset.flush()  # while the last releases are on their way
+            finally:
+                releases.wait()
 
     @staticmethod
     def _reason(reasons: list[str]) -> str:
@@ -258,8 +225,8 @@ class Download:
             for shot in shots:
                 if self._cancel.is_set():
                     break
-                with self._lock:
-                    down = down or self._down.get(name, "")  # a release of an earlier capture failed
+                if not down and self._releases is not None:
+                    down = self._releases.down(name)  # a release of an earlier capture failed
                 if down:
                     self._fail(shot, down)
                     continue
@@ -341,26 +308,9 @@ class Download:
             releasable = [(shot, i) for shot, i in batch.releasable if id(shot) not in unwritten]
             if releasable:
                 releases.setdefault(batch.node.name, (batch.node, []))[1].extend(releasable)
+        assert self._releases is not None
         for node, items in releases.values():
-            self._release_soon(node, items)
-
-    def _release_soon(self, node: RigNode, items: list[tuple[ShotState, int]]) -> None:
-        """Release on a helper thread, so this worker goes on with the next transfer meanwhile.
-
-        A node found down there fails its next images at once (what it still holds stays owed).
-        """
-
-        def release() -> None:
-            try:
-                self._release(node, items)
-            except _NodeDownError as exc:
-                with self._lock:
-                    self._down.setdefault(node.name, str(exc))
-
-        assert self._releasers is not None
-        future = self._releasers.submit(release)
-        with self._lock:
-            self._releases.append(future)
+            self._releases.submit(node, items)
 
     def _fetch(self, node: RigNode, shot: ShotState, index: int) -> StagedImage | None:
         """Fetch, verify and stage one image; None if it failed (already reported)."""
@@ -442,53 +392,6 @@ class Download:
         self.dataset.mark_lost(shot, f"{why}: {reason}")
         self._fail(shot, f"lost: {why} ({reason})")
 
-    def _release(self, node: RigNode, items: list[tuple[ShotState, int]]) -> None:
-        """Tell the node it may delete these images (one call, whatever their captures), and record that.
-
-        A node without ``release_many`` (an older one) gets one ``release`` call per capture.
-        """
-        if not node.client.serves("release_many"):
-            for data_code, group in _by_code(items).items():
-                self._release_one(node, data_code, group)
-            return
-        plan = {code: [index for _, index in group] for code, group in _by_code(items).items()}
-        try:
-            with self.gate.transfer():
-                node.call("release_many", plan)
-        except Exception as exc:
-            self._release_failed(node, items, exc)
-            return
-        # What the node no longer held was released before (the record of it was lost), or
-        # never stored: nothing more to do for it either.
-        self._released_now(items)
-
-    def _release_one(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
-        """Release some images of one capture with ``release`` (nodes without ``release_many``)."""
-        try:
-            with self.gate.transfer():
-                node.call("release", data_code, [index for _, index in items])
-        except ImageUnavailable:
-            if len(items) > 1:  # one of them is gone already, so nothing was deleted: one by one
-                for item in items:
-                    self._release_one(node, data_code, [item])
-                return
-            # released before (the record of it was lost), or never stored
-        except Exception as exc:
-            self._release_failed(node, items, exc)
-            return
-        self._released_now(items)
-
-    def _release_failed(self, node: RigNode, items: list[tuple[ShotState, int]], exc: Exception) -> None:
-        if is_connection_error(exc):
-            raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
-        for shot, _ in items:
-            logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
-
-    def _released_now(self, items: list[tuple[ShotState, int]]) -> None:
-        self.dataset.mark_released(*(shot for shot, _ in items))
-        with self._lock:
-            self._released += len(items)
-
     # -- reporting -------------------------------------------------------------------------------
     def _fail(self, shot: ShotState, reason: str) -> None:
         if not shot.wanted or shot.status == "received":  # nothing owed to the dataset: retried later
@@ -509,14 +412,6 @@ class Download:
                 self.progress(event)
             except Exception:
                 logger.exception("download progress callback failed")
-
-
-def _by_code(items: list[tuple[ShotState, int]]) -> dict[str, list[tuple[ShotState, int]]]:
-    """Group (shot, camera index) pairs by data code, keeping their order."""
-    groups: dict[str, list[tuple[ShotState, int]]] = {}
-    for item in items:
-        groups.setdefault(item[0].data_code, []).append(item)
-    return groups
 
 
 def _by_capture(shots: list[ShotState]) -> list[list[ShotState]]:

@@ -19,8 +19,9 @@ import zmq
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .dataset import STATE_DIR, Dataset
-from .download import Download, TransferGate
+from .download import Download
 from .fanout import configure_nodes, fan_out, select_cameras, shutdown_nodes
+from .gate import TransferGate
 from .node import CallLimits, describe_error
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
 from .roster import Roster
@@ -343,7 +344,10 @@ class Rig:
             dataset, temporary = Dataset(root), True
         try:
             jobs = jobs or self.jobs
-            return Download(self._roster, dataset, jobs=jobs, gate=self._gate, progress=progress).run()
+            download = Download(
+                self._roster, dataset, jobs=jobs, gate=self._gate, executor=self._executor, progress=progress
+            )
+            return download.run()
         finally:
             if temporary:
                 dataset.close()
