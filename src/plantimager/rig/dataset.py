@@ -479,10 +479,10 @@ class Dataset:
 
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Bring the manifest up to date, close the ledger and let go of the lock. Safe to call twice."""
+        """Write the manifest up to date and durably, close the ledger, let go of the lock. Safe twice."""
         if self._lock_fd is not None and self.ledger is not None:
             with contextlib.suppress(OSError, PlantImagerError):
-                self.flush()
+                self._manifest.flush(durable=True)
         if self.ledger is not None:
             self.ledger.close()
         if self._lock_fd is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .storage import write_atomically
+from .storage import fsync_dir, sync_file, write_atomically
 
 __all__ = ["ManifestWriter"]
 
@@ -35,6 +35,7 @@ class ManifestWriter:
         self._write_lock = threading.Lock()
         self._generation = self._written = 0
         self._written_at = float("-inf")
+        self._synced = True
 
     def changed(self, max_age: float = 0.0) -> None:
         """Rewrite the manifest after a change, without making other threads wait for it.
@@ -68,11 +69,22 @@ class ManifestWriter:
             write_atomically(
                 self.path,
                 msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
+                durable=False,  # made again from the ledger after a crash; fsynced by flush(durable)
             )
+            self._synced = False
             self._written = generation
             self._written_at = time.monotonic()
 
-    def flush(self) -> None:
-        """Return once ``manifest.json`` includes every change made so far."""
+    def flush(self, *, durable: bool = False) -> None:
+        """Return once ``manifest.json`` includes every change made so far; on disk with ``durable``.
+
+        Rewrites replace the manifest atomically (readers see the old one or the new one) but are
+        not fsynced: the manifest is made again from the ledger when the dataset is opened, so a
+        crash loses nothing. ``durable`` fsyncs it (a dataset does when it is closed).
+        """
         with self._write_lock:
             self._write_pending()
+            if durable and not self._synced:
+                sync_file(self.path)
+                fsync_dir(self.path.parent)
+                self._synced = True
