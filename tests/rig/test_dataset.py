@@ -198,6 +198,21 @@ def test_the_manifest_is_replaced_atomically_as_it_changes_and_fsynced_when_the_
     assert [i["file"] for i in json.loads(manifest.read_text())["images"]] == [shots[0].file]
 
 
+def test_the_manifest_follows_changes_to_older_captures(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        first = dataset.begin_capture(PLANS[:2])
+        second = dataset.begin_capture(PLANS[:2])
+        files = [dataset.store_image(shot, b"two", meta_of(b"two")) for shot in second]
+        before = dataset.manifest()
+        assert [i["file"] for i in before["images"]] == files
+        files.insert(0, dataset.store_image(first[1], b"one", meta_of(b"one")))
+        dataset.mark_lost(first[0], "gone")
+        after = dataset.manifest()
+    assert [i["file"] for i in after["images"]] == files
+    assert after["captures"][0]["lost"] == {first[0].camera: "gone"}
+    assert after["captures"][1] == before["captures"][1]
+
+
 def test_sessions_are_remembered_under_the_captures_folder(tmp_path):
     assert current_session(tmp_path) is None
     first = session_folder(tmp_path)

@@ -118,6 +118,7 @@ class Dataset:
         self._captures = self._state.captures
         self._files = self._state.files
         self._apply = self._state.apply
+        self._entries: dict[int, Any] = {}  # the manifest entries of each capture, by version
         self._manifest = ManifestWriter(self.root / MANIFEST_NAME, self.manifest, self._lock)
         self.ledger: Ledger | None = None
         new_template = NameTemplate(template) if template is not None else None
@@ -150,15 +151,11 @@ class Dataset:
 
     # -- opening ---------------------------------------------------------------------------------
     def _record(self, record: dict[str, Any], *, durable: bool = True) -> None:
-        self._record_many([record], durable=durable)
-
-    def _record_many(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
-        # Lock held: the records and the state they change go together (capture numbers...).
+        # Lock held: the record and the state it changes go together (capture numbers...).
         if self.ledger is None:
             raise PlantImagerError(f"dataset {self.root} is closed")
-        self.ledger.append_many(records, durable=durable)
-        for record in records:
-            self._apply(record)
+        self.ledger.append_many([record], durable=durable)
+        self._apply(record)
 
     def _append(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
         # For records of shots that only one thread changes (an image written, a release): the
@@ -462,6 +459,7 @@ class Dataset:
                 created=self.created,
                 template=self.template.text,
                 captures=self._captures.values(),
+                cache=self._entries,
             )
 
     def summary(self) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class LedgerState:
                 self.apply_capture(record)
                 return
             capture = self.captures[int(record["capture_no"])]
+            capture.version += 1
             if kind == "captured":
                 capture.t0, capture.lead_ms = record.get("t0"), record.get("lead_ms")
                 capture.skew_ms = record.get("skew_ms")
