@@ -206,47 +206,72 @@ def test_release_unknown_is_refused_and_deletes_nothing(spool: Spool) -> None:
         spool.release("5")  # a retried release after success says so
 
 
-def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Record every folder the spool's releases fsync, in order (the fsync still happens)."""
+def count_fsyncs(monkeypatch: pytest.MonkeyPatch, watch: threading.Condition | None = None) -> list[Path]:
+    """Record every folder fsynced to make deletions durable, in order (the fsync still happens)."""
     from plantimager.camera import spoolrelease
 
     synced: list[Path] = []
     real = spoolrelease.fsync_dir
 
     def recording(path: Path) -> None:
-        synced.append(Path(path))
         real(path)
+        if watch is None:
+            synced.append(Path(path))
+            return
+        with watch:
+            synced.append(Path(path))
+            watch.notify_all()
 
     monkeypatch.setattr(spoolrelease, "fsync_dir", recording)
     return synced
 
 
-def test_release_many_deletes_whole_captures_of_many_codes_with_one_fsync(
-    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+def test_release_many_deletes_at_once_and_one_fsync_later_makes_every_release_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for code in ("a1", "a2", "a3", "a4"):
-        for cam in ("cam0", "cam1"):
-            spool.put(code, cam, blob(3000, hash(code + cam) % 1000), {}, ext="jpeg")
     synced = count_fsyncs(monkeypatch)
-    result = spool.release_many({"a1": ["cam0", "cam1"], "a2": None, "a3": ["cam1", "cam0"]})
-    assert result.released == 6 and result.missing == {}
-    assert synced == [root], "one fsync of the spool folder for every emptied data-code folder"
-    assert spool.pending() == {"a4": ["cam0", "cam1"]}
-    assert not any((root / code).exists() for code in ("a1", "a2", "a3"))
-    assert_disk_matches(spool, root)
+    spool = Spool(root, deletion_sync_s=600)  # nothing synced before close: the test decides
+    try:
+        for code in ("a1", "a2", "a3", "a4"):
+            for cam in ("cam0", "cam1"):
+                spool.put(code, cam, blob(3000, hash(code + cam) % 1000), {}, ext="jpeg")
+        result = spool.release_many({"a1": ["cam0", "cam1"], "a2": None})
+        assert result.released == 4 and result.missing == {}
+        assert spool.release_many({"a3": ["cam1", "cam0"]}).released == 2
+        assert synced == [], "a release waited for an fsync"
+        assert spool.pending() == {"a4": ["cam0", "cam1"]}
+        assert not any((root / code).exists() for code in ("a1", "a2", "a3"))
+        assert_disk_matches(spool, root)
+    finally:
+        spool.close()
+    assert synced == [root], "one fsync of the spool folder for both releases"
 
 
-def test_release_many_syncs_a_folder_it_does_not_empty(
-    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+def test_deletions_are_made_durable_within_the_delay_by_the_spool_itself(
+    root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for cam in ("cam0", "cam1"):
-        spool.put("b1", cam, cam.encode(), {}, ext="jpeg")
-        spool.put("b2", cam, cam.encode(), {}, ext="jpeg")
+    watch = threading.Condition()
+    synced = count_fsyncs(monkeypatch, watch)
+    with Spool(root, deletion_sync_s=0.05) as spool:
+        spool.put("b1", "cam0", b"x", {}, ext="jpeg")
+        spool.put("b1", "cam1", b"y", {}, ext="jpeg")
+        spool.put("b2", "cam0", b"z", {}, ext="jpeg")
+        assert spool.release_many({"b1": ["cam0"], "b2": None}).released == 2
+        with watch:
+            assert watch.wait_for(lambda: len(synced) >= 2, 10), "the deletions were not made durable"
+        assert sorted(synced) == sorted([root / "b1", root]), "the kept folder, and the spool folder"
+        assert spool.pending() == {"b1": ["cam1"]}
+
+
+def test_a_capture_that_fsyncs_the_spool_folder_makes_earlier_releases_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     synced = count_fsyncs(monkeypatch)
-    assert spool.release_many({"b1": ["cam0"], "b2": None}).released == 3
-    assert synced == [root / "b1", root], "the kept folder, then the spool folder once"
-    assert spool.pending() == {"b1": ["cam1"]}
-    assert_disk_matches(spool, root)
+    with Spool(root, deletion_sync_s=600) as spool:
+        spool.put("c1", "cam0", b"x", {}, ext="jpeg")
+        spool.release_many({"c1": None})
+        spool.put("c2", "cam0", b"y", {}, ext="jpeg")  # a new data-code folder: the spool folder fsynced
+    assert synced == [], "the removal of c1's folder was fsynced again"
 
 
 def test_release_many_reports_what_is_not_stored_and_deletes_the_rest(spool: Spool, root: Path) -> None:

@@ -16,8 +16,8 @@ Durability: each file is written to a temporary name in its final directory, flu
 renamed into place, and the directory is fsynced. The image is committed before its metadata, so
 after a crash any metadata file describes a complete image; images without metadata and temporary
 files are deleted when the spool is opened. A release deletes each capture's metadata, then its
-image, removes the data-code folders it empties and makes all that durable with one fsync per call,
-however many captures and data codes it releases (see :mod:`.spoolrelease`). Valid names (see
+image and removes the data-code folders it empties; all that is made durable within a second, with
+one fsync for every release meanwhile (see :mod:`.spoolrelease`). Valid names (see
 :mod:`plantimager.camera.names`) never start with ``.``, so temporary and lock files can never collide
 with a data code or a camera.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import mmap
 import os
 import secrets
 import threading
@@ -51,11 +50,12 @@ from .spoolentry import (
     Entry,
     SpoolFull,
     fsync_dir,
+    map_image,
     new_record,
     write_durably,
 )
 from .spoolrecovery import checked_entry, recover_spool
-from .spoolrelease import Deletion, Released, release_plan
+from .spoolrelease import DELETION_SYNC_S, Deletion, LazySync, Released, release_plan
 
 __all__ = ["MAX_META_BYTES", "Capture", "Released", "Spool", "SpoolFull"]
 
@@ -76,6 +76,8 @@ class Spool:
         Upper bound on the disk the spool may use (images + metadata, including captures being
         written). ``None`` means unbounded. The spool never evicts anything to make room: a
         :meth:`put` that does not fit raises :class:`SpoolFull`.
+    deletion_sync_s : float
+        Longest wait of a release's deletions for the fsync that makes them durable, seconds.
 
     Raises
     ------
@@ -90,7 +92,9 @@ class Spool:
     commit (renames, directory fsyncs, index update) and deletions happen under it.
     """
 
-    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int | None = None, deletion_sync_s: float = DELETION_SYNC_S
+    ) -> None:
         if max_bytes is not None and (
             isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0
         ):
@@ -114,6 +118,7 @@ class Spool:
         self._reserved = 0
         self._next_seq = 0
         self._closed = False
+        self._deletions = LazySync(self.root, deletion_sync_s)
         try:
             self._recover()
         except BaseException:
@@ -224,6 +229,7 @@ class Spool:
             if data_code not in self._index and data_code not in self._inflight and not folder.is_dir():
                 folder.mkdir()
                 fsync_dir(self.root)
+                self._deletions.root_synced()
             self._reserved += need
             self._inflight[data_code] = self._inflight.get(data_code, 0) + 1
 
@@ -252,7 +258,7 @@ class Spool:
                     if data_code not in self._index and not self._closed:
                         emptied = Deletion(self.root)
                         emptied.remove_folder(data_code)
-                        emptied.sync()
+                        self._deletions.add(emptied)
         logger.debug("spool %s: stored %s/%s (%d bytes, seq %d)", self.root, data_code, camera, size, seq)
         return self._capture(data_code, camera, Entry(seq, index, size, sha, file, meta_json))
 
@@ -323,20 +329,7 @@ class Spool:
             entry = self._entry(data_code, camera)
             # Open under the lock so we get the file the index describes, not a newer one.
             fd = os.open(self.root / data_code / entry.file, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            actual = os.fstat(fd).st_size
-            if actual != entry.size:
-                raise PlantImagerError(
-                    f"image of {data_code}/{camera} is {actual} bytes on disk, expected {entry.size}"
-                )
-            if actual == 0:
-                return memoryview(b"")
-            mapped = mmap.mmap(fd, actual, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(AttributeError, OSError):
-            mapped.madvise(mmap.MADV_SEQUENTIAL)
-        return memoryview(mapped)
+        return map_image(fd, entry.size, f"{data_code}/{camera}")
 
     def list_codes(self) -> list[str]:
         """Return the data codes held, oldest first (by the earliest capture still held)."""
@@ -469,7 +462,7 @@ class Spool:
                     if code not in self._inflight:
                         deletion.remove_folder(code)
         finally:
-            deletion.sync()
+            self._deletions.add(deletion)  # made durable soon, with the next ones
         return deletion.count
 
     def usage_bytes(self) -> int:
@@ -478,11 +471,16 @@ class Spool:
             return self._used
 
     def close(self) -> None:
-        """Release the spool's lock; later calls raise. Stored captures stay on disk."""
+        """Make the deletions durable and release the spool's lock; later calls raise. Safe twice.
+
+        Stored captures stay on disk.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._deletions.close()
+        with self._lock:
             os.close(self._lock_fd)
         logger.info("spool %s closed", self.root)
 

@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,10 +301,13 @@ class Dataset:
         with self._lock:
             return self._state.owed()
 
-    def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
-        """Write one image's file durably, without recording it yet (see :meth:`record_images`).
+    def released_held(self, node: str, held: Mapping[str, Iterable[int]]) -> list[ShotState]:
+        """Copies of the shots of ``node`` already released that it holds (data code -> camera indices)."""
+        with self._lock:
+            return self._state.released_held(node, held)
 
-        The same as :meth:`stage_image` then :meth:`finish_image`.
+    def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
+        """Write one image's file durably, not recorded yet: :meth:`stage_image`, :meth:`finish_image`.
 
         Parameters
         ----------
@@ -405,17 +408,9 @@ class Dataset:
         self._changed(max_age=MANIFEST_INTERVAL_S)
 
     def store_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> str:
-        """Write one image durably and record it (:meth:`write_image`, then :meth:`record_images`).
+        """Write one image durably and record it (:meth:`write_image`, :meth:`record_images`).
 
-        Returns
-        -------
-        str
-            The file name.
-
-        Raises
-        ------
-        PlantImagerError
-            If the file cannot be written or a different file has the name.
+        Returns the file name; raises :class:`PlantImagerError` as :meth:`write_image` does.
         """
         image = self.write_image(shot, data, info)
         self.record_images([image])

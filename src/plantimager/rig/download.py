@@ -178,6 +178,9 @@ class Download:
             self.dataset, self.gate, Lane(executor, min(len(work), MAX_RELEASES))
         )
         recording = executor.submit(self._record_batches)
+        for node in self.roster.ready_nodes().values():
+            if node.state == "ready" and node.take_fresh():
+                releases.leftovers(node)
         futures: list[Future[None]] = []
         try:
             for name, shots in work.items():

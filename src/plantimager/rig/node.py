@@ -154,6 +154,7 @@ class RigNode:
         self.error = ""
         self.last_contact = time.monotonic()
         self.clock_offset_ms: float | None = None
+        self._fresh = True
         self._cameras = list(cameras)
         self._on_state = on_state
         self._lock = threading.Lock()
@@ -232,6 +233,16 @@ class RigNode:
         """Whether a call is in progress."""
         with self._lock:
             return self._busy > 0
+
+    def take_fresh(self) -> bool:
+        """True the first time it is called for this connection to the node, False after.
+
+        A download asks a node it (re)connected to what it holds, once, to release again what the
+        node was told to delete but kept (after losing power).
+        """
+        with self._lock:
+            fresh, self._fresh = self._fresh, False
+        return fresh
 
     def note_clock(self, offset_ms: object) -> None:
         """Keep the clock offset the node reported (ms; anything but a number means unknown)."""

@@ -63,6 +63,44 @@ class Releases:
         with self._lock:
             self._futures.append(future)
 
+    def leftovers(self, node: RigNode) -> None:
+        """Soon, ask ``node`` what it holds and release again what the dataset has released already.
+
+        A node keeps what it was told to delete only if it lost power within a second of being told
+        (see :mod:`plantimager.camera.spoolrelease`); it then restarts, and the rig connects to it
+        again. Only this dataset's data codes are looked at.
+        """
+        future = self.lane.submit(self._leftovers, node)
+        with self._lock:
+            self._futures.append(future)
+
+    def _leftovers(self, node: RigNode) -> None:
+        prefix = f"{self.dataset.session_id}-d"
+        try:
+            with self.gate.transfer():
+                held = node.call("pending")
+        except Exception as exc:  # the transfers will tell what is wrong with the node
+            logger.debug("node %s: could not list what it holds: %s", node.name, exc)
+            return
+        if not isinstance(held, dict):
+            return
+        ours = {
+            code: cams for code, cams in held.items() if code.startswith(prefix) and isinstance(cams, list)
+        }
+        items = (
+            [(shot, shot.camera_index) for shot in self.dataset.released_held(node.name, ours)]
+            if ours
+            else []
+        )
+        if items:
+            logger.warning(
+                "node %s still holds %d image(s) it was told to delete (did it lose power?): "
+                "releasing them again",
+                node.name,
+                len(items),
+            )
+            self._release(node, items)
+
     def down(self, name: str) -> str:
         """Why node ``name`` did not answer a release ("" if it did, or was not asked yet)."""
         with self._lock:
