@@ -138,11 +138,13 @@ class Download:
         started = time.monotonic()
         work = shots_by_node(self.dataset.owed())
         self._total = sum(1 for shots in work.values() for s in shots if s.wanted and s.status != "received")
-        if work:
+        # Nodes (re)connected since the last download: asked what they hold (see Releases.leftovers).
+        fresh = [n for n in self.roster.ready_nodes().values() if n.state == "ready" and n.take_fresh()]
+        if work or fresh:
             own = self.executor is None
             executor = self.executor or ThreadPoolExecutor(3 * self.jobs + MAX_RELEASES + 1, "rig-download")
             try:
-                self._transfer(executor, work)
+                self._transfer(executor, work, fresh)
             finally:
                 if own:
                     executor.shutdown(wait=True)
@@ -169,18 +171,16 @@ class Download:
             raise error
         return report
 
-    def _transfer(self, executor: Executor, work: dict[str, list[ShotState]]) -> None:
+    def _transfer(self, executor: Executor, work: dict[str, list[ShotState]], fresh: list[RigNode]) -> None:
         """The three stages, as lanes of ``executor``; returns once all is recorded and released."""
-        workers = min(self.jobs, len(work))
+        workers = max(1, min(self.jobs, len(work)))
         transfers = Lane(executor, workers)
         self._syncers = Lane(executor, workers)
-        releases = self._releases = Releases(
-            self.dataset, self.gate, Lane(executor, min(len(work), MAX_RELEASES))
-        )
+        releasing = Lane(executor, max(1, min(len(work) + len(fresh), MAX_RELEASES)))
+        releases = self._releases = Releases(self.dataset, self.gate, releasing)
         recording = executor.submit(self._record_batches)
-        for node in self.roster.ready_nodes().values():
-            if node.state == "ready" and node.take_fresh():
-                releases.leftovers(node)
+        for node in fresh:
+            releases.leftovers(node)
         futures: list[Future[None]] = []
         try:
             for name, shots in work.items():
