@@ -16,8 +16,9 @@ Durability: each file is written to a temporary name in its final directory, flu
 renamed into place, and the directory is fsynced. The image is committed before its metadata, so
 after a crash any metadata file describes a complete image; images without metadata and temporary
 files are deleted when the spool is opened. A release deletes each capture's metadata, then its
-image and removes the data-code folders it empties; all that is made durable within a second, with
-one fsync for every release meanwhile (see :mod:`.spoolrelease`). Valid names (see
+image (renamed away, then deleted on a thread) and removes the data-code folders it empties; all that
+is made durable within a second, with one fsync for every release meanwhile (see
+:mod:`.spoolrelease`). Valid names (see
 :mod:`plantimager.camera.names`) never start with ``.``, so temporary and lock files can never collide
 with a data code or a camera.
 
@@ -44,18 +45,18 @@ from .names import validate_name
 from .spoolentry import (
     LOCK_NAME,
     MAX_META_BYTES,
-    META_SUFFIX,
     TMP_PREFIX,
     Capture,
     Entry,
     SpoolFull,
+    commit_files,
     fsync_dir,
     map_image,
     new_record,
     write_durably,
 )
 from .spoolrecovery import checked_entry, recover_spool
-from .spoolrelease import DELETION_SYNC_S, Deletion, LazySync, Released, release_plan
+from .spoolrelease import DELETION_SYNC_S, Deletion, Janitor, Released, release_plan, remove_empty_folder
 
 __all__ = ["MAX_META_BYTES", "Capture", "Released", "Spool", "SpoolFull"]
 
@@ -118,7 +119,7 @@ class Spool:
         self._reserved = 0
         self._next_seq = 0
         self._closed = False
-        self._deletions = LazySync(self.root, deletion_sync_s)
+        self._deletions = Janitor(self.root, deletion_sync_s, self._remove_folder)
         try:
             self._recover()
         except BaseException:
@@ -137,6 +138,15 @@ class Spool:
 
     def _load_entry(self, code: str, camera: str) -> Entry | None:
         return checked_entry(self.root / code, code, camera)
+
+    def _remove_folder(self, code: str) -> bool:
+        # The janitor's: remove an emptied data-code folder unless a capture came back meanwhile.
+        with self._lock:
+            return (
+                code not in self._index
+                and code not in self._inflight
+                and remove_empty_folder(self.root / code)
+            )
 
     # ------------------------------------------------------------------ helpers
 
@@ -266,16 +276,9 @@ class Spool:
         # Lock held. Order: drop the old metadata (so it can never describe the new image), make
         # the image durable under its final name, then the metadata that vouches for it.
         folder = self.root / code
-        meta_path = folder / f"{camera}{META_SUFFIX}"
         old = self._index.get(code, {}).get(camera)
         try:
-            if old is not None or meta_path.exists():
-                meta_path.unlink()
-                fsync_dir(folder)
-            os.replace(tmp_image, folder / new.file)
-            fsync_dir(folder)
-            os.replace(tmp_meta, meta_path)
-            fsync_dir(folder)
+            commit_files(folder, camera, tmp_image, tmp_meta, new.file, replacing=old is not None)
         except BaseException:
             self._reload_key(code, camera, new.file, *([old.file] if old else []))
             raise
@@ -360,19 +363,9 @@ class Spool:
         return {c: sorted(snapshot[c], key=lambda n: snapshot[c][n].order()) for c in order}
 
     def release(self, data_code: str, cameras: Iterable[str] | None = None) -> int:
-        """Delete captures the controller confirmed it holds: the only way anything is deleted.
+        """Delete the captures of ``data_code`` (only those of ``cameras`` if given); returns how many.
 
-        Parameters
-        ----------
-        data_code : str
-            The data code to release.
-        cameras : list of str, optional
-            Release only these cameras' captures; ``None`` releases the whole data code.
-
-        Returns
-        -------
-        int
-            How many captures were deleted.
+        Releases are the only way anything is deleted (see :meth:`release_many`).
 
         Raises
         ------
@@ -462,8 +455,16 @@ class Spool:
                     if code not in self._inflight:
                         deletion.remove_folder(code)
         finally:
-            self._deletions.add(deletion)  # made durable soon, with the next ones
+            self._deletions.add(deletion)  # files deleted and all made durable soon, on a thread
         return deletion.count
+
+    def finish_deletions(self) -> None:
+        """Delete the files of the captures released so far and make that durable, now.
+
+        Otherwise done on a thread of the spool within ``deletion_sync_s``, and when it closes.
+        """
+        self._deletions.clean()
+        self._deletions.sync()
 
     def usage_bytes(self) -> int:
         """Return the bytes held by stored captures (image and metadata files)."""

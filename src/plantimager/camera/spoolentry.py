@@ -37,6 +37,7 @@ __all__ = [
     "SpoolFull",
     "as_bytes_view",
     "check_camera_index",
+    "commit_files",
     "fsync_dir",
     "load_entry",
     "map_image",
@@ -261,3 +262,21 @@ def map_image(fd: int, size: int, what: str) -> memoryview:
     with contextlib.suppress(AttributeError, OSError):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
     return memoryview(mapped)
+
+
+def commit_files(
+    folder: Path, camera: str, tmp_image: Path, tmp_meta: Path, file: str, *, replacing: bool
+) -> None:
+    """Give a capture's written temporary files their names in data-code ``folder``, durably.
+
+    Order: the old metadata goes first (so it can never describe the new image), then the image is
+    made durable under its final name ``file``, then the metadata that vouches for it.
+    """
+    meta_path = folder / f"{camera}{META_SUFFIX}"
+    if replacing or meta_path.exists():
+        meta_path.unlink()
+        fsync_dir(folder)
+    os.replace(tmp_image, folder / file)
+    fsync_dir(folder)
+    os.replace(tmp_meta, meta_path)
+    fsync_dir(folder)

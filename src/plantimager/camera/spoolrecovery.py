@@ -15,7 +15,7 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .names import validate_name
 from .spoolentry import LOCK_NAME, META_SUFFIX, TMP_PREFIX, Entry, fsync_dir, load_entry
-from .spoolrelease import Deletion
+from .spoolrelease import remove_empty_folder
 
 __all__ = ["checked_entry", "recover_folder", "recover_spool"]
 
@@ -85,7 +85,7 @@ def recover_spool(root: Path) -> dict[str, dict[str, Entry]]:
         Data code -> camera name -> entry, for the data codes that hold a complete capture.
     """
     index: dict[str, dict[str, Entry]] = {}
-    emptied = Deletion(root)
+    removed = False
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name == LOCK_NAME:
             continue
@@ -101,6 +101,7 @@ def recover_spool(root: Path) -> dict[str, dict[str, Entry]]:
         if captures:
             index[entry.name] = captures
         elif not has_subdirs:
-            emptied.remove_folder(entry.name)
-    emptied.sync()
+            removed |= remove_empty_folder(root / entry.name)
+    if removed:
+        fsync_dir(root)
     return index

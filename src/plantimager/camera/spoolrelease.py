@@ -1,17 +1,20 @@
-"""Deleting released captures from the spool: many at once, made durable together a little later.
+"""Deleting released captures from the spool: many at once, the slow part after the answer.
 
 A release names captures by data code and camera. :func:`release_plan` checks such a request before
-anything is touched; :class:`Deletion` then removes each capture (metadata first: once it is gone
-the capture is gone, whatever happens next; then the image). A data-code folder left empty is
-removed, and the spool folder fsynced once for every folder removed: once a folder's removal is on
-disk, nothing that was in it can come back. A folder still holding other captures is fsynced itself.
+anything is touched; :class:`Deletion` then takes each capture out of the spool by renaming its
+files to temporary names (metadata first: once it is gone the capture is gone, whatever happens
+next; then the image). Renaming costs next to nothing, where deleting a file frees its blocks (and
+on a file system mounted with ``discard`` trims them), which takes milliseconds.
 
-:class:`LazySync` does those fsyncs after the release has answered: within :data:`DELETION_SYNC_S`,
-one for every release meanwhile, and not at all for the spool folder when a capture fsyncs it first
-(a capture does, when it makes its data-code folder). A release thus costs its node no fsync while
-the controller waits, and at most one per second. Nothing is lost that way, since a release only
-comes once the controller holds the images durably; a power cut within that second may only bring
-a released capture back, and the controller releases again what a node holds that it already has.
+:class:`Janitor` does the rest once the release has answered: it deletes the renamed files and
+removes the data-code folders left empty at once, and makes all that durable within
+:data:`DELETION_SYNC_S`, with one fsync for every release meanwhile (of the spool folder, once a
+folder's removal is on disk nothing that was in it can come back; a folder still holding captures
+is fsynced itself), and none for the spool folder when a capture fsyncs it first (a capture does,
+when it makes its data-code folder). Nothing is lost that way, since a release only comes once the
+controller holds the images durably. A node that dies before the files are deleted leaves
+temporary files, which opening the spool removes; a power cut before the fsync may only bring a
+released capture back, and the controller releases again what a node holds that it already has.
 """
 
 from __future__ import annotations
@@ -20,17 +23,26 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from plantimager.commons.errors import ValidationError
 
 from .names import validate_name
-from .spoolentry import META_SUFFIX, fsync_dir
+from .spoolentry import META_SUFFIX, TMP_PREFIX, fsync_dir
 
-__all__ = ["DELETION_SYNC_S", "MAX_RELEASE_CAPTURES", "Deletion", "LazySync", "Released", "release_plan"]
+__all__ = [
+    "DELETION_SYNC_S",
+    "MAX_RELEASE_CAPTURES",
+    "Deletion",
+    "Janitor",
+    "Released",
+    "release_plan",
+    "remove_empty_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +111,22 @@ def release_plan(captures: object) -> dict[str, list[str] | None]:
     return plan
 
 
+def remove_empty_folder(folder: Path) -> bool:
+    """Remove ``folder`` if it is empty; True if it was removed (or was already gone)."""
+    try:
+        os.rmdir(folder)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return True
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        logger.debug("spool: keeping directory %s: %s", folder, exc)
+        return False
+    return True
+
+
 class Deletion:
-    """The deletions of one release (or clean-up), to be made durable by :meth:`sync`.
+    """The captures one release (or clean-up) takes out of a spool; :class:`Janitor` finishes it.
 
     Parameters
     ----------
@@ -110,52 +136,43 @@ class Deletion:
     Attributes
     ----------
     count : int
-        Captures deleted.
+        Captures taken out.
+    trash : list of pathlib.Path
+        Their files, renamed, to delete.
     folders : set of str
-        Data-code folders changed and kept, whose entries need an fsync.
-    removed : bool
-        Whether a data-code folder was removed (the spool folder needs an fsync).
+        Data-code folders changed, whose entries need an fsync.
+    emptied : set of str
+        Data-code folders to remove once empty.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.count = 0
+        self.trash: list[Path] = []
         self.folders: set[str] = set()
-        self.removed = False
+        self.emptied: set[str] = set()
 
     def remove(self, code: str, camera: str, file: str) -> None:
-        """Delete one capture's metadata, then its image (not durable until :meth:`sync`)."""
+        """Take one capture out: its metadata, then its image, renamed to temporary names."""
         folder = self.root / code
+        token = secrets.token_hex(6)
         self.folders.add(code)
-        (folder / f"{camera}{META_SUFFIX}").unlink(missing_ok=True)
-        (folder / file).unlink(missing_ok=True)
+        for name, suffix in ((f"{camera}{META_SUFFIX}", META_SUFFIX), (file, ".img")):
+            moved = folder / f"{TMP_PREFIX}gone-{token}{suffix}"
+            try:
+                os.rename(folder / name, moved)
+            except FileNotFoundError:
+                continue
+            self.trash.append(moved)
         self.count += 1
 
     def remove_folder(self, code: str) -> None:
-        """Remove the emptied folder of ``code`` (kept, and fsynced itself, if it is not empty)."""
-        try:
-            os.rmdir(self.root / code)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                raise
-            logger.debug("spool %s: keeping directory %s: %s", self.root, code, exc)
-            return
-        self.folders.discard(code)
-        self.removed = True
-
-    def sync(self) -> None:
-        """Make every deletion so far durable: each folder kept once, the spool folder once."""
-        for code in sorted(self.folders):
-            with contextlib.suppress(FileNotFoundError):
-                fsync_dir(self.root / code)
-        if self.removed:
-            fsync_dir(self.root)
-        self.folders.clear()
-        self.removed = False
+        """Have the folder of ``code`` removed once it is empty (see :class:`Janitor`)."""
+        self.emptied.add(code)
 
 
-class LazySync:
-    """Makes the deletions of a spool durable soon after, together (see the module documentation).
+class Janitor:
+    """Finishes the deletions of a spool after the releases answered (see the module documentation).
 
     Parameters
     ----------
@@ -163,23 +180,32 @@ class LazySync:
         The spool folder.
     delay : float
         Longest wait of a deletion for its fsync, seconds.
+    remove_folder : callable
+        ``remove_folder(code)`` removes the data-code folder if no capture is there or being
+        written (the spool checks, under its lock); True if it did.
     """
 
-    def __init__(self, root: Path, delay: float = DELETION_SYNC_S) -> None:
+    def __init__(self, root: Path, delay: float, remove_folder: Callable[[str], bool]) -> None:
+        self.root = root
         self.delay = delay
-        self._pending = Deletion(root)
+        self._remove_folder = remove_folder
         self._lock = threading.Lock()
+        self._working = threading.Lock()  # one clean or sync at a time: a caller waits for the other
+        self._pending = Deletion(root)
+        self._unsynced: set[str] = set()
+        self._root_unsynced = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, deletion: Deletion) -> None:
-        """Take over the fsyncs ``deletion`` needs; they happen within :attr:`delay` seconds."""
-        if not deletion.folders and not deletion.removed:
+        """Take over the rest of ``deletion``: its files deleted soon, all durable within the delay."""
+        if not (deletion.trash or deletion.folders or deletion.emptied):
             return
         with self._lock:
+            self._pending.trash.extend(deletion.trash)
             self._pending.folders |= deletion.folders
-            self._pending.removed |= deletion.removed
+            self._pending.emptied |= deletion.emptied
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="spool-deletions", daemon=True)
                 self._thread.start()
@@ -188,31 +214,65 @@ class LazySync:
     def root_synced(self) -> None:
         """The spool folder was just fsynced, which made every folder removal so far durable.
 
-        Call it with the spool's lock held, the removals and the fsync both having been made under it.
+        Call it with the spool's lock held, the folders having been removed under it too.
         """
         with self._lock:
-            self._pending.removed = False
+            self._root_unsynced = False
+
+    def clean(self) -> None:
+        """Delete the files taken out so far and remove the folders left empty, now."""
+        with self._working:
+            self._clean()
+
+    def _clean(self) -> None:
+        with self._lock:
+            todo, self._pending = self._pending, Deletion(self.root)
+        for path in todo.trash:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        kept = set(todo.folders)
+        for code in sorted(todo.emptied):
+            if self._remove_folder(code):  # the spool folder needs an fsync instead
+                kept.discard(code)
+                with self._lock:
+                    self._root_unsynced = True
+            else:
+                kept.add(code)
+        with self._lock:
+            self._unsynced |= kept
 
     def sync(self) -> None:
-        """Make every deletion handed over so far durable, now."""
+        """Make every deletion finished so far durable: each folder kept once, the spool folder once."""
+        with self._working:
+            self._sync()
+
+    def _sync(self) -> None:
         with self._lock:
-            todo, self._pending = self._pending, Deletion(self._pending.root)
-        todo.sync()
+            folders, self._unsynced = self._unsynced, set()
+            root, self._root_unsynced = self._root_unsynced, False
+        for code in sorted(folders):
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(self.root / code)
+        if root:
+            fsync_dir(self.root)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            self._stop.wait(self.delay)  # deletions that come meanwhile share the fsync
             try:
+                self.clean()
+                self._stop.wait(self.delay)  # deletions that come meanwhile share the fsync
+                self.clean()
                 self.sync()
             except OSError:
-                logger.exception("spool %s: making deletions durable failed", self._pending.root)
+                logger.exception("spool %s: finishing deletions failed", self.root)
 
     def close(self) -> None:
-        """Stop the thread and make what is left durable. Safe to call twice."""
+        """Stop the thread and finish what is left, durably. Safe to call twice."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
+        self.clean()
         self.sync()
