@@ -43,6 +43,7 @@ import numpy as np
 import zmq
 
 from _common import ChildLink, Children, machine_info, markdown_table
+from capture import camera_node
 from plantimager.commons.errors import RigError
 from plantimager.rig import CallLimits, Rig
 
@@ -68,25 +69,6 @@ def registry_child(link: ChildLink) -> None:
     finally:
         registry.stop()
         context.destroy(linger=0)
-
-
-def node_child(link: ChildLink, *, home: str, node_name: str, registry: str) -> None:
-    """A camera node with one dummy camera, registered as ``node_name``."""
-    from plantimager.camera.runner import run_node
-
-    run_node(
-        Path(home) / "spool",
-        backend="dummy",
-        cameras=1,
-        registry=registry,
-        bind=f"tcp://{HOST}:0",
-        stream_port=None,
-        state_dir=Path(home) / "state",
-        name=node_name,
-        resolution=RESOLUTION,
-        stop=link.stopping,
-        on_ready=lambda node: link.ready({"address": node.address}),
-    )
 
 
 # -- what this process holds -----------------------------------------------------------------------
@@ -166,14 +148,19 @@ class Rigging:
             for i in range(self.size):
                 name = f"n{i:02d}"
                 self.children.start(
-                    name, node_child, home=str(self.folder / name), node_name=name, registry=url
+                    name,
+                    camera_node,
+                    home=str(self.folder / name),
+                    node_name=name,
+                    registry=url,
+                    resolution=RESOLUTION,
                 )
-            infos = self.children.wait_ready(60 + 3 * self.size)
-            self.addresses = [info["address"] for name, info in infos.items() if name != "registry"]
+            self.children.wait_ready(60 + 3 * self.size)
             limits = CallLimits(call=30_000)  # 64 nodes share 2 CPUs here: short calls may queue
             self.rig = Rig(url, dataset=self.folder / "dataset", context=self.context, limits=limits).start()
             if not self.rig.wait_for_cameras(self.size, 60 + self.size):
                 raise RuntimeError(f"only {len(self.rig.cameras())} of {self.size} cameras came up")
+            self.addresses = [node.address for node in self.rig.nodes()]
         except BaseException:
             self.__exit__()
             raise

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -432,7 +433,7 @@ def test_storing_threads_run_at_a_lower_priority_and_firing_threads_wake_on_time
         assert slack.read_text().strip() == "1"
 
 
-def test_firing_threads_run_real_time_where_the_system_allows_it(make_node):
+def test_firing_threads_run_real_time_from_their_wait_to_the_shot_where_the_system_allows_it(make_node):
     allowed: list[bool] = []
 
     def probe() -> None:  # may this process run a thread under the FIFO policy?
@@ -445,11 +446,18 @@ def test_firing_threads_run_real_time_where_the_system_allows_it(make_node):
     node.start_capture("warm")
     threads = {t.name: t for t in threading.enumerate()}
     firing, storing = threads["fire-cam0"], threads["store-cam0"]
-    if allowed == [True]:
-        assert os.sched_getscheduler(firing.native_id) == os.SCHED_FIFO
-        assert os.sched_getparam(firing.native_id).sched_priority == FIRE_PRIORITY
-    else:
-        assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER
+    assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER  # between captures
+    waiting = os.SCHED_FIFO if allowed == [True] else os.SCHED_OTHER
+    with ThreadPoolExecutor(1) as pool:
+        capture = pool.submit(node.start_capture, "later", time.time() + 2.0)
+        deadline = time.monotonic() + 1.5  # well before the instant: the thread is waiting for it
+        while os.sched_getscheduler(firing.native_id) != waiting and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling another thread's scheduling policy; bounded
+        assert os.sched_getscheduler(firing.native_id) == waiting
+        if waiting == os.SCHED_FIFO:
+            assert os.sched_getparam(firing.native_id).sched_priority == FIRE_PRIORITY
+        assert capture.result(10)["cameras"]
+    assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER  # back once it fired
     assert os.sched_getscheduler(storing.native_id) == os.SCHED_OTHER
     assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
 
@@ -463,6 +471,15 @@ def test_failing_camera_is_reported_and_others_kept(make_node):
     node.slots[0].backend.close()
     with pytest.raises(RigError, match="cam0"):
         node.start_capture("none")
+
+
+def test_a_node_whose_every_camera_failed_raises_rig_error_over_rpc(remote):
+    node, client = remote
+    for slot in node.slots:
+        slot.backend.close()
+    with pytest.raises(RigError, match="failed on every camera") as caught:
+        client.start_capture("none")
+    assert "cam0" in caught.value.error and "closed" in caught.value.error
 
 
 # -- settings, Camera members, previews ----------------------------------------------------------

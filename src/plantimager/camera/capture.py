@@ -34,7 +34,14 @@ from .backend import Frame
 from .exif import exif_bytes, with_exif
 from .names import validate_name
 from .optics import rotate_optics
-from .pacing import lower_thread_priority, realtime_thread, sleep_until, tighten_timer_slack, wait_until
+from .pacing import (
+    lower_thread_priority,
+    ordinary_thread,
+    realtime_thread,
+    sleep_until,
+    tighten_timer_slack,
+    wait_until,
+)
 from .slot import EXTENSIONS, CameraSlot, encode_image, rotate, transcode
 from .spool import Spool
 
@@ -218,8 +225,8 @@ class CaptureRunner:
         self.settle_ms = check_settle_ms(settle_ms)
         self.count = 0
         self._lock = threading.Lock()
-        fire_setup = functools.partial(_firing_thread, fire_priority)
-        self._firing = [CameraWorker(f"fire-{slot.name}", fire_setup) for slot in self.slots]
+        self.fire_priority = fire_priority
+        self._firing = [CameraWorker(f"fire-{slot.name}", tighten_timer_slack) for slot in self.slots]
         self._storing = [
             CameraWorker(f"store-{slot.name}", functools.partial(lower_thread_priority, store_nice))
             for slot in self.slots
@@ -259,7 +266,7 @@ class CaptureRunner:
                 # storing thread, already asleep until the settle time, then finds the frame ready.
                 frame: Future[Frame] = Future()
                 encoding, quality, rotation = slot.snapshot()
-                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame))
+                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame, self.fire_priority))
                 job = functools.partial(
                     self._store, slot, data_code, at_ns, settle_ns, frame, encoding, quality, rotation
                 )
@@ -290,16 +297,22 @@ class CaptureRunner:
         }
 
     @staticmethod
-    def _fire(slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame]) -> None:
-        # On the camera's firing thread. Nobody waits on ``frame`` until the settle time has passed,
-        # so handing it over wakes no other thread at the instant.
-        wait_until(at_ns)
+    def _fire(
+        slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame], priority: int
+    ) -> None:
+        # On the camera's firing thread, real-time from its wait until its camera's shot (where
+        # allowed). Nobody waits on ``frame`` until the settle time has passed, so handing it over
+        # wakes no other thread at the instant.
+        realtime = realtime_thread(priority)
         try:
+            wait_until(at_ns)
             taken = slot.backend.capture()
         except BaseException as exc:
             frame.set_exception(exc)
             raise
         finally:
+            if realtime:
+                ordinary_thread()
             # Nothing is encoded before every camera has fired, so encoding never delays one.
             with contextlib.suppress(threading.BrokenBarrierError):
                 fired.wait(FIRE_BARRIER_S)
@@ -357,11 +370,6 @@ class CaptureRunner:
         """Stop the worker threads (a capture in progress finishes first)."""
         for worker in (*self._firing, *self._storing):
             worker.stop()
-
-
-def _firing_thread(priority: int) -> None:
-    tighten_timer_slack()
-    realtime_thread(priority)
 
 
 def collect_stills(spool: Spool, data_code: str, target: str) -> tuple[bytes, dict[str, Any]]:

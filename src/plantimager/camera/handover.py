@@ -116,22 +116,23 @@ class HandoverMembers:
 
     @RPCServer.register_method_json
     def release_many(self, captures: dict[str, list[int] | None]) -> dict[str, Any]:
-        """Delete many stored captures at once, with one fsync for all of them on this node.
+        """Take many stored captures out of the spool in one call (see ``CameraNode.release_many``).
 
-        What is not stored (released before, or never stored) is reported, not refused, so a
-        release retried after a lost answer does no harm.
+        The captures are gone when this answers; their files are deleted right after, and all of
+        it made durable within a second with one fsync (:mod:`~plantimager.camera.spoolrelease`).
+        What is not stored is reported, not refused, so a release retried after a lost answer
+        does no harm.
 
         Parameters
         ----------
         captures : dict of str to (list of int or None)
-            Data code -> the camera indices whose images to delete (None: all of that data code).
+            For each data code, the indices of the cameras to release (None: every camera).
 
         Returns
         -------
         dict
-            ``{"released": int, "missing": {data_code: [camera indices] or None}}``: how many
-            images were deleted, and what was asked for that is not stored (None: nothing is
-            stored under that data code).
+            ``released`` (images taken out) and ``missing``: for each data code where something
+            asked for is not stored, those camera indices, or None when nothing is stored there.
 
         Raises
         ------

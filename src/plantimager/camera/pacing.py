@@ -21,6 +21,7 @@ __all__ = [
     "TURN_NS",
     "WAKE_NS",
     "lower_thread_priority",
+    "ordinary_thread",
     "realtime_thread",
     "sleep_until",
     "tighten_timer_slack",
@@ -80,8 +81,9 @@ def realtime_thread(priority: int) -> bool:
     """Run the calling thread under the real-time FIFO policy at ``priority`` (1-99); best effort.
 
     A woken FIFO thread takes a CPU from any ordinary thread at once, so a camera fires on time
-    however busy the host is. It only pays for threads that sleep almost all the time and run
-    briefly, as firing threads do. Where not allowed (not Linux, no privilege) nothing changes.
+    however busy the host is. It only suits a thread that sleeps almost all the time and runs
+    briefly, as a firing thread does from its wait to its camera's shot: :func:`ordinary_thread`
+    ends it. Where not allowed (not Linux, no privilege) nothing changes.
 
     Returns
     -------
@@ -96,6 +98,12 @@ def realtime_thread(priority: int) -> bool:
         logger.debug("firing threads keep ordinary scheduling (real-time priority refused: %s)", exc)
         return False
     return True
+
+
+def ordinary_thread() -> None:
+    """Put the calling thread back under the ordinary (time-sharing) policy; best effort."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def lower_thread_priority(increment: int) -> None:

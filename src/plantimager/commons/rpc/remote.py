@@ -38,7 +38,10 @@ def remote_error(error: str, traceback: str = "", error_type: str | None = None)
         cls = type(f"Remote{error_type}", (RemoteError, base), {"__str__": RemoteError.__str__})
         _REMOTE_CLASSES[error_type] = cls  # type: ignore[index]
     exc = cls.__new__(cls)
-    RemoteError.__init__(exc, error, traceback)
+    # Not RemoteError.__init__: its super() would reach the base's own __init__, which may want
+    # more than the text (RigError its failures, SpoolFull its sizes).
+    Exception.__init__(exc, error)
+    exc.error, exc.traceback = error, traceback
     return exc
 
 
