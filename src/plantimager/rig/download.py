@@ -15,7 +15,8 @@ lane of the rig's thread pool (:mod:`.lane`), whose threads are kept from one do
    with one fsync), that it may delete them (:mod:`.release`).
 
 A node that stops answering fails its remaining images at once (they stay owed for the next
-download) while the other nodes carry on; one already known to be unreachable is not waited for.
+download) while the other nodes carry on; one stuck in a call (a capture it was taken as hung in)
+is not waited for, and one that stopped answering is pinged before its transfers.
 """
 
 from __future__ import annotations
@@ -208,12 +209,26 @@ class Download:
     def _node_task(self, name: str, shots: list[ShotState]) -> None:
         node = self.roster.node(name)
         down = "" if node is not None else f"node {name} is not in the rig (offline, or not registered yet)"
-        if node is not None and node.state == "unreachable":  # not waited for: health pings watch it
-            down = f"node {name} is unreachable: {node.error or 'it stopped answering'}"
+        if node is not None and node.state == "unreachable":
+            down = self._still_down(node)
         for group in _by_capture(shots):
             if self._cancel.is_set():
                 return
             down = self._capture_task(node, name, group, down)
+
+    @staticmethod
+    def _still_down(node: RigNode) -> str:
+        """Why an unreachable node is still down ("" if it answers a ping now).
+
+        One stuck in a call (a capture it was taken as hung in) is not waited for at all.
+        """
+        if not node.busy:
+            try:
+                node.call("ping")
+                return ""
+            except Exception as exc:
+                return f"node {node.name}: {describe_error(exc)}"
+        return f"node {node.name} is unreachable: {node.error or 'it stopped answering'}"
 
     def _capture_task(self, node: RigNode | None, name: str, shots: list[ShotState], down: str) -> str:
         """Fetch the images of one capture on one node; returns why the node is down ("" if it is not).

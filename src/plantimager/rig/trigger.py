@@ -105,19 +105,19 @@ class Trigger:
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
         """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can).
 
-        A node already known to be unreachable is not waited for: the rig's health pings notice
-        when it answers again.
+        A node that stopped answering a call still under way (a capture it was taken as hung in)
+        is not waited for: the rig notices when it answers again.
         """
         now = time.monotonic()
         reasons = {
             name: f"unreachable: {node.error or 'it stopped answering'}"
             for name, node in nodes.items()
-            if node.state == "unreachable"
+            if node.state == "unreachable" and node.busy
         }
         pings: dict[str, Future[Any]] = {
             name: self.executor.submit(node.call, "ping")
             for name, node in nodes.items()
-            if name not in reasons and now - node.last_contact > FRESH_S
+            if name not in reasons and (node.state != "ready" or now - node.last_contact > FRESH_S)
         }
         for name, future in pings.items():
             try:
