@@ -100,11 +100,12 @@ def held() -> dict[str, int]:
 class RawPings:
     """One REQ socket per node, from one thread: a ping to every node, then every answer."""
 
-    def __init__(self, context: zmq.Context, addresses: list[str]) -> None:
+    def __init__(self, addresses: list[str]) -> None:
+        self.context = zmq.Context()  # its own: closed for good before the rig's sockets are counted
         self.sockets = []
         self.poller = zmq.Poller()
         for address in addresses:
-            sock = context.socket(zmq.REQ)
+            sock = self.context.socket(zmq.REQ)
             sock.linger = 0
             sock.connect(address)
             self.sockets.append(sock)
@@ -127,6 +128,7 @@ class RawPings:
     def close(self) -> None:
         for sock in self.sockets:
             sock.close()
+        self.context.term()  # returns once every socket and connection is gone
 
 
 # -- one rig ---------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class Rigging:
 def measure_size(nodes: int, rounds: int) -> dict[str, Any]:
     """The figures of one rig size (see the module documentation)."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, Rigging(nodes, Path(tmp)) as rigging:
-        floor = RawPings(rigging.context, rigging.addresses)
+        floor = RawPings(rigging.addresses)
         try:
             for _ in range(3):  # warm-up: pools at their working size, sockets connected
                 rigging.capture_round()
