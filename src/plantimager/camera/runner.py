@@ -14,7 +14,7 @@ import zmq
 from plantimager.commons.errors import ValidationError
 
 from .backend import CameraBackend, get_backend_factory
-from .capture import DEFAULT_SETTLE_MS
+from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY
 from .names import validate_name
 from .node import DEFAULT_POWEROFF_COMMAND, MAX_LATE_S, CameraNodeServer
 from .spool import Spool
@@ -54,6 +54,7 @@ def run_node(
     poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
     settle_ms: float = DEFAULT_SETTLE_MS,
     max_late: float = MAX_LATE_S,
+    fire_priority: int = FIRE_PRIORITY,
     stop: threading.Event | None = None,
     on_ready: Callable[[CameraNodeServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
@@ -99,6 +100,8 @@ def run_node(
     max_late : float
         How late a capture instant may be and still fire (at once), seconds; a later one is
         refused.
+    fire_priority : int
+        Real-time priority of the threads firing the cameras, where allowed (0: ordinary).
     stop : threading.Event, optional
         Set it (e.g. from a signal handler) to stop the node.
     on_ready : callable, optional
@@ -144,6 +147,7 @@ def run_node(
             poweroff_command=poweroff_command,
             settle_ms=settle_ms,
             max_late=max_late,
+            fire_priority=fire_priority,
         )
         backends = []  # the node owns them now
 
