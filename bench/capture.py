@@ -524,7 +524,7 @@ def step_costs(payload: bytes, folder: Path, address: str, context: zmq.Context)
         f"write, fsync and link a new {size} file": [timed(write) for _ in range(20)],
         "record it: folder fsync, ledger write and fsync": [timed(record_one) for _ in range(20)],
         "a short call's round trip (ping)": [timed(client.ping) for _ in range(20)],
-        f"the node's side of a release of a {size} image (two renames: the deletions and their fsync come after its answer)": [
+        f"the node's side of a release of a {size} image (two renames; deletion and fsync follow)": [
             release() for _ in range(20)
         ],
     }
