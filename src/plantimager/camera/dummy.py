@@ -45,6 +45,7 @@ from plantimager.commons.examples.pinhole import VFOV_DEG, camera_pose, fitted_i
 from plantimager.commons.examples.scene import default_image_dir
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
+from .pacing import ordinary_thread
 from .views import TurnedViews
 from .world import DEFAULT_REGISTRY_URL, TurntableLink
 
@@ -368,6 +369,9 @@ class DummyBackend(CameraBackend):
             return Frame(
                 self._cached(resolution, controls), captured_ns, sensor_ns, {"frame": number, **controls}
             )
+        # The turntable's angle, and the rendering if it is not ready: no longer a firing thread's
+        # real-time work (the capture time is taken), so it shares the CPUs like any other.
+        ordinary_thread()
         angle = self._world.angle()
         image = self._cached(resolution, controls, source=self._turned.view(angle))
         return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls, "turntable_deg": angle})
