@@ -22,8 +22,9 @@ from plantimager.rig.rig import MAX_FANOUT
 pytestmark = pytest.mark.timeout(120)
 
 WAIT = 20.0
-#: Long limits: a test passes only if the rig stops waiting for the hung node well before them.
-LONG = CallLimits(connect=2000, call=2000, capture=60_000, transfer=60_000)
+#: Long limits: a test passes only if the rig stops waiting for the hung node well before them,
+#: once the others answered (after the straggler wait).
+LONG = CallLimits(connect=2000, call=2000, capture=60_000, transfer=60_000, straggler=2000)
 
 
 @contextlib.contextmanager
@@ -129,3 +130,21 @@ def test_a_node_that_stops_answering_during_a_download_is_reported_while_the_oth
     assert not report.failures and report.owed == 0
     assert sorted(report.files) == sorted(s.file for r in records for s in r.shots if s.node == "b")
     assert pending_of(list(nodes.values())) == {"a": {}, "b": {}, "c": {}}
+
+
+def test_without_a_straggler_wait_a_node_hung_in_a_capture_is_reported_at_the_capture_limit(
+    spawn, make_rig, tmp_path
+):
+    nodes = {name: spawn(name, extra=("--max-late", "600") if name == "b" else ()) for name in "abc"}
+    for node in nodes.values():
+        node.ready()
+    limits = CallLimits(connect=2000, call=2000, capture=3000, transfer=3000)  # straggler: None
+    rig = make_rig(dataset=tmp_path / "session", limits=limits)
+    assert rig.wait_for_cameras(3, WAIT)
+    with resumed_after(nodes["b"].pid), pytest.raises(RigError) as caught:
+        rig.capture(None, on_instant=lambda t0: os.kill(nodes["b"].pid, signal.SIGSTOP))
+    assert set(caught.value.failures) == {"b/cam0"}
+    assert caught.value.failures["b/cam0"].startswith("start_capture: no answer in time")
+    assert [s.camera for s in caught.value.record.shots] == ["a/cam0", "c/cam0"]
+    assert rig.wait_for(lambda r: state_of(r, "b")[0] == "ready", WAIT)
+    assert not rig.download_all().failures  # b fired late once resumed: its image is fetched

@@ -46,12 +46,19 @@ class CallLimits:
         ``start_capture``, beyond the lead (firing, encoding and storing every camera).
     transfer : int
         ``retrieve_still`` (one image).
+    straggler : int or None
+        Once some nodes have answered a capture, how long a node that has not may still take
+        before it is taken as hung (its images stay owed, and nothing waits for it any more), or
+        twice as long as the others took if that is longer; None (the default) waits for it up to
+        ``capture``. From outside, a node busy with a long capture (many cameras, a slow encoder)
+        looks like a stopped one until then: set it only where the nodes' capture times are alike.
     """
 
     connect: int = 2000
     call: int = 5000
     capture: int = 60_000
     transfer: int = 30_000
+    straggler: int | None = None
 
 
 class _NodeInterface(CameraNode):

@@ -114,7 +114,8 @@ class Rig:
             health_interval=health_interval,
         )
         self._gate = TransferGate()
-        self._trigger = Trigger(self._executor, self.lead, self.limits.call / 1000)
+        straggler = None if self.limits.straggler is None else self.limits.straggler / 1000
+        self._trigger = Trigger(self._executor, self.lead, straggler)
         self._capture_lock = threading.Lock()
         self._dataset_lock = threading.Lock()
         self._started = self._closed = False

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: A node silent for longer than this is pinged before a capture, seconds.
 FRESH_S = 1.0
-#: A node that has not answered a capture this many times as long as the latest answer took (and
-#: at least the straggler wait) is taken as hung.
+#: With a straggler wait, a node that has not answered a capture this many times as long as the
+#: latest answer took (and at least the straggler wait) is taken as hung.
 STRAGGLER_FACTOR = 2.0
 _SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
 
@@ -44,13 +44,14 @@ class Trigger:
         them all at once).
     lead : LeadPolicy
         Picks how far ahead ``t0`` lies, and learns from each capture.
-    straggler_s : float
+    straggler_s : float or None
         Once some nodes answered a capture, how long a node that has not may still take (at least;
         longer if the others took longer, see :data:`STRAGGLER_FACTOR`) before it is taken as hung,
-        seconds: its images stay owed, and it is not waited for until it answers again.
+        seconds: its images stay owed, and it is not waited for until it answers again. None waits
+        for every node up to its own time limit.
     """
 
-    def __init__(self, executor: Executor, lead: LeadPolicy, straggler_s: float = 5.0) -> None:
+    def __init__(self, executor: Executor, lead: LeadPolicy, straggler_s: float | None = None) -> None:
         self.executor = executor
         self.lead = lead
         self.straggler_s = straggler_s
@@ -229,8 +230,12 @@ class Trigger:
 
         Once some nodes answered, the others get :attr:`straggler_s`, or :data:`STRAGGLER_FACTOR`
         times as long as the latest answer took if that is longer. Their calls go on (each ends at
-        its own time limit) but nothing waits for them.
+        its own time limit) but nothing waits for them. Without a straggler wait, every call is
+        waited for until it ends.
         """
+        if self.straggler_s is None:
+            wait(futures.values())
+            return {}
         names = {future: name for name, future in futures.items()}
         waiting = set(names)
         latest: float | None = None
