@@ -36,7 +36,11 @@ def test_repeated_captures_and_downloads_hold_no_more_threads_or_descriptors(
         return counts
 
     rounds(3)  # the pools reach their working size
-    after_n = rounds(ROUNDS)
-    after_2n = rounds(ROUNDS)
-    assert after_2n == after_n, f"after {ROUNDS} rounds {after_n}, after {2 * ROUNDS} rounds {after_2n}"
+    # Counts after N rounds and after 2N. A connection being replaced at the moment of counting
+    # (a health ping that ran out of time on a busy host) is given another N rounds: a leak grows
+    # with every block of rounds, so two blocks in a row never agree.
+    counts = [rounds(ROUNDS)]
+    while len(counts) < 4 and (len(counts) < 2 or counts[-1] != counts[-2]):
+        counts.append(rounds(ROUNDS))
+    assert counts[-1] == counts[-2], f"counts after each block of {ROUNDS} rounds: {counts}"
     assert pending_of(nodes) == {"l1": {}, "l2": {}, "l3": {}}
