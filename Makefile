@@ -47,6 +47,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/rpc.py
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/camera.py
 	$(BIN)/python bench/spool_memory.py
 	$(BIN)/python bench/web.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from plantimager.camera.clock import CLOCK_WARN_MS, clock_offset_ms, clock_warni
 from plantimager.camera.dummy import DummyBackend
 from plantimager.camera.node import CameraNodeServer
 from plantimager.camera.spool import Spool
+from plantimager.commons.errors import ValidationError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -226,3 +228,57 @@ def test_unknown_offsets_are_reported_only_next_to_known_ones() -> None:
 def test_a_single_node_cannot_disagree() -> None:
     assert clock_warnings([_status("a", 25.0)]) == []
     assert clock_warnings([]) == []
+
+
+def test_a_clock_watch_measures_in_the_background_and_never_makes_a_reader_wait() -> None:
+    answers = iter([0.5, -2.0])
+    measured = threading.Condition()
+    calls: list[float | None] = []
+
+    def source() -> float | None:
+        value = next(answers, None)
+        with measured:
+            calls.append(value)
+            measured.notify_all()
+        return value
+
+    def watches() -> int:
+        return sum(t.name == "clock-watch" for t in threading.enumerate())
+
+    before = watches()
+    watch = clock.ClockWatch(interval=0.01, source=source)
+    try:
+        with measured:
+            assert measured.wait_for(lambda: len(calls) >= 3, 10)
+        assert watch.offset_ms is None  # the third measurement: the source knows no more
+        assert calls[:2] == [0.5, -2.0]
+    finally:
+        watch.close()
+    assert watches() == before, "close() left the watch's thread running"
+
+
+def test_a_simulated_node_reports_the_clock_offset_its_dummy_camera_was_given(
+    ctx: zmq.Context, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    node = CameraNodeServer(
+        ctx,
+        "tcp://127.0.0.1:0",
+        backends=[DummyBackend(0, (64, 64), clock_offset_ms=2.5), DummyBackend(1, (64, 64))],
+        spool=spool,
+        node_id="n1",
+        stream_port=None,
+        settle_ms=0,
+    )
+    try:
+        assert node.status()["clock_offset_ms"] == 2.5
+        assert node.start_capture("c1")["clock_offset_ms"] == 2.5
+    finally:
+        node.close()
+        spool.close()
+
+
+@pytest.mark.parametrize("bad", ["2", float("nan"), True, float("inf")])
+def test_a_dummy_camera_refuses_a_clock_offset_that_is_not_a_number(bad: object) -> None:
+    with pytest.raises(ValidationError, match="clock_offset_ms must be a number of ms"):
+        DummyBackend(0, (64, 64), clock_offset_ms=bad)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,8 +27,10 @@ from PIL import Image
 
 from helpers.rpc_example import serving
 from plantimager.camera.backend import MIN_RESOLUTION, CameraBackend, get_backend_factory
+from plantimager.camera.capture import FIRE_PRIORITY
 from plantimager.camera.dummy import DummyBackend
 from plantimager.camera.node import CameraNodeServer
+from plantimager.camera.pacing import realtime_thread
 from plantimager.camera.spool import Spool
 from plantimager.commons.cameradevice import Camera, CameraMode, CameraNode, split_stills
 from plantimager.commons.deviceregistry import DeviceRegistry
@@ -229,6 +232,38 @@ def test_retrieve_never_deletes_release_does(remote):
         client.release("keep")
 
 
+def test_release_many_deletes_captures_of_many_codes_in_one_call(remote):
+    node, client = remote
+    for code in ("m1", "m2", "m3"):
+        client.start_capture(code)
+    answer = client.release_many({"m1": None, "m2": [2, 0], "gone": [1]})
+    assert answer == {"released": 5, "missing": {"gone": [1]}}
+    assert client.pending() == {"m2": [1], "m3": [0, 1, 2]}
+    node.spool.finish_deletions()  # otherwise done on the spool's thread, soon after the answer
+    assert not (node.spool.root / "m1").exists()
+    again = client.release_many({"m2": [0, 1], "m1": None})
+    assert again == {"released": 1, "missing": {"m2": [0], "m1": None}}
+    assert client.pending() == {"m3": [0, 1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("captures", "match"),
+    [
+        (["m1"], r"argument 'captures': cannot coerce list \['m1'\] to dict"),
+        ({"m1": [7]}, "camera index 7 is out of range"),
+        ({"m1": ["cam0"]}, "argument 'captures'.*entry 'm1'.*cannot coerce"),
+        ({"m1": 0}, "argument 'captures'.*entry 'm1': cannot coerce int 0"),
+        ({"../m1": None}, "invalid data code '../m1'"),
+    ],
+)
+def test_release_many_refuses_bad_requests_and_deletes_nothing(remote, captures, match):
+    _, client = remote
+    client.start_capture("m1")
+    with pytest.raises(PlantImagerError, match=match):
+        client.release_many(captures)
+    assert client.pending() == {"m1": [0, 1, 2]}
+
+
 def test_same_code_overwrites(remote):
     _, client = remote
     first = client.start_capture("again")
@@ -396,6 +431,35 @@ def test_storing_threads_run_at_a_lower_priority_and_firing_threads_wake_on_time
     slack = Path(f"/proc/self/task/{firing.native_id}/timerslack_ns")
     if slack.exists():
         assert slack.read_text().strip() == "1"
+
+
+def test_firing_threads_run_real_time_from_their_wait_to_the_shot_where_the_system_allows_it(make_node):
+    allowed: list[bool] = []
+
+    def probe() -> None:  # may this process run a thread under the FIFO policy?
+        allowed.append(realtime_thread(FIRE_PRIORITY))
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    prober.join(10)
+    node = make_node(1)
+    node.start_capture("warm")
+    threads = {t.name: t for t in threading.enumerate()}
+    firing, storing = threads["fire-cam0"], threads["store-cam0"]
+    assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER  # between captures
+    waiting = os.SCHED_FIFO if allowed == [True] else os.SCHED_OTHER
+    with ThreadPoolExecutor(1) as pool:
+        capture = pool.submit(node.start_capture, "later", time.time() + 2.0)
+        deadline = time.monotonic() + 1.5  # well before the instant: the thread is waiting for it
+        while os.sched_getscheduler(firing.native_id) != waiting and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling another thread's scheduling policy; bounded
+        assert os.sched_getscheduler(firing.native_id) == waiting
+        if waiting == os.SCHED_FIFO:
+            assert os.sched_getparam(firing.native_id).sched_priority == FIRE_PRIORITY
+        assert capture.result(10)["cameras"]
+    assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER  # back once it fired
+    assert os.sched_getscheduler(storing.native_id) == os.SCHED_OTHER
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
 
 
 def test_failing_camera_is_reported_and_others_kept(make_node):

@@ -24,6 +24,7 @@ import pytest
 import xxhash
 
 from plantimager.camera.spool import Capture, Spool, SpoolFull
+from plantimager.camera.spoolrelease import Deletion, Janitor, remove_empty_folder
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, ValidationError
 
 
@@ -52,6 +53,7 @@ def files_under(root: Path) -> set[str]:
 
 def assert_disk_matches(spool: Spool, root: Path) -> None:
     """Every file on disk belongs to a held capture, every capture is intact, usage adds up."""
+    spool.finish_deletions()  # the files of released captures are deleted on a thread, soon
     expected: set[str] = set()
     total = 0
     for code, cameras in spool.pending().items():
@@ -173,6 +175,7 @@ def test_release_whole_code(spool: Spool, root: Path) -> None:
     spool.put("6", "cam0", b"keep", {}, ext="jpeg")
     assert spool.release("5") == 3
     assert spool.pending() == {"6": ["cam0"]}
+    spool.finish_deletions()
     assert not (root / "5").exists()
     with pytest.raises(ImageUnavailable, match='data code "5"'):
         spool.read("5", "cam0")
@@ -187,6 +190,7 @@ def test_release_some_cameras(spool: Spool, root: Path) -> None:
     assert spool.release("5", []) == 0
     assert spool.release("5") == 1
     assert spool.pending() == {}
+    spool.finish_deletions()
     assert files_under(root) == set()
 
 
@@ -204,6 +208,163 @@ def test_release_unknown_is_refused_and_deletes_nothing(spool: Spool) -> None:
     spool.release("5")
     with pytest.raises(ImageUnavailable):
         spool.release("5")  # a retried release after success says so
+
+
+def count_fsyncs(monkeypatch: pytest.MonkeyPatch, watch: threading.Condition | None = None) -> list[Path]:
+    """Record every folder fsynced to make deletions durable, in order (the fsync still happens)."""
+    from plantimager.camera import spoolrelease
+
+    synced: list[Path] = []
+    real = spoolrelease.fsync_dir
+
+    def recording(path: Path) -> None:
+        real(path)
+        if watch is None:
+            synced.append(Path(path))
+            return
+        with watch:
+            synced.append(Path(path))
+            watch.notify_all()
+
+    monkeypatch.setattr(spoolrelease, "fsync_dir", recording)
+    return synced
+
+
+def test_release_many_deletes_at_once_and_one_fsync_later_makes_every_release_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = count_fsyncs(monkeypatch)
+    spool = Spool(root, deletion_sync_s=600)  # nothing synced before close: the test decides
+    try:
+        for code in ("a1", "a2", "a3", "a4"):
+            for cam in ("cam0", "cam1"):
+                spool.put(code, cam, blob(3000, hash(code + cam) % 1000), {}, ext="jpeg")
+        result = spool.release_many({"a1": ["cam0", "cam1"], "a2": None})
+        assert result.released == 4 and result.missing == {}
+        assert spool.release_many({"a3": ["cam1", "cam0"]}).released == 2
+        assert synced == [], "a release waited for an fsync"
+        assert spool.pending() == {"a4": ["cam0", "cam1"]}
+        for code in ("a1", "a2", "a3"):  # renamed away at once, deleted on the spool's thread
+            left = {p.name for p in (root / code).glob("*")}  # the folder may be gone already
+            assert not left & {"cam0.json", "cam1.json", "cam0.jpeg", "cam1.jpeg"}
+    finally:
+        spool.close()
+    assert synced == [root], "one fsync of the spool folder for both releases"
+    assert not any((root / code).exists() for code in ("a1", "a2", "a3"))
+    with Spool(root) as again:
+        assert again.pending() == {"a4": ["cam0", "cam1"]}
+
+
+def test_deletions_are_made_durable_within_the_delay_by_the_spool_itself(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch = threading.Condition()
+    synced = count_fsyncs(monkeypatch, watch)
+    with Spool(root, deletion_sync_s=0.05) as spool:
+        spool.put("b1", "cam0", b"x", {}, ext="jpeg")
+        spool.put("b1", "cam1", b"y", {}, ext="jpeg")
+        spool.put("b2", "cam0", b"z", {}, ext="jpeg")
+        assert spool.release_many({"b1": ["cam0"], "b2": None}).released == 2
+        with watch:
+            assert watch.wait_for(lambda: len(synced) >= 2, 10), "the deletions were not made durable"
+        assert sorted(synced) == sorted([root / "b1", root]), "the kept folder, and the spool folder"
+        assert spool.pending() == {"b1": ["cam1"]}
+
+
+def test_a_capture_that_fsyncs_the_spool_folder_makes_earlier_folder_removals_durable(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = count_fsyncs(monkeypatch)
+    root.mkdir()
+    for code in ("e1", "e2"):
+        (root / code).mkdir()
+        (root / code / ".tmp-gone-x.img").write_bytes(b"released")
+    janitor = Janitor(root, 600, lambda code: remove_empty_folder(root / code))
+    for code in ("e1", "e2"):
+        deletion = Deletion(root)
+        deletion.trash.append(root / code / ".tmp-gone-x.img")
+        deletion.remove_folder(code)
+        janitor.add(deletion)
+    janitor.clean()
+    assert not (root / "e1").exists() and not (root / "e2").exists()
+    janitor.root_synced()  # as a capture making its data-code folder does, under the spool's lock
+    janitor.close()
+    assert synced == [], "the folders' removal was fsynced again"
+
+
+def test_a_node_dying_before_the_files_of_a_release_are_deleted_does_not_get_them_back(root: Path) -> None:
+    with Spool(root) as spool:
+        kept = spool.put("f1", "cam0", b"kept", {}, ext="jpeg")
+        gone = spool.put("f2", "cam0", b"gone", {}, ext="jpeg")
+    deletion = Deletion(root)  # what a release does before it answers; the rest never happens
+    deletion.remove("f2", "cam0", gone.path.name)
+    assert {p.name for p in (root / "f2").iterdir()} == {p.name for p in deletion.trash}
+    with Spool(root) as again:
+        assert again.pending() == {"f1": ["cam0"]}
+        assert bytes(again.read("f1", "cam0")) == b"kept" and kept.sha256 == again.get("f1", "cam0").sha256
+        assert not (root / "f2").exists()
+
+
+def test_release_many_reports_what_is_not_stored_and_deletes_the_rest(spool: Spool, root: Path) -> None:
+    spool.put("c1", "cam0", b"x", {}, ext="jpeg")
+    spool.put("c2", "cam0", b"y", {}, ext="jpeg")
+    result = spool.release_many({"c1": ["cam0", "cam7"], "gone": ["cam0"], "never": None, "c2": []})
+    assert result.released == 1
+    assert result.missing == {"c1": ["cam7"], "gone": ["cam0"], "never": None}
+    assert spool.pending() == {"c2": ["cam0"]}
+    again = spool.release_many({"c1": ["cam0"]})  # a retried release after success says so
+    assert again.released == 0 and again.missing == {"c1": ["cam0"]}
+    assert_disk_matches(spool, root)
+
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        (["c1"], "must map data codes to lists of cameras, got list"),
+        ({"../c1": None}, "invalid data code '../c1'"),
+        ({"c1": "cam0"}, "data code 'c1' must be a list of camera names, not a single string"),
+        ({"c1": 7}, "data code 'c1' must be a list of camera names, not int"),
+        ({"c1": ["cam0", "a/b"]}, "invalid camera name 'a/b'"),
+        ({"c1": ["cam0"], 5: ["cam0"]}, "invalid data code 5: must be a str"),
+        ({f"c{i}": None for i in range(10_001)}, "at most 10000 data codes, got 10001"),
+    ],
+)
+def test_release_many_refuses_bad_requests_and_deletes_nothing(
+    spool: Spool, root: Path, request_: object, match: str
+) -> None:
+    spool.put("c1", "cam0", b"x", {}, ext="jpeg")
+    with pytest.raises(ValidationError, match=match):
+        spool.release_many(request_)  # type: ignore[arg-type]
+    assert spool.pending() == {"c1": ["cam0"]}
+    assert_disk_matches(spool, root)
+
+
+def test_release_many_keeps_the_folder_of_a_capture_being_stored(
+    spool: Spool, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plantimager.camera import spool as spool_module
+
+    spool.put("d1", "cam0", b"old", {}, ext="jpeg")
+    entered, finish = threading.Event(), threading.Event()
+    real = spool_module.write_durably
+
+    def held_write(path: Path, view: memoryview) -> None:
+        entered.set()
+        assert finish.wait(10)
+        real(path, view)
+
+    monkeypatch.setattr(spool_module, "write_durably", held_write)
+    with ThreadPoolExecutor(1) as pool:
+        putting = pool.submit(spool.put, "d1", "cam1", b"new", {}, ext="jpeg")
+        try:
+            assert entered.wait(10)
+            assert spool.release_many({"d1": None}).released == 1  # cam1 is not stored yet
+            assert (root / "d1").is_dir(), "the folder of a capture being written was removed"
+        finally:
+            finish.set()
+        putting.result(timeout=10)
+    assert spool.pending() == {"d1": ["cam1"]}
+    assert_disk_matches(spool, root)
 
 
 def test_view_survives_release_and_overwrite(spool: Spool) -> None:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
-from plantimager.rig import Dataset, NameTemplate
+from plantimager.rig import Dataset, NameTemplate, manifestwriter
 from plantimager.rig.ledger import Ledger
 from plantimager.rig.session import current_session, session_folder
 from plantimager.rig.shot import ShotPlan
@@ -173,6 +173,44 @@ def test_manifest_writes_from_many_threads_stay_consistent(tmp_path):
         dataset.flush()
         manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert len(manifest["images"]) == 16
+
+
+def test_the_manifest_is_replaced_atomically_as_it_changes_and_fsynced_when_the_dataset_closes(
+    tmp_path, monkeypatch
+):
+    synced = []
+    real = manifestwriter.sync_file
+    monkeypatch.setattr(manifestwriter, "sync_file", lambda path: (synced.append(path.name), real(path)))
+    manifest = tmp_path / "ds" / "manifest.json"
+    dataset = Dataset(tmp_path / "ds")
+    try:
+        shots = dataset.begin_capture(PLANS[:1])
+        dataset.store_image(shots[0], b"image", meta_of(b"image"))
+        dataset.flush()
+        assert [i["file"] for i in json.loads(manifest.read_text())["images"]] == [shots[0].file]
+        assert synced == [], "a rewrite of the manifest was fsynced"
+    finally:
+        dataset.close()
+    assert synced == ["manifest.json"]
+    manifest.write_text("{}")  # as a crash might leave it
+    with Dataset(tmp_path / "ds"):  # made again from the ledger when the dataset is opened
+        pass
+    assert [i["file"] for i in json.loads(manifest.read_text())["images"]] == [shots[0].file]
+
+
+def test_the_manifest_follows_changes_to_older_captures(tmp_path):
+    with Dataset(tmp_path / "ds") as dataset:
+        first = dataset.begin_capture(PLANS[:2])
+        second = dataset.begin_capture(PLANS[:2])
+        files = [dataset.store_image(shot, b"two", meta_of(b"two")) for shot in second]
+        before = dataset.manifest()
+        assert [i["file"] for i in before["images"]] == files
+        files.insert(0, dataset.store_image(first[1], b"one", meta_of(b"one")))
+        dataset.mark_lost(first[0], "gone")
+        after = dataset.manifest()
+    assert [i["file"] for i in after["images"]] == files
+    assert after["captures"][0]["lost"] == {first[0].camera: "gone"}
+    assert after["captures"][1] == before["captures"][1]
 
 
 def test_sessions_are_remembered_under_the_captures_folder(tmp_path):

@@ -41,8 +41,12 @@ _CODE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 # -- a correct node, independent of plantimager.camera -------------------------------------------
-class ReferenceNode(CameraNode, RPCServer):
-    """A minimal correct camera node: synthetic cameras, captures kept in memory as JPEG files."""
+class OldReferenceNode(CameraNode, RPCServer):
+    """A minimal correct camera node from before ``release_many``, which it does not serve over RPC.
+
+    Synthetic cameras, captures kept in memory as JPEG files. Called in-process, ``release_many``
+    is the interface's default, built on ``release``.
+    """
 
     MAX_RESOLUTION = (1920, 1080)
 
@@ -50,7 +54,7 @@ class ReferenceNode(CameraNode, RPCServer):
         RPCServer.__init__(self, context, url)
         self._count = count
         self._resolutions = [[320, 240] for _ in range(count)]
-        self._store: dict[str, list[tuple[bytes, dict]]] = {}
+        self._store: dict[str, dict[int, tuple[bytes, dict]]] = {}
         self._lock = threading.Lock()
         self._shots = 0
 
@@ -72,11 +76,14 @@ class ReferenceNode(CameraNode, RPCServer):
         Image.fromarray(image).save(out, format="JPEG", quality=90)
         return out.getvalue()
 
-    def _stored(self, data_code: str) -> list[tuple[bytes, dict]]:
+    def _stored(self, data_code: str) -> dict[int, tuple[bytes, dict]]:
         try:
             return self._store[data_code]
         except KeyError:
             raise ImageUnavailable(f"nothing is stored under data code {data_code!r}") from None
+
+    def _files(self, data_code: str) -> list[bytes]:
+        return [data for _, (data, _) in sorted(self._stored(data_code).items())]
 
     def _bundle(self, files: list[bytes], fmt: str) -> tuple[memoryview, dict]:
         info = {"cameras": list(range(len(files))), "sizes": [len(f) for f in files], "format": fmt}
@@ -142,15 +149,15 @@ class ReferenceNode(CameraNode, RPCServer):
 
     def _put(self, data_code: str, files: list[tuple[bytes, dict]]) -> None:
         with self._lock:
-            self._store[data_code] = files
+            self._store[data_code] = dict(enumerate(files))
 
     @RPCServer.register_method_buffer
     def retrieve_stills_jpg(self, data_code: str) -> tuple[memoryview, dict]:
-        return self._bundle([data for data, _ in self._stored(data_code)], "jpeg")
+        return self._bundle(self._files(data_code), "jpeg")
 
     @RPCServer.register_method_buffer
     def retrieve_stills_png(self, data_code: str) -> tuple[memoryview, dict]:
-        return self._bundle([self._as_png(data) for data, _ in self._stored(data_code)], "png")
+        return self._bundle([self._as_png(data) for data in self._files(data_code)], "png")
 
     @RPCServer.register_method_json
     def enumerate_methods(self) -> dict[str, list[str]]:
@@ -190,17 +197,28 @@ class ReferenceNode(CameraNode, RPCServer):
 
     @RPCServer.register_method_buffer
     def retrieve_still(self, data_code: str, camera: int = 0) -> tuple[memoryview, dict]:
-        data, meta = self._stored(data_code)[camera]
+        try:
+            data, meta = self._stored(data_code)[camera]
+        except KeyError:
+            raise ImageUnavailable(f"camera {camera} holds nothing under {data_code!r}") from None
         return memoryview(data), {**meta, "format": "jpeg"}
 
     @RPCServer.register_method_json
     def release(self, data_code: str, cameras: list[int] | None = None) -> int:
         with self._lock:
-            return len(self._store.pop(data_code, []))
+            files = self._stored(data_code)
+            wanted = set(files) if cameras is None else set(cameras)
+            if not wanted <= set(files):
+                raise ImageUnavailable(f"camera(s) {sorted(wanted)} hold nothing under {data_code!r}")
+            for camera in wanted:
+                del files[camera]
+            if not files:
+                del self._store[data_code]
+            return len(wanted)
 
     @RPCServer.register_method_json
     def pending(self) -> dict[str, list[int]]:
-        return {code: list(range(len(files))) for code, files in self._store.items()}
+        return {code: sorted(files) for code, files in self._store.items()}
 
     @RPCServer.register_method_json
     def configure(self, settings: dict, camera: int | None = None) -> list[dict]:
@@ -209,6 +227,14 @@ class ReferenceNode(CameraNode, RPCServer):
     @RPCServer.register_method_json
     def status(self) -> dict[str, Any]:
         return {"id": self.identify(), "pending": self.pending()}
+
+
+class ReferenceNode(OldReferenceNode):
+    """A minimal correct camera node: it serves ``release_many`` (the interface's default) over RPC."""
+
+    @RPCServer.register_method_json
+    def release_many(self, captures: dict[str, list[int] | None]) -> dict[str, Any]:
+        return super().release_many(captures)
 
 
 # -- broken nodes --------------------------------------------------------------------------------
@@ -261,7 +287,9 @@ class AppendingNode(ReferenceNode):
 
     def _put(self, data_code: str, files: list[tuple[bytes, dict]]) -> None:
         with self._lock:
-            self._store.setdefault(data_code, []).extend(files)
+            stored = self._store.setdefault(data_code, {})
+            base = len(stored)
+            stored.update((base + i, f) for i, f in enumerate(files))
 
 
 class EagerNode(ReferenceNode):
@@ -282,7 +310,7 @@ class LaxCodesNode(ReferenceNode):
 class KeyErrorNode(ReferenceNode):
     """Raises a bare ``KeyError`` for unknown data codes instead of ``ImageUnavailable``."""
 
-    def _stored(self, data_code: str) -> list[tuple[bytes, dict]]:
+    def _stored(self, data_code: str) -> dict[int, tuple[bytes, dict]]:
         return self._store[data_code]
 
 
@@ -291,6 +319,14 @@ class NoShutdownNode(ReferenceNode):
 
     def shutdown(self) -> None:
         return None
+
+
+class GreedyReleaseNode(ReferenceNode):
+    """``release_many`` deletes whole data codes, whatever cameras it was given."""
+
+    @RPCServer.register_method_json
+    def release_many(self, captures: dict[str, list[int] | None]) -> dict[str, Any]:
+        return super().release_many(dict.fromkeys(captures))
 
 
 # -- running a contract against a node in its own pytest session ---------------------------------
@@ -351,6 +387,7 @@ _KEY_ERROR_FAILURES = {
     "test_unknown_data_code",
     "test_retrieve_is_not_one_shot",
     "test_bad_data_codes_refused",
+    "test_release_many",
 }
 _BROKEN = [
     ("PoppingNode", "NodeContract", {"test_retrieve_is_not_one_shot"}),
@@ -366,6 +403,10 @@ _BROKEN = [
     ("LaxCodesNode", "NodeContract", {"test_bad_data_codes_refused"}),
     ("KeyErrorNode", "NodeContract", _KEY_ERROR_FAILURES),
     ("KeyErrorNode", "NodeOverRPC", _KEY_ERROR_FAILURES),
+    ("GreedyReleaseNode", "NodeContract", {"test_release_many"}),
+    ("GreedyReleaseNode", "NodeOverRPC", {"test_release_many"}),
+    ("OldReferenceNode", "NodeContract", set()),
+    ("OldReferenceNode", "NodeOverRPC", {"test_release_many"}),
     ("NoShutdownNode", "NodeContract", set()),
     ("NoShutdownNode", "NodeOverRPC", {"test_shutdown_is_accepted"}),
 ]

@@ -286,3 +286,27 @@ def test_capture_download_and_the_dataset_files(client, rig):
             message = error_of(response, status)
             assert "dataset" in message, message
     still_working(client)
+
+
+def test_a_node_whose_clock_is_off_is_flagged(client, rig):
+    """A node reporting a clock 3 ms behind NTP time is flagged in the live rig and after a capture."""
+    cameras = client.get("/api/cameras").json()["cameras"]
+    assert all(cam["clock_flag"] == "" for cam in cameras)
+    rig.spawn("apiclock", extra=("--backend-option", "clock_offset_ms=-3"))
+    try:
+        assert rig.rig.wait_for_cameras(3, 20)
+        cameras = {c["key"]: c for c in client.get("/api/cameras").json()["cameras"]}
+        flagged = cameras["apiclock/cam0"]
+        assert flagged["clock_offset_ms"] == -3.0
+        assert flagged["clock_flag"].startswith("clock 3.000 ms behind NTP time")
+        assert "fire about that much late" in flagged["clock_flag"]
+        assert cameras["api1/cam0"]["clock_flag"] == ""
+        status = client.get("/api/status").json()["nodes"]["apiclock"]
+        assert status["clock_flag"] == flagged["clock_flag"] and status["status"]["clock_offset_ms"] == -3.0
+        result = client.post("/api/capture", json={"cameras": ["apiclock", "api1"]}).json()
+        assert result["clock_flags"] == {"apiclock": flagged["clock_flag"]}
+        assert result["clock_offsets_ms"]["apiclock"] == -3.0
+    finally:
+        node = rig.nodes.pop("apiclock")
+        node.stop(10)
+    assert rig.rig.wait_for(lambda r: len(r.cameras()) == 2, 20)

@@ -217,3 +217,19 @@ def test_a_camera_that_leaves_disappears_without_reload(rig, new_page):
     latency = time.monotonic() - gone
     assert latency < 1, f"the camera left the page {latency:.2f} s after its node exited"
     print(f"\ncamera gone from the page {latency * 1e3:.0f} ms after its node exited")
+
+
+def test_a_node_whose_clock_is_off_is_flagged_on_its_card(rig, new_page):
+    page = new_page()
+    page.goto(rig.url + "/")
+    expect(card(page, "node1/cam0").locator(".clock-flag")).to_be_hidden()
+    # A simulated node whose host clock is 2.5 ms ahead of NTP time, as chrony would report it.
+    rig.spawn("skewed", extra=("--backend-option", "clock_offset_ms=2.5"))
+    skewed = card(page, "skewed/cam0")
+    expect(skewed).to_have_class(re.compile(r"\bclock-off\b"))
+    expect(skewed.locator(".clock")).to_have_text("+2.500 ms")
+    flag = skewed.locator(".clock-flag")
+    expect(flag).to_be_visible()
+    expect(flag).to_contain_text("clock 2.500 ms ahead of NTP time, more than the 1 ms skew budget")
+    expect(card(page, "node1/cam0").locator(".clock-flag")).to_be_hidden()
+    expect(card(page, "node1/cam0")).not_to_have_class(re.compile(r"\bclock-off\b"))

@@ -182,6 +182,14 @@ class CameraBackend(ABC):
         """
         return None
 
+    def simulated_clock_offset_ms(self) -> float | None:
+        """For a simulated camera: its host's clock offset from NTP time, ms; None for a real camera.
+
+        A node reports this offset instead of asking its time service (chrony), so a simulated
+        rig can show a node whose clock is wrong. The default (a real camera) is None.
+        """
+        return None
+
     @property
     @abstractmethod
     def control_ranges(self) -> dict[str, tuple[Any, Any, Any]]:

@@ -3,7 +3,9 @@
 Each camera has a firing thread and a storing thread, started once and kept. A capture hands every
 firing thread the same wall-clock instant ``at``; each sleeps until 1 ms before it, then in turns
 of 50 us (the thread's timer slack is lowered so that sleeps end on time), spins the last 50 us on
-``time.time_ns()`` and fires its camera. The frame then goes to the camera's storing thread, which
+``time.time_ns()`` and fires its camera. Where the system allows it, firing threads run under the
+real-time FIFO policy, so no ordinary process (another node, anything else on the host) keeps one
+from its CPU at the instant. The frame then goes to the camera's storing thread, which
 waits until every camera of the node has fired and ``settle_ms`` have passed since ``at``, then
 encodes the frame and stores it durably in the spool. The storing threads run at a lower OS priority
 (best effort), so encoding never takes a CPU from a camera about to fire, on this node or on a
@@ -15,13 +17,10 @@ controller can report the skew.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import logging
 import math
-import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,47 +34,45 @@ from .backend import Frame
 from .exif import exif_bytes, with_exif
 from .names import validate_name
 from .optics import rotate_optics
+from .pacing import (
+    lower_thread_priority,
+    ordinary_thread,
+    realtime_thread,
+    sleep_until,
+    tighten_timer_slack,
+    wait_until,
+)
 from .slot import EXTENSIONS, CameraSlot, encode_image, rotate, transcode
 from .spool import Spool
 
 __all__ = [
     "CAPTURE_BUDGET_S",
     "DEFAULT_SETTLE_MS",
+    "FIRE_PRIORITY",
     "MAX_SETTLE_MS",
-    "SPIN_NS",
     "STORE_NICE",
-    "TURN_NS",
-    "WAKE_NS",
     "CameraWorker",
     "CaptureRunner",
     "check_capture_time",
     "check_settle_ms",
     "collect_stills",
-    "lower_thread_priority",
-    "sleep_until",
-    "tighten_timer_slack",
-    "wait_until",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: From this long before the instant, a firing thread sleeps in short turns, in ns.
-WAKE_NS = 1_000_000
-#: Length of those turns, in ns.
-TURN_NS = 50_000
-#: The last part of the wait, a busy loop, in ns.
-SPIN_NS = 50_000
 #: Default time after the capture instant before a node starts encoding and storing, in ms.
 DEFAULT_SETTLE_MS = 5.0
 #: Longest settle time accepted, in ms.
 MAX_SETTLE_MS = 1000.0
 #: How much lower the OS priority (higher nice value) of the storing threads is.
 STORE_NICE = 10
+#: Real-time (FIFO) priority of the firing threads, where allowed (root, CAP_SYS_NICE, or an
+#: RLIMIT_RTPRIO at least this high: ``LimitRTPRIO=`` of a systemd unit); 0: ordinary scheduling.
+FIRE_PRIORITY = 10
 #: How long a camera waits for the others to fire before encoding anyway, in seconds.
 FIRE_BARRIER_S = 5.0
 #: Longest time a capture may take once fired (frame, encode, fsync), in seconds.
 CAPTURE_BUDGET_S = 60.0
-_PR_SET_TIMERSLACK = 29
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -130,56 +127,6 @@ def check_settle_ms(value: float) -> float:
     if not 0 <= value <= MAX_SETTLE_MS:
         raise ValidationError(f"settle_ms must be between 0 and {MAX_SETTLE_MS:g}, got {value!r}")
     return float(value)
-
-
-def wait_until(at_ns: int) -> None:
-    """Return at wall-clock instant ``at_ns``: sleep, then sleep in short turns, then spin briefly.
-
-    The thread sleeps until :data:`WAKE_NS` before the instant, then in turns of :data:`TURN_NS`
-    until :data:`SPIN_NS` before it, then spins on ``time.time_ns()``. The turns keep the process
-    ready to run (its memory in cache), so its last wake-up is quick even on a host whose CPUs
-    several nodes share, and each turn lets go of the CPU and of the interpreter lock for the other
-    cameras; the busy part is kept short, as it holds a CPU another node may need to fire. The
-    sleeps end on time once the thread's timer slack is lowered (:func:`tighten_timer_slack`). An
-    instant in the past returns at once. The caller bounds how far ahead it lies.
-    """
-    while True:
-        remaining = at_ns - time.time_ns()
-        if remaining <= 0:
-            return
-        if remaining > WAKE_NS:
-            time.sleep(min((remaining - WAKE_NS) / 1e9, 0.25))
-        elif remaining > SPIN_NS:
-            time.sleep(min(TURN_NS, remaining - SPIN_NS) / 1e9)
-
-
-def sleep_until(at_ns: int) -> None:
-    """Sleep until wall-clock instant ``at_ns`` (no spinning: for waits that need no precision)."""
-    while (remaining := at_ns - time.time_ns()) > 0:
-        time.sleep(min(remaining / 1e9, 0.25))
-
-
-def tighten_timer_slack() -> None:
-    """Let the calling thread's sleeps end on time (Linux timer slack 1 ns instead of 50 us).
-
-    Best effort: does nothing where ``prctl`` is not available.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
-
-
-def lower_thread_priority(increment: int) -> None:
-    """Raise the calling thread's nice value by ``increment``; best effort, on Linux only.
-
-    Linux keeps a nice value per thread, which ``setpriority`` reaches by the thread's id.
-    """
-    if increment <= 0 or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
 
 
 # -- per-camera worker ---------------------------------------------------------------------------
@@ -248,6 +195,9 @@ class CaptureRunner:
         several nodes this keeps one node's encoding from delaying another's firing.
     store_nice : int
         How much to lower the OS priority of the storing threads (0: not at all); best effort.
+    fire_priority : int
+        Real-time priority of the firing threads (0: ordinary scheduling); best effort, see
+        :func:`realtime_thread`.
 
     Raises
     ------
@@ -265,6 +215,7 @@ class CaptureRunner:
         max_late: float,
         settle_ms: float = DEFAULT_SETTLE_MS,
         store_nice: int = STORE_NICE,
+        fire_priority: int = FIRE_PRIORITY,
     ) -> None:
         self.slots = list(slots)
         self.spool = spool
@@ -274,6 +225,7 @@ class CaptureRunner:
         self.settle_ms = check_settle_ms(settle_ms)
         self.count = 0
         self._lock = threading.Lock()
+        self.fire_priority = fire_priority
         self._firing = [CameraWorker(f"fire-{slot.name}", tighten_timer_slack) for slot in self.slots]
         self._storing = [
             CameraWorker(f"store-{slot.name}", functools.partial(lower_thread_priority, store_nice))
@@ -314,7 +266,7 @@ class CaptureRunner:
                 # storing thread, already asleep until the settle time, then finds the frame ready.
                 frame: Future[Frame] = Future()
                 encoding, quality, rotation = slot.snapshot()
-                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame))
+                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame, self.fire_priority))
                 job = functools.partial(
                     self._store, slot, data_code, at_ns, settle_ns, frame, encoding, quality, rotation
                 )
@@ -345,16 +297,22 @@ class CaptureRunner:
         }
 
     @staticmethod
-    def _fire(slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame]) -> None:
-        # On the camera's firing thread. Nobody waits on ``frame`` until the settle time has passed,
-        # so handing it over wakes no other thread at the instant.
-        wait_until(at_ns)
+    def _fire(
+        slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame], priority: int
+    ) -> None:
+        # On the camera's firing thread, real-time from its wait until its camera's shot (where
+        # allowed). Nobody waits on ``frame`` until the settle time has passed, so handing it over
+        # wakes no other thread at the instant.
+        realtime = realtime_thread(priority)
         try:
+            wait_until(at_ns)
             taken = slot.backend.capture()
         except BaseException as exc:
             frame.set_exception(exc)
             raise
         finally:
+            if realtime:
+                ordinary_thread()
             # Nothing is encoded before every camera has fired, so encoding never delays one.
             with contextlib.suppress(threading.BrokenBarrierError):
                 fired.wait(FIRE_BARRIER_S)

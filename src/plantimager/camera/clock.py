@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "CACHE_SECONDS",
     "CHRONYC_TIMEOUT_S",
     "CLOCK_WARN_MS",
+    "ClockWatch",
     "Tracking",
     "clear_cache",
     "clock_offset_ms",
@@ -230,6 +231,67 @@ def clear_cache() -> None:
     global _cache
     with _cache_lock:
         _cache = None
+
+
+class ClockWatch:
+    """This host's clock offset, kept fresh on a background thread so that reading it never waits.
+
+    A capture reports the offset with its images, and must not wait for ``chronyc`` to do so.
+
+    Parameters
+    ----------
+    fixed : float, optional
+        Report this offset, in ms, instead of measuring (a simulated host; no thread then).
+    interval : float
+        Seconds between measurements.
+    source : callable, optional
+        Measures the offset, ms or None; :func:`clock_offset_ms` (chrony) by default.
+    """
+
+    def __init__(
+        self,
+        fixed: float | None = None,
+        *,
+        interval: float = CACHE_SECONDS,
+        source: Callable[[], float | None] | None = None,
+    ) -> None:
+        self.interval = interval
+        self._source = source or (lambda: clock_offset_ms(max_age=0))
+        self._offset = fixed
+        self._measured = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if fixed is not None:
+            self._measured.set()
+        else:
+            self._thread = threading.Thread(target=self._run, name="clock-watch", daemon=True)
+            self._thread.start()
+
+    @property
+    def offset_ms(self) -> float | None:
+        """The latest offset, ms (positive: this clock is ahead); None when unknown.
+
+        Only before the first measurement does this wait for it (at most the ``chronyc`` time limit).
+        """
+        self._measured.wait(CHRONYC_TIMEOUT_S + 1.0)
+        return self._offset
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._offset = self._source()
+            except Exception:  # a failed measurement must not end the watch
+                logger.exception("measuring the clock offset failed")
+                self._offset = None
+            self._measured.set()
+            if self._stop.wait(self.interval):
+                return
+
+    def close(self) -> None:
+        """Stop measuring (waits for a measurement in progress, bounded). Safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(CHRONYC_TIMEOUT_S + 1.0)
 
 
 def clock_warnings(statuses: Iterable[Mapping[str, Any]], threshold_ms: float = CLOCK_WARN_MS) -> list[str]:

@@ -46,6 +46,7 @@ from plantimager.commons.examples.scene import default_image_dir
 from plantimager.commons.security import KeyRing
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
+from .pacing import ordinary_thread
 from .views import TurnedViews
 from .world import DEFAULT_REGISTRY_URL, TurntableLink
 
@@ -191,6 +192,9 @@ class DummyBackend(CameraBackend):
     elevation : float, optional
         The camera's elevation above the turntable's plane, in degrees (-80 to 80), for live
         renderings (with a turntable); the shipped views are seen from 20 degrees.
+    clock_offset_ms : float, optional
+        The clock offset from NTP time the camera's node reports, ms, as if its host's clock were
+        that far off (see :meth:`simulated_clock_offset_ms`); by default the node asks chrony.
 
     Raises
     ------
@@ -215,7 +219,15 @@ class DummyBackend(CameraBackend):
         turntable_keys: KeyRing | None = None,
         render_size: tuple[int, int] | None = None,
         elevation: float | None = None,
+        clock_offset_ms: float | None = None,
     ) -> None:
+        if clock_offset_ms is not None and (
+            isinstance(clock_offset_ms, bool)
+            or not isinstance(clock_offset_ms, (int, float))
+            or not math.isfinite(clock_offset_ms)
+        ):
+            raise ValidationError(f"clock_offset_ms must be a number of ms, got {clock_offset_ms!r}")
+        self._clock_offset_ms = None if clock_offset_ms is None else float(clock_offset_ms)
         if elevation is not None and turntable is None:
             raise ValidationError("elevation needs live renderings: give a turntable with it")
         if elevation is not None and not (isinstance(elevation, (int, float)) and -80 <= elevation <= 80):
@@ -282,6 +294,10 @@ class DummyBackend(CameraBackend):
         logger.debug("dummy camera %d shows %s", index, self.source_name)
 
     # -- CameraBackend -------------------------------------------------------------------------
+    def simulated_clock_offset_ms(self) -> float | None:
+        """The ``clock_offset_ms`` given, if any: what this simulated camera's node reports."""
+        return self._clock_offset_ms
+
     @property
     def name(self) -> str:
         """``dummy<index>``."""
@@ -361,6 +377,9 @@ class DummyBackend(CameraBackend):
             return Frame(
                 self._cached(resolution, controls), captured_ns, sensor_ns, {"frame": number, **controls}
             )
+        # The turntable's angle, and the rendering if it is not ready: no longer a firing thread's
+        # real-time work (the capture time is taken), so it shares the CPUs like any other.
+        ordinary_thread()
         angle = self._world.angle()
         image = self._cached(resolution, controls, source=self._turned.view(angle))
         return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls, "turntable_deg": angle})

@@ -5,7 +5,8 @@
 retrieval, release, configuration, health) and the upstream ``Camera`` (whose members act on the
 node's first camera), so an upstream controller and our rig can both drive it.
 
-:class:`~plantimager.camera.percamera.PerCameraMembers` holds the members that act on one camera.
+:class:`~plantimager.camera.percamera.PerCameraMembers` holds the members that act on one camera,
+:class:`~plantimager.camera.handover.HandoverMembers` those that retrieve and release stored captures.
 :func:`plantimager.camera.runner.run_node` builds a node from options (backend, number of cameras, spool,
 registry...), serves it until it is stopped and cleans everything up; ``plantimager camera`` is a thin
 wrapper around it.
@@ -25,32 +26,32 @@ from typing import Any
 import zmq
 
 from plantimager.commons.cameradevice import CameraMode, CameraNode
-from plantimager.commons.errors import ImageUnavailable
 from plantimager.commons.RPC import RPCServer
 from plantimager.commons.security import KeyRing
 
 from ..commons.mjpeg import MJPEGServer
 from .backend import CameraBackend
-from .capture import DEFAULT_SETTLE_MS, STORE_NICE, CaptureRunner, check_settle_ms, collect_stills
-from .clock import clock_offset_ms
+from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY, STORE_NICE, CaptureRunner, check_settle_ms
+from .clock import ClockWatch
+from .handover import HandoverMembers
 from .identity import node_identity
-from .names import validate_name
 from .percamera import PerCameraMembers
 from .previews import PreviewMembers, start_previews
 from .slot import CameraSlot, apply_settings, check_camera_names, check_quality, plan_settings
 from .spool import Spool
 
-__all__ = ["DEFAULT_POWEROFF_COMMAND", "CameraNodeServer"]
+__all__ = ["DEFAULT_POWEROFF_COMMAND", "MAX_LATE_S", "CameraNodeServer"]
 
 logger = logging.getLogger(__name__)
 
 #: What ``shutdown()`` runs after stopping, when the node was started with ``allow_poweroff``.
 DEFAULT_POWEROFF_COMMAND: tuple[str, ...] = ("systemctl", "poweroff")
 _MAX_AHEAD_S = 60.0
-_MAX_LATE_S = 5.0
+#: How late a capture instant may be by default (it then fires at once), seconds.
+MAX_LATE_S = 5.0
 
 
-class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
+class CameraNodeServer(PreviewMembers, PerCameraMembers, HandoverMembers, CameraNode, RPCServer):
     """Serve the cameras of this host over RPC.
 
     Parameters
@@ -88,6 +89,9 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         storing, in ms (0 to 1000; 0: as soon as every camera has fired).
     store_nice : int
         How much lower the OS priority of the threads encoding and storing is (0: the same).
+    fire_priority : int
+        Real-time (FIFO) priority of the threads that fire the cameras, where the system allows it
+        (0: ordinary scheduling).
     alive_timeout : int
         Seconds the registry may wait for a heartbeat.
     keys : KeyRing, optional
@@ -117,9 +121,10 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         allow_poweroff: bool = False,
         poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
         max_ahead: float = _MAX_AHEAD_S,
-        max_late: float = _MAX_LATE_S,
+        max_late: float = MAX_LATE_S,
         settle_ms: float = DEFAULT_SETTLE_MS,
         store_nice: int = STORE_NICE,
+        fire_priority: int = FIRE_PRIORITY,
         alive_timeout: int = 60,
         keys: KeyRing | None = None,
     ) -> None:
@@ -144,6 +149,8 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         self._shutdown_done = threading.Event()
         self._closed = False
         self._streams: MJPEGServer | None = None
+        simulated = [b.simulated_clock_offset_ms() for b in backends]
+        self._clock = ClockWatch(next((o for o in simulated if o is not None), None))
         try:
             self._runner = CaptureRunner(
                 self.slots,
@@ -153,6 +160,7 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
                 max_late=max_late,
                 settle_ms=settle_ms,
                 store_nice=store_nice,
+                fire_priority=fire_priority,
             )
             if stream_port is not None:
                 self._streams = start_previews(
@@ -161,14 +169,6 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         except BaseException:
             self.close()
             raise
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def _index_of(self, data_code: str, name: str) -> int:
-        for slot in self.slots:
-            if slot.name == name:
-                return slot.index
-        index = self.spool.get(data_code, name).meta.get("camera_index")
-        return index if isinstance(index, int) else -1
 
     # -- PEPI CameraServer -----------------------------------------------------------------------
     @RPCServer.register_method_json(role="viewer")
@@ -243,9 +243,10 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         -------
         dict
             ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras",
-            "failures"}``; each entry of ``cameras`` is the stored metadata (``camera``,
-            ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``, ``size``,
-            ``sha256``, ``resolution``, ...).
+            "failures", "clock_offset_ms"}``; each entry of ``cameras`` is the stored metadata
+            (``camera``, ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``,
+            ``size``, ``sha256``, ``resolution``, ...); ``clock_offset_ms`` is this host's clock
+            offset as in :meth:`status`, when last measured (capture times are on this clock).
 
         Raises
         ------
@@ -255,6 +256,7 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
             If every camera failed.
         """
         record = self._runner.capture(data_code, at)
+        record["clock_offset_ms"] = self._clock.offset_ms
         stored = record["cameras"]
         self.captureStored.emit(
             {
@@ -264,30 +266,6 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
             }
         )
         return record
-
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_stills_jpg(self, data_code: str) -> tuple[memoryview, dict]:
-        """The stored images of ``data_code`` as JPEG files, camera after camera (see ``split_stills``).
-
-        Images stored as PNG are converted; the stored files are left untouched. Nothing is deleted.
-
-        Raises
-        ------
-        ImageUnavailable
-            If nothing is stored under ``data_code``.
-        """
-        return self._retrieve_all(data_code, "jpeg")
-
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_stills_png(self, data_code: str) -> tuple[memoryview, dict]:
-        """As :meth:`retrieve_stills_jpg`, as PNG files."""
-        return self._retrieve_all(data_code, "png")
-
-    def _retrieve_all(self, data_code: str, target: str) -> tuple[memoryview, dict]:
-        validate_name(data_code, kind="data code")
-        data, info = collect_stills(self.spool, data_code, target)
-        info["cameras"] = [self._index_of(data_code, name) for name in info["names"]]
-        return memoryview(data), info
 
     @RPCServer.register_method_json(role="viewer")
     def enumerate_methods(self) -> dict[str, list[str]]:
@@ -312,67 +290,6 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         """
         urls = self.stream_urls() or [""] * len(self.slots)
         return [{**slot.settings(), "stream_url": url} for slot, url in zip(self.slots, urls, strict=True)]
-
-    @RPCServer.register_method_buffer(timeout=60_000)
-    def retrieve_still(self, data_code: str, camera: int = 0) -> tuple[memoryview, dict]:
-        """One stored image, exactly as stored, with its metadata; nothing is deleted.
-
-        The bytes are sent straight from a memory map of the stored file.
-
-        Returns
-        -------
-        tuple of (memoryview, dict)
-            The file, and its metadata (``format``, ``size``, ``sha256``, capture times...).
-
-        Raises
-        ------
-        ImageUnavailable
-            If that camera has nothing stored under ``data_code``.
-        """
-        validate_name(data_code, kind="data code")
-        slot = self.slot_at(camera)
-        capture = self.spool.get(data_code, slot.name)
-        view = self.spool.read(data_code, slot.name)
-        if len(view) != capture.size:  # replaced between get and read: describe what is sent
-            capture = self.spool.get(data_code, slot.name)
-        return view, {**capture.meta, "format": capture.meta.get("encoding", capture.meta.get("ext"))}
-
-    @RPCServer.register_method_json
-    def release(self, data_code: str, cameras: list[int] | None = None) -> int:
-        """Delete stored captures the controller has safely received; the only way they are deleted.
-
-        Parameters
-        ----------
-        data_code : str
-            The capture to release.
-        cameras : list of int, optional
-            Release only these cameras' images; None releases them all.
-
-        Returns
-        -------
-        int
-            How many images were deleted.
-
-        Raises
-        ------
-        ImageUnavailable
-            If nothing (or nothing from a listed camera) is stored under ``data_code``; then nothing
-            is deleted.
-        """
-        validate_name(data_code, kind="data code")
-        names = None if cameras is None else [self.slot_at(i).name for i in cameras]
-        return self.spool.release(data_code, names)
-
-    @RPCServer.register_method_json(role="viewer")
-    def pending(self) -> dict[str, list[int]]:
-        """Data codes still stored, oldest first, with the camera indices stored under each."""
-        out: dict[str, list[int]] = {}
-        for code, names in self.spool.pending().items():
-            try:
-                out[code] = [self._index_of(code, name) for name in names]
-            except ImageUnavailable:  # released meanwhile
-                continue
-        return out
 
     @RPCServer.register_method_json
     def configure(self, settings: dict, camera: int | None = None) -> list[dict]:
@@ -425,9 +342,10 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         dict
             ``{"id", "name", "address", "mode", "cameras", "spool": {"root", "usage_bytes",
             "max_bytes", "pending_codes", "pending_captures"}, "captures", "settle_ms",
-            "uptime_s", "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's clock minus
-            NTP time as chrony reports it (positive: ahead), None without a synchronised chrony
-            (see :mod:`plantimager.camera.clock`).
+            "uptime_s", "allow_poweroff", "clock_offset_ms"}``; ``clock_offset_ms`` is this host's
+            clock minus NTP time as chrony reports it (positive: ahead), measured every few
+            seconds, None without a synchronised chrony (see :mod:`plantimager.camera.clock`; a
+            simulated camera may report a fixed one).
         """
         pending = self.spool.pending()
         return {
@@ -447,7 +365,7 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
             "settle_ms": self._runner.settle_ms,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "allow_poweroff": self.allow_poweroff,
-            "clock_offset_ms": clock_offset_ms(),
+            "clock_offset_ms": self._clock.offset_ms,
         }
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -468,6 +386,7 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, CameraNode, RPCServer):
         runner = getattr(self, "_runner", None)
         if runner is not None:
             runner.close()
+        self._clock.close()
         for slot in self.slots:
             try:
                 slot.backend.close()

@@ -15,9 +15,9 @@ from plantimager.commons.errors import ValidationError
 from plantimager.commons.security import KeyRing, check_exposure
 
 from .backend import CameraBackend, get_backend_factory
-from .capture import DEFAULT_SETTLE_MS
+from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY
 from .names import validate_name
-from .node import DEFAULT_POWEROFF_COMMAND, CameraNodeServer
+from .node import DEFAULT_POWEROFF_COMMAND, MAX_LATE_S, CameraNodeServer
 from .spool import Spool
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
@@ -54,6 +54,8 @@ def run_node(
     backend_options: Mapping[str, Any] | None = None,
     poweroff_command: Sequence[str] = DEFAULT_POWEROFF_COMMAND,
     settle_ms: float = DEFAULT_SETTLE_MS,
+    max_late: float = MAX_LATE_S,
+    fire_priority: int = FIRE_PRIORITY,
     stop: threading.Event | None = None,
     on_ready: Callable[[CameraNodeServer], None] | None = None,
     on_registered: Callable[[str], None] | None = None,
@@ -98,6 +100,11 @@ def run_node(
     settle_ms : float
         How long after the instant of a synchronised capture the node waits before encoding and
         storing, in ms (0: as soon as every camera has fired).
+    max_late : float
+        How late a capture instant may be and still fire (at once), seconds; a later one is
+        refused.
+    fire_priority : int
+        Real-time priority of the threads firing the cameras, where allowed (0: ordinary).
     stop : threading.Event, optional
         Set it (e.g. from a signal handler) to stop the node.
     on_ready : callable, optional
@@ -153,6 +160,8 @@ def run_node(
             poweroff_command=poweroff_command,
             settle_ms=settle_ms,
             keys=keys,
+            max_late=max_late,
+            fire_priority=fire_priority,
         )
         backends = []  # the node owns them now
 

@@ -16,10 +16,11 @@ Durability: each file is written to a temporary name in its final directory, flu
 renamed into place, and the directory is fsynced. The image is committed before its metadata, so
 after a crash any metadata file describes a complete image; images without metadata and temporary
 files are deleted when the spool is opened. A release deletes each capture's metadata, then its
-image, and fsyncs the folder once per call however many captures it releases (an emptied data-code
-folder is removed without a further fsync: if a crash brings it back, empty, opening the spool
-removes it). Valid names (see :mod:`plantimager.camera.names`) never start with ``.``, so temporary
-and lock files can never collide with a data code or a camera.
+image (renamed away, then deleted on a thread) and removes the data-code folders it empties; all that
+is made durable within a second, with one fsync for every release meanwhile (see
+:mod:`.spoolrelease`). Valid names (see
+:mod:`plantimager.camera.names`) never start with ``.``, so temporary and lock files can never collide
+with a data code or a camera.
 
 Memory: the in-memory index holds only each capture's encoded metadata (a few hundred bytes), never
 image bytes. :meth:`Spool.read` maps the file read-only instead of copying it into the heap.
@@ -28,10 +29,8 @@ image bytes. :meth:`Spool.read` maps the file read-only instead of copying it in
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
-import mmap
 import os
 import secrets
 import threading
@@ -46,18 +45,20 @@ from .names import validate_name
 from .spoolentry import (
     LOCK_NAME,
     MAX_META_BYTES,
-    META_SUFFIX,
     TMP_PREFIX,
     Capture,
     Entry,
     SpoolFull,
+    commit_files,
     fsync_dir,
+    map_image,
     new_record,
     write_durably,
 )
-from .spoolrecovery import checked_entry, recover_folder
+from .spoolrecovery import checked_entry, recover_spool
+from .spoolrelease import DELETION_SYNC_S, Deletion, Janitor, Released, release_plan, remove_empty_folder
 
-__all__ = ["MAX_META_BYTES", "Capture", "Spool", "SpoolFull"]
+__all__ = ["MAX_META_BYTES", "Capture", "Released", "Spool", "SpoolFull"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Spool:
         Upper bound on the disk the spool may use (images + metadata, including captures being
         written). ``None`` means unbounded. The spool never evicts anything to make room: a
         :meth:`put` that does not fit raises :class:`SpoolFull`.
+    deletion_sync_s : float
+        Longest wait of a release's deletions for the fsync that makes them durable, seconds.
 
     Raises
     ------
@@ -90,7 +93,9 @@ class Spool:
     commit (renames, directory fsyncs, index update) and deletions happen under it.
     """
 
-    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, max_bytes: int | None = None, deletion_sync_s: float = DELETION_SYNC_S
+    ) -> None:
         if max_bytes is not None and (
             isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0
         ):
@@ -114,6 +119,7 @@ class Spool:
         self._reserved = 0
         self._next_seq = 0
         self._closed = False
+        self._deletions = Janitor(self.root, deletion_sync_s, self._remove_folder)
         try:
             self._recover()
         except BaseException:
@@ -125,45 +131,22 @@ class Spool:
     # ------------------------------------------------------------------ recovery
 
     def _recover(self) -> None:
-        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.name == LOCK_NAME:
-                continue
-            try:
-                validate_name(entry.name, kind="data code")
-            except ValidationError:
-                logger.warning("spool %s: ignoring %r, not a data code", self.root, entry.name)
-                continue
-            if not entry.is_dir(follow_symlinks=False):
-                logger.warning("spool %s: ignoring %r, not a directory", self.root, entry.name)
-                continue
-            self._recover_code(entry.name)
+        self._index = recover_spool(self.root)
+        self._used = sum(e.disk_bytes for cams in self._index.values() for e in cams.values())
         seqs = [e.seq for cams in self._index.values() for e in cams.values()]
         self._next_seq = max(seqs, default=-1) + 1
-
-    def _recover_code(self, code: str) -> None:
-        captures, has_subdirs = recover_folder(self.root / code, code)
-        if captures:
-            self._index[code] = captures
-            self._used += sum(e.disk_bytes for e in captures.values())
-        elif not has_subdirs:
-            self._remove_code_dir(code)
 
     def _load_entry(self, code: str, camera: str) -> Entry | None:
         return checked_entry(self.root / code, code, camera)
 
-    def _remove_code_dir(self, code: str, *, durable: bool = True) -> None:
-        # Called with the lock held (or during recovery); ignores a directory that is not empty.
-        # Without ``durable`` the removal may be undone by a crash: harmless, as opening the spool
-        # removes empty data-code folders.
-        try:
-            os.rmdir(self.root / code)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                raise
-            logger.debug("spool %s: keeping directory %s: %s", self.root, code, exc)
-            return
-        if durable:
-            fsync_dir(self.root)
+    def _remove_folder(self, code: str) -> bool:
+        # The janitor's: remove an emptied data-code folder unless a capture came back meanwhile.
+        with self._lock:
+            return (
+                code not in self._index
+                and code not in self._inflight
+                and remove_empty_folder(self.root / code)
+            )
 
     # ------------------------------------------------------------------ helpers
 
@@ -256,6 +239,7 @@ class Spool:
             if data_code not in self._index and data_code not in self._inflight and not folder.is_dir():
                 folder.mkdir()
                 fsync_dir(self.root)
+                self._deletions.root_synced()
             self._reserved += need
             self._inflight[data_code] = self._inflight.get(data_code, 0) + 1
 
@@ -282,7 +266,9 @@ class Spool:
                 else:
                     del self._inflight[data_code]
                     if data_code not in self._index and not self._closed:
-                        self._remove_code_dir(data_code)
+                        emptied = Deletion(self.root)
+                        emptied.remove_folder(data_code)
+                        self._deletions.add(emptied)
         logger.debug("spool %s: stored %s/%s (%d bytes, seq %d)", self.root, data_code, camera, size, seq)
         return self._capture(data_code, camera, Entry(seq, index, size, sha, file, meta_json))
 
@@ -290,16 +276,9 @@ class Spool:
         # Lock held. Order: drop the old metadata (so it can never describe the new image), make
         # the image durable under its final name, then the metadata that vouches for it.
         folder = self.root / code
-        meta_path = folder / f"{camera}{META_SUFFIX}"
         old = self._index.get(code, {}).get(camera)
         try:
-            if old is not None or meta_path.exists():
-                meta_path.unlink()
-                fsync_dir(folder)
-            os.replace(tmp_image, folder / new.file)
-            fsync_dir(folder)
-            os.replace(tmp_meta, meta_path)
-            fsync_dir(folder)
+            commit_files(folder, camera, tmp_image, tmp_meta, new.file, replacing=old is not None)
         except BaseException:
             self._reload_key(code, camera, new.file, *([old.file] if old else []))
             raise
@@ -353,20 +332,7 @@ class Spool:
             entry = self._entry(data_code, camera)
             # Open under the lock so we get the file the index describes, not a newer one.
             fd = os.open(self.root / data_code / entry.file, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            actual = os.fstat(fd).st_size
-            if actual != entry.size:
-                raise PlantImagerError(
-                    f"image of {data_code}/{camera} is {actual} bytes on disk, expected {entry.size}"
-                )
-            if actual == 0:
-                return memoryview(b"")
-            mapped = mmap.mmap(fd, actual, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(AttributeError, OSError):
-            mapped.madvise(mmap.MADV_SEQUENTIAL)
-        return memoryview(mapped)
+        return map_image(fd, entry.size, f"{data_code}/{camera}")
 
     def list_codes(self) -> list[str]:
         """Return the data codes held, oldest first (by the earliest capture still held)."""
@@ -397,19 +363,9 @@ class Spool:
         return {c: sorted(snapshot[c], key=lambda n: snapshot[c][n].order()) for c in order}
 
     def release(self, data_code: str, cameras: Iterable[str] | None = None) -> int:
-        """Delete captures the controller confirmed it holds: the only way anything is deleted.
+        """Delete the captures of ``data_code`` (only those of ``cameras`` if given); returns how many.
 
-        Parameters
-        ----------
-        data_code : str
-            The data code to release.
-        cameras : list of str, optional
-            Release only these cameras' captures; ``None`` releases the whole data code.
-
-        Returns
-        -------
-        int
-            How many captures were deleted.
+        Releases are the only way anything is deleted (see :meth:`release_many`).
 
         Raises
         ------
@@ -419,12 +375,7 @@ class Spool:
             If nothing is stored under ``data_code`` or a listed camera has nothing there; then
             nothing is deleted.
         """
-        validate_name(data_code, kind="data code")
-        if isinstance(cameras, (str, bytes)):
-            raise ValidationError("cameras must be a list of camera names, not a single string")
-        wanted = None if cameras is None else list(dict.fromkeys(cameras))
-        for camera in wanted or ():
-            validate_name(camera, kind="camera name")
+        wanted = release_plan({data_code: cameras})[data_code]
         with self._lock:
             self._check_open()
             cams = self._index.get(data_code)
@@ -438,26 +389,82 @@ class Spool:
                     f"No image from camera(s) {', '.join(map(repr, unknown))} is stored under the "
                     f'data code "{data_code}"; nothing was released'
                 )
-            folder = self.root / data_code
-            for camera in wanted:
-                entry = cams[camera]
-                try:
-                    # Metadata first: once it is gone the capture is gone, whatever happens next.
-                    (folder / f"{camera}{META_SUFFIX}").unlink(missing_ok=True)
-                    (folder / entry.file).unlink(missing_ok=True)
-                except BaseException:
-                    self._reload_key(data_code, camera, entry.file)
-                    raise
-                del cams[camera]
-                self._used -= entry.disk_bytes
-            if wanted:
-                fsync_dir(folder)  # once for every capture released by this call
-            if not cams:
-                del self._index[data_code]
-                if data_code not in self._inflight:
-                    self._remove_code_dir(data_code, durable=False)
-        logger.debug("spool %s: released %d captures of %s", self.root, len(wanted), data_code)
-        return len(wanted)
+            count = self._delete({data_code: wanted})
+        logger.debug("spool %s: released %d captures of %s", self.root, count, data_code)
+        return count
+
+    def release_many(self, captures: Mapping[str, Iterable[str] | None]) -> Released:
+        """Delete many captures at once, durably, with one fsync for all of them (see :mod:`.spoolrelease`).
+
+        What is not stored (released before, or never stored) is reported, not refused.
+
+        Parameters
+        ----------
+        captures : mapping of str to (list of str or None)
+            Data code -> the cameras whose captures to delete (None: all of that data code).
+
+        Returns
+        -------
+        Released
+            How many captures were deleted, and what was asked for that is not stored.
+
+        Raises
+        ------
+        ValidationError
+            If the request or a name in it is not acceptable; then nothing is deleted.
+        """
+        plan = release_plan(captures)
+        todo: dict[str, list[str]] = {}
+        missing: dict[str, list[str] | None] = {}
+        with self._lock:
+            self._check_open()
+            for code, wanted in plan.items():
+                cams = self._index.get(code)
+                if cams is None:
+                    missing[code] = wanted
+                    continue
+                names = list(cams) if wanted is None else wanted
+                absent = [c for c in names if c not in cams]
+                if absent:
+                    missing[code] = absent
+                held = [c for c in names if c in cams]
+                if held:
+                    todo[code] = held
+            count = self._delete(todo)
+        logger.debug("spool %s: released %d captures of %d data codes", self.root, count, len(todo))
+        return Released(count, missing)
+
+    def _delete(self, plan: Mapping[str, list[str]]) -> int:
+        # Lock held; every capture of ``plan`` is held. Whatever was deleted is made durable,
+        # also when a deletion fails half way.
+        deletion = Deletion(self.root)
+        try:
+            for code, cameras in plan.items():
+                cams = self._index[code]
+                for camera in cameras:
+                    entry = cams[camera]
+                    try:
+                        deletion.remove(code, camera, entry.file)
+                    except BaseException:
+                        self._reload_key(code, camera, entry.file)
+                        raise
+                    del cams[camera]
+                    self._used -= entry.disk_bytes
+                if not cams:
+                    del self._index[code]
+                    if code not in self._inflight:
+                        deletion.remove_folder(code)
+        finally:
+            self._deletions.add(deletion)  # files deleted and all made durable soon, on a thread
+        return deletion.count
+
+    def finish_deletions(self) -> None:
+        """Delete the files of the captures released so far and make that durable, now.
+
+        Otherwise done on a thread of the spool within ``deletion_sync_s``, and when it closes.
+        """
+        self._deletions.clean()
+        self._deletions.sync()
 
     def usage_bytes(self) -> int:
         """Return the bytes held by stored captures (image and metadata files)."""
@@ -465,11 +472,16 @@ class Spool:
             return self._used
 
     def close(self) -> None:
-        """Release the spool's lock; later calls raise. Stored captures stay on disk."""
+        """Make the deletions durable and release the spool's lock; later calls raise. Safe twice.
+
+        Stored captures stay on disk.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._deletions.close()
+        with self._lock:
             os.close(self._lock_fd)
         logger.info("spool %s closed", self.root)
 

@@ -7,8 +7,10 @@ module holds the pieces that describe one capture (:class:`Capture`, :class:`Ent
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import mmap
 import os
 import re
 from collections.abc import Mapping
@@ -35,8 +37,10 @@ __all__ = [
     "SpoolFull",
     "as_bytes_view",
     "check_camera_index",
+    "commit_files",
     "fsync_dir",
     "load_entry",
+    "map_image",
     "new_record",
     "write_durably",
 ]
@@ -236,3 +240,43 @@ def new_record(
     if len(probe) > MAX_META_BYTES - 1024:
         raise ValidationError(f"meta of {data_code}/{camera} is {len(probe)} bytes encoded, too large")
     return view, index, fixed, extra
+
+
+def map_image(fd: int, size: int, what: str) -> memoryview:
+    """A read-only view of the image file open as ``fd``, over a memory map; closes ``fd``.
+
+    Raises
+    ------
+    PlantImagerError
+        If the file does not hold ``size`` bytes (it was changed behind the spool's back).
+    """
+    try:
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            raise PlantImagerError(f"image of {what} is {actual} bytes on disk, expected {size}")
+        if actual == 0:
+            return memoryview(b"")
+        mapped = mmap.mmap(fd, actual, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(AttributeError, OSError):
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+    return memoryview(mapped)
+
+
+def commit_files(
+    folder: Path, camera: str, tmp_image: Path, tmp_meta: Path, file: str, *, replacing: bool
+) -> None:
+    """Give a capture's written temporary files their names in data-code ``folder``, durably.
+
+    Order: the old metadata goes first (so it can never describe the new image), then the image is
+    made durable under its final name ``file``, then the metadata that vouches for it.
+    """
+    meta_path = folder / f"{camera}{META_SUFFIX}"
+    if replacing or meta_path.exists():
+        meta_path.unlink()
+        fsync_dir(folder)
+    os.replace(tmp_image, folder / file)
+    fsync_dir(folder)
+    os.replace(tmp_meta, meta_path)
+    fsync_dir(folder)

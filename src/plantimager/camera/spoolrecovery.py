@@ -11,11 +11,13 @@ import logging
 import os
 from pathlib import Path
 
-from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.errors import PlantImagerError, ValidationError
 
-from .spoolentry import META_SUFFIX, TMP_PREFIX, Entry, fsync_dir, load_entry
+from .names import validate_name
+from .spoolentry import LOCK_NAME, META_SUFFIX, TMP_PREFIX, Entry, fsync_dir, load_entry
+from .spoolrelease import remove_empty_folder
 
-__all__ = ["checked_entry", "recover_folder"]
+__all__ = ["checked_entry", "recover_folder", "recover_spool"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +71,37 @@ def recover_folder(folder: Path, code: str) -> tuple[dict[str, Entry], bool]:
     if changed:
         fsync_dir(folder)
     return captures, has_subdirs
+
+
+def recover_spool(root: Path) -> dict[str, dict[str, Entry]]:
+    """Clean up every data-code folder of the spool ``root`` after a crash; return the complete captures.
+
+    Entries that are not data-code folders are left alone (logged); emptied folders are removed,
+    with one fsync of ``root`` for all of them.
+
+    Returns
+    -------
+    dict
+        Data code -> camera name -> entry, for the data codes that hold a complete capture.
+    """
+    index: dict[str, dict[str, Entry]] = {}
+    removed = False
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name == LOCK_NAME:
+            continue
+        try:
+            validate_name(entry.name, kind="data code")
+        except ValidationError:
+            logger.warning("spool %s: ignoring %r, not a data code", root, entry.name)
+            continue
+        if not entry.is_dir(follow_symlinks=False):
+            logger.warning("spool %s: ignoring %r, not a directory", root, entry.name)
+            continue
+        captures, has_subdirs = recover_folder(root / entry.name, entry.name)
+        if captures:
+            index[entry.name] = captures
+        elif not has_subdirs:
+            removed |= remove_empty_folder(root / entry.name)
+    if removed:
+        fsync_dir(root)
+    return index

@@ -20,7 +20,7 @@ import click
 from plantimager.camera.backend import available_backends
 from plantimager.camera.capture import DEFAULT_SETTLE_MS, MAX_SETTLE_MS
 from plantimager.camera.names import validate_name
-from plantimager.camera.node import CameraNodeServer
+from plantimager.camera.node import MAX_LATE_S, CameraNodeServer
 from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
 from plantimager.cli.options import key_options, keyring_of, parse_resolution
 from plantimager.commons import systemd
@@ -119,6 +119,13 @@ def _parse_backend_options(
     "storing (0: at once). Keeps one node's encoding from delaying another's firing on a shared host.",
 )
 @click.option(
+    "--max-late",
+    type=click.FloatRange(0, 3600),
+    default=MAX_LATE_S,
+    show_default=True,
+    help="How late, in seconds, a capture instant may be and still fire (at once); later ones are refused.",
+)
+@click.option(
     "--resolution",
     callback=parse_resolution,
     default=None,
@@ -152,6 +159,7 @@ def camera(
     allow_poweroff: bool,
     name: str | None,
     settle_ms: float,
+    max_late: float,
     resolution: tuple[int, int] | None,
     backend_options: dict[str, Any],
     insecure: bool,
@@ -201,6 +209,7 @@ def camera(
             resolution=resolution,
             backend_options=backend_options,
             settle_ms=settle_ms,
+            max_late=max_late,
             stop=stop,
             on_ready=on_ready,
             on_registered=on_registered,

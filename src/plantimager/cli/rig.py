@@ -80,6 +80,8 @@ def list_cameras(registry: str, wait: float, expect: int, watch: bool, as_json: 
             for node in the_rig.nodes():
                 if node.state != "ready":
                     console.print(f"[yellow]node {node.name} at {node.address}: {node.state} {node.error}[/]")
+                if node.clock_flag:
+                    console.print(f"[yellow]node {node.name}: {node.clock_flag}[/]")
             console.print(f"{len(cameras)} camera(s) on {len(the_rig.nodes())} node(s), registry {registry}")
         if watch:
             _watch(the_rig)
@@ -153,14 +155,17 @@ def capture(
 
 
 def _print_capture(record: CaptureRecord) -> None:
-    table = Table("camera", "file", "offset ms", "bytes", show_edge=False)
+    table = Table("camera", "file", "offset ms", "node clock ms", "bytes", show_edge=False)
     for shot in record.shots:
-        table.add_row(shot.camera, shot.file, f"{shot.offset_ms:+.3f}", str(shot.size))
+        clock = ms(shot.clock_offset_ms, signed=True) + (" !" if shot.node in record.clock_flags else "")
+        table.add_row(shot.camera, shot.file, f"{shot.offset_ms:+.3f}", clock, str(shot.size))
     console.print(table)
     console.print(
         f"capture {record.capture_no}: {len(record.shots)} image(s), skew {ms(record.skew_ms)} ms, "
         f"lead {record.lead_ms:.1f} ms, data code {record.data_code}, into {record.dataset}"
     )
+    for node, flag in sorted(record.clock_flags.items()):
+        console.print(f"[yellow]node {node}: {flag}[/]")
 
 
 @rig.command("download")
@@ -392,12 +397,15 @@ def status(
             info.get("address", ""),
             str(len(info.get("cameras", []))),
             ms(info.get("rtt_ms")),
-            ms(node_status.get("clock_offset_ms")),
+            ms(node_status.get("clock_offset_ms"), signed=True) + (" !" if info.get("clock_flag") else ""),
             f"{spool.get('usage_bytes', 0) / 1e6:.1f}" if spool else "-",
             str(spool.get("pending_captures", "-")),
             str(node_status.get("uptime_s", "-")),
         )
     console.print(table)
+    for name, info in sorted(report["nodes"].items()):
+        if info.get("clock_flag"):
+            console.print(f"[yellow]node {name}: {info['clock_flag']}[/]")
     summary = report.get("dataset")
     if summary:
         owed = sum(summary["owed"].values())

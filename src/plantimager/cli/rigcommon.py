@@ -128,6 +128,8 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=1, default=str))
 
 
-def ms(value: float | None) -> str:
-    """Format milliseconds for a table (``-`` when unknown)."""
-    return "-" if value is None else f"{value:.3f}"
+def ms(value: float | None, *, signed: bool = False) -> str:
+    """Format milliseconds for a table (``-`` when unknown; with ``signed``, ``+`` for positive values)."""
+    if value is None:
+        return "-"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"

@@ -13,6 +13,7 @@ import enum
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
+from .errors import ImageUnavailable
 from .RPC import RPCProperty, RPCSignal
 
 __all__ = ["Camera", "CameraMode", "CameraNode", "Encoding"]
@@ -233,6 +234,39 @@ class CameraNode(ABC):
     @abstractmethod
     def release(self, data_code: str, cameras: list[int] | None = None) -> int:
         """Delete stored captures the controller has safely received; returns how many."""
+
+    def release_many(self, captures: dict[str, list[int] | None]) -> dict[str, Any]:
+        """Delete many stored captures in one call; what is not stored is reported, not refused.
+
+        This default calls :meth:`release` for each data code (then camera by camera where one of
+        them is not stored); a node should do better, say with one fsync for the whole call.
+
+        Parameters
+        ----------
+        captures : dict of str to (list of int or None)
+            Data code -> the camera indices whose images to delete (None: all of that data code).
+
+        Returns
+        -------
+        dict
+            ``{"released": int, "missing": {data_code: [camera indices] or None}}``: how many images
+            were deleted, and what was asked for that is not stored (None: nothing under that code).
+        """
+        released, missing = 0, {}
+        for code, cameras in captures.items():
+            try:
+                released += self.release(code, cameras)
+                continue
+            except ImageUnavailable:
+                if cameras is None:
+                    missing[code] = None
+                    continue
+            for camera in cameras:
+                try:
+                    released += self.release(code, [camera])
+                except ImageUnavailable:
+                    missing.setdefault(code, []).append(camera)
+        return {"released": released, "missing": missing}
 
     @abstractmethod
     def pending(self) -> dict[str, list[int]]:

@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ class Dataset:
         self._captures = self._state.captures
         self._files = self._state.files
         self._apply = self._state.apply
+        self._entries: dict[int, Any] = {}  # the manifest entries of each capture, by version
         self._manifest = ManifestWriter(self.root / MANIFEST_NAME, self.manifest, self._lock)
         self.ledger: Ledger | None = None
         new_template = NameTemplate(template) if template is not None else None
@@ -151,15 +152,11 @@ class Dataset:
 
     # -- opening ---------------------------------------------------------------------------------
     def _record(self, record: dict[str, Any], *, durable: bool = True) -> None:
-        self._record_many([record], durable=durable)
-
-    def _record_many(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
-        # Lock held: the records and the state they change go together (capture numbers...).
+        # Lock held: the record and the state it changes go together (capture numbers...).
         if self.ledger is None:
             raise PlantImagerError(f"dataset {self.root} is closed")
-        self.ledger.append_many(records, durable=durable)
-        for record in records:
-            self._apply(record)
+        self.ledger.append_many([record], durable=durable)
+        self._apply(record)
 
     def _append(self, records: Sequence[dict[str, Any]], *, durable: bool = True) -> None:
         # For records of shots that only one thread changes (an image written, a release): the
@@ -305,10 +302,13 @@ class Dataset:
         with self._lock:
             return self._state.owed()
 
-    def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
-        """Write one image's file durably, without recording it yet (see :meth:`record_images`).
+    def released_held(self, node: str, held: Mapping[str, Iterable[int]]) -> list[ShotState]:
+        """Copies of the shots of ``node`` already released that it holds (data code -> camera indices)."""
+        with self._lock:
+            return self._state.released_held(node, held)
 
-        The same as :meth:`stage_image` then :meth:`finish_image`.
+    def write_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> WrittenImage:
+        """Write one image's file durably, not recorded yet: :meth:`stage_image`, :meth:`finish_image`.
 
         Parameters
         ----------
@@ -409,17 +409,9 @@ class Dataset:
         self._changed(max_age=MANIFEST_INTERVAL_S)
 
     def store_image(self, shot: ShotState, data: bytes | memoryview, info: Mapping[str, Any]) -> str:
-        """Write one image durably and record it (:meth:`write_image`, then :meth:`record_images`).
+        """Write one image durably and record it (:meth:`write_image`, :meth:`record_images`).
 
-        Returns
-        -------
-        str
-            The file name.
-
-        Raises
-        ------
-        PlantImagerError
-            If the file cannot be written or a different file has the name.
+        Returns the file name; raises :class:`PlantImagerError` as :meth:`write_image` does.
         """
         image = self.write_image(shot, data, info)
         self.record_images([image])
@@ -462,6 +454,7 @@ class Dataset:
                 created=self.created,
                 template=self.template.text,
                 captures=self._captures.values(),
+                cache=self._entries,
             )
 
     def summary(self) -> dict[str, Any]:
@@ -479,10 +472,10 @@ class Dataset:
 
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
-        """Bring the manifest up to date, close the ledger and let go of the lock. Safe to call twice."""
+        """Write the manifest up to date and durably, close the ledger, let go of the lock. Safe twice."""
         if self._lock_fd is not None and self.ledger is not None:
             with contextlib.suppress(OSError, PlantImagerError):
-                self.flush()
+                self._manifest.flush(durable=True)
         if self.ledger is not None:
             self.ledger.close()
         if self._lock_fd is not None:

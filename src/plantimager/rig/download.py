@@ -3,30 +3,32 @@
 For every image the dataset's ledger says a node still owes, the node's ``retrieve_still`` is
 called; the bytes are checked against the size and checksum the node recorded when it stored them
 (XXH3-128 when the node sent one, else SHA-256), and against the SHA-256 it reported at capture
-time. Three stages overlap, so that the network, the CPUs and the disk all work at once:
+time. Three stages overlap, so that the network, the CPUs and the disk all work at once, each a
+lane of the rig's thread pool (:mod:`.lane`), whose threads are kept from one download to the next:
 
 1. At most ``jobs`` transfer workers, one node each (a node answers one request at a time anyway),
    fetch, verify and write each image to a temporary file, and go on with the next image at once.
-2. A small pool fsyncs each temporary file and links it to its final name.
-3. One recorder thread records, in one batch, every image whose file is durable (one folder fsync,
-   one ledger write and fsync, however many images and nodes), and only then tells each node, in
-   one ``release`` call per capture on a helper thread, that it may delete them.
+2. As many fsync each temporary file and link it to its final name.
+3. One recorder records, in one batch, every image whose file is durable (one folder fsync, one
+   ledger write and fsync, however many images and nodes), and only then tells each node, in one
+   ``release_many`` call per node (whatever the captures; the node makes the deletions durable
+   with one fsync), that it may delete them (:mod:`.release`).
 
 A node that stops answering fails its remaining images at once (they stay owed for the next
-download) while the other nodes carry on.
+download) while the other nodes carry on; one stuck in a call (a capture it was taken as hung in)
+is not waited for, and one that stopped answering is pinged before its transfers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import xxhash
@@ -34,59 +36,22 @@ import xxhash
 from plantimager.commons.errors import ImageUnavailable, PlantImagerError, RigError
 
 from .dataset import Dataset, StagedImage, WrittenImage
+from .gate import TransferGate
+from .lane import Lane
 from .node import RigNode, describe_error, is_connection_error
 from .record import DownloadProgress, DownloadReport
+from .release import Releases
 from .roster import Roster
 from .shot import ShotState, shots_by_node
 
-__all__ = ["Download", "TransferGate"]
+__all__ = ["MAX_RELEASES", "Download"]
 
 logger = logging.getLogger(__name__)
 
 #: Attempts at fetching one image whose bytes do not match what the node recorded.
 _FETCH_ATTEMPTS = 2
-#: Longest wait of a transfer for a capture to finish, seconds.
-_GATE_WAIT_S = 300.0
-
-
-class TransferGate:
-    """Lets captures go first: a capture waits for the transfers in progress, none starts during one.
-
-    A node answers one request at a time, so a transfer running when a capture command arrives
-    would make that node fire late.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._transfers = 0
-        self._captures = 0
-
-    @contextlib.contextmanager
-    def transfer(self) -> Iterator[None]:
-        """Hold the gate for one transfer (waits while a capture runs)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._captures == 0, _GATE_WAIT_S)
-            self._transfers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._transfers -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def capture(self, timeout: float) -> Iterator[None]:
-        """Hold the gate for a capture: new transfers wait; those running finish first (bounded)."""
-        with self._cond:
-            self._captures += 1
-            if not self._cond.wait_for(lambda: self._transfers == 0, timeout):
-                logger.warning("a transfer is still running as a capture starts")
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._captures -= 1
-                self._cond.notify_all()
+#: Most releases sent at the same time (one node each): a release mostly waits for its node's disk.
+MAX_RELEASES = 16
 
 
 class _NodeDownError(Exception):
@@ -98,7 +63,6 @@ class _Batch:
     """The images of one capture on one node, on their way to the ledger and the node's release."""
 
     node: RigNode
-    data_code: str
     #: Images being made durable (their future gives the WrittenImage; None: failed, reported).
     writing: list[tuple[ShotState, Future[WrittenImage | None]]]
     #: Everything the node may delete once the written images are recorded.
@@ -120,6 +84,10 @@ class Download:
         How many nodes transfer at the same time.
     gate : TransferGate
         Shared with captures.
+    executor : concurrent.futures.Executor, optional
+        The thread pool the work runs on, in lanes (see :class:`~plantimager.rig.lane.Lane`):
+        the rig's own, whose threads are kept from one download to the next. A private one,
+        shut down at the end, when not given.
     progress : callable, optional
         Called with a :class:`~plantimager.rig.record.DownloadProgress` after each image is
         settled (recorded, or failed), on a worker thread.
@@ -132,6 +100,7 @@ class Download:
         *,
         jobs: int,
         gate: TransferGate,
+        executor: Executor | None = None,
         progress: Callable[[DownloadProgress], Any] | None = None,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -140,24 +109,18 @@ class Download:
         self.dataset = dataset
         self.jobs = jobs
         self.gate = gate
+        self.executor = executor
         self.progress = progress
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._done = 0
         self._total = 0
         self._files: list[str] = []
-        self._released = 0
         self._bytes = 0
         self._failures: dict[str, list[str]] = {}
-        self._syncers: ThreadPoolExecutor | None = None
-        self._releasers: ThreadPoolExecutor | None = None
+        self._syncers: Lane | None = None
+        self._releases: Releases | None = None
         self._batches: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
-        self._releases: list[Future[None]] = []
-        self._down: dict[str, str] = {}
-
-    def _pending_releases(self) -> list[Future[None]]:
-        with self._lock:
-            return list(self._releases)
 
     def run(self) -> DownloadReport:
         """Fetch, verify, write and release every owed image.
@@ -176,38 +139,23 @@ class Download:
         started = time.monotonic()
         work = shots_by_node(self.dataset.owed())
         self._total = sum(1 for shots in work.values() for s in shots if s.wanted and s.status != "received")
-        if work:
-            workers = min(self.jobs, len(work))
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rig-download")
-            self._syncers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-sync")
-            self._releasers = ThreadPoolExecutor(workers, thread_name_prefix="rig-download-release")
-            recorder = ThreadPoolExecutor(1, thread_name_prefix="rig-download-record")
-            recording = recorder.submit(self._record_batches)
+        # Nodes (re)connected since the last download: asked what they hold (see Releases.leftovers).
+        fresh = [n for n in self.roster.ready_nodes().values() if n.state == "ready" and n.take_fresh()]
+        if work or fresh:
+            own = self.executor is None
+            executor = self.executor or ThreadPoolExecutor(3 * self.jobs + MAX_RELEASES + 1, "rig-download")
             try:
-                futures = [pool.submit(self._node_task, name, shots) for name, shots in work.items()]
-                for future in futures:
-                    future.result()
-            except BaseException:
-                self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
-                raise
+                self._transfer(executor, work, fresh)
             finally:
-                pool.shutdown(wait=True)
-                self._batches.put(None)  # what was written is still recorded and released
-                try:
-                    recording.result()
-                    for future in self._pending_releases():
-                        future.result()
-                finally:
-                    recorder.shutdown(wait=True)
-                    self._syncers.shutdown(wait=True)
-                    self._releasers.shutdown(wait=True)
+                if own:
+                    executor.shutdown(wait=True)
         stale = self.dataset.flush(strict=False)
         failures = {camera: self._reason(reasons) for camera, reasons in self._failures.items()}
         owed = sum(1 for s in self.dataset.owed() if s.wanted and s.status != "received")
         report = DownloadReport(
             dataset=self.dataset.root,
             files=tuple(self._files),
-            released=self._released,
+            released=self._releases.released if self._releases is not None else 0,
             bytes=self._bytes,
             seconds=time.monotonic() - started,
             failures=failures,
@@ -224,6 +172,34 @@ class Download:
             raise error
         return report
 
+    def _transfer(self, executor: Executor, work: dict[str, list[ShotState]], fresh: list[RigNode]) -> None:
+        """The three stages, as lanes of ``executor``; returns once all is recorded and released."""
+        workers = max(1, min(self.jobs, len(work)))
+        transfers = Lane(executor, workers)
+        self._syncers = Lane(executor, workers)
+        releasing = Lane(executor, max(1, min(len(work) + len(fresh), MAX_RELEASES)))
+        releases = self._releases = Releases(self.dataset, self.gate, releasing)
+        recording = executor.submit(self._record_batches)
+        for node in fresh:
+            releases.leftovers(node)
+        futures: list[Future[None]] = []
+        try:
+            for name, shots in work.items():
+                futures.append(transfers.submit(self._node_task, name, shots))
+            for future in futures:
+                future.result()
+        except BaseException:
+            self._cancel.set()  # e.g. Ctrl-C: workers stop after their current image
+            raise
+        finally:
+            wait(futures)
+            self._batches.put(None)  # what was written is still recorded and released
+            try:
+                recording.result()
+                self.dataset.flush(strict=False)  # while the last releases are on their way
+            finally:
+                releases.wait()
+
     @staticmethod
     def _reason(reasons: list[str]) -> str:
         first = reasons[0]
@@ -233,10 +209,26 @@ class Download:
     def _node_task(self, name: str, shots: list[ShotState]) -> None:
         node = self.roster.node(name)
         down = "" if node is not None else f"node {name} is not in the rig (offline, or not registered yet)"
+        if node is not None and node.state == "unreachable":
+            down = self._still_down(node)
         for group in _by_capture(shots):
             if self._cancel.is_set():
                 return
             down = self._capture_task(node, name, group, down)
+
+    @staticmethod
+    def _still_down(node: RigNode) -> str:
+        """Why an unreachable node is still down ("" if it answers a ping now).
+
+        One stuck in a call (a capture it was taken as hung in) is not waited for at all.
+        """
+        if not node.busy:
+            try:
+                node.call("ping")
+                return ""
+            except Exception as exc:
+                return f"node {node.name}: {describe_error(exc)}"
+        return f"node {node.name} is unreachable: {node.error or 'it stopped answering'}"
 
     def _capture_task(self, node: RigNode | None, name: str, shots: list[ShotState], down: str) -> str:
         """Fetch the images of one capture on one node; returns why the node is down ("" if it is not).
@@ -251,8 +243,8 @@ class Download:
             for shot in shots:
                 if self._cancel.is_set():
                     break
-                with self._lock:
-                    down = down or self._down.get(name, "")  # a release of an earlier capture failed
+                if not down and self._releases is not None:
+                    down = self._releases.down(name)  # a release of an earlier capture failed
                 if down:
                     self._fail(shot, down)
                     continue
@@ -280,7 +272,7 @@ class Download:
                 releasable.append((shot, index))
         finally:
             if node is not None and (writing or releasable):
-                self._batches.put(_Batch(node, shots[0].data_code, writing, releasable, down))
+                self._batches.put(_Batch(node, writing, releasable, down))
         return down
 
     def _finish(self, shot: ShotState, staged: StagedImage) -> WrittenImage | None:
@@ -327,28 +319,16 @@ class Download:
                     written.append((shot, image))
         if written and not self._commit(written):
             unwritten.update(id(shot) for shot, _ in written)
+        releases: dict[str, tuple[RigNode, list[tuple[ShotState, int]]]] = {}
         for batch in batches:
+            if batch.down:
+                continue
             releasable = [(shot, i) for shot, i in batch.releasable if id(shot) not in unwritten]
-            if releasable and not batch.down:
-                self._release_soon(batch.node, batch.data_code, releasable)
-
-    def _release_soon(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
-        """Release on a helper thread, so this worker goes on with the next transfer meanwhile.
-
-        A node found down there fails its next images at once (what it still holds stays owed).
-        """
-
-        def release() -> None:
-            try:
-                self._release(node, data_code, items)
-            except _NodeDownError as exc:
-                with self._lock:
-                    self._down.setdefault(node.name, str(exc))
-
-        assert self._releasers is not None
-        future = self._releasers.submit(release)
-        with self._lock:
-            self._releases.append(future)
+            if releasable:
+                releases.setdefault(batch.node.name, (batch.node, []))[1].extend(releasable)
+        assert self._releases is not None
+        for node, items in releases.values():
+            self._releases.submit(node, items)
 
     def _fetch(self, node: RigNode, shot: ShotState, index: int) -> StagedImage | None:
         """Fetch, verify and stage one image; None if it failed (already reported)."""
@@ -435,32 +415,6 @@ class Download:
             self._fail(shot, f"{why} ({reason}), but that could not be recorded: {exc}")
             return
         self._fail(shot, f"lost: {why} ({reason})")
-
-    def _release(self, node: RigNode, data_code: str, items: list[tuple[ShotState, int]]) -> None:
-        """Tell the node it may delete these images of ``data_code`` (one call), and record that."""
-        try:
-            with self.gate.transfer():
-                node.call("release", data_code, [index for _, index in items])
-        except ImageUnavailable:
-            if len(items) > 1:  # one of them is gone already, so nothing was deleted: one by one
-                for item in items:
-                    self._release(node, data_code, [item])
-                return
-            # released before (the record of it was lost), or never stored
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise _NodeDownError(f"node {node.name}: {describe_error(exc)}") from exc
-            for shot, _ in items:
-                logger.warning("%s: release of capture %d failed: %s", shot.camera, shot.capture_no, exc)
-            return
-        try:
-            self.dataset.mark_released(*(shot for shot, _ in items))
-        except PlantImagerError as exc:  # the next download asks again; the node says they are gone
-            logger.warning(
-                "node %s released %s but that could not be recorded: %s", node.name, data_code, exc
-            )
-        with self._lock:
-            self._released += len(items)
 
     # -- reporting -------------------------------------------------------------------------------
     def _fail(self, shot: ShotState, reason: str) -> None:

@@ -12,7 +12,7 @@ from .node import RigNode, describe_error
 from .record import CameraInfo
 from .roster import Roster
 
-__all__ = ["configure_nodes", "fan_out", "select_cameras", "shutdown_nodes"]
+__all__ = ["configure_nodes", "fan_out", "node_statuses", "select_cameras", "shutdown_nodes"]
 
 
 def select_cameras(
@@ -139,3 +139,23 @@ def shutdown_nodes(roster: Roster, executor: Executor, names: Iterable[str]) -> 
         error.result = sorted(done)  # type: ignore[attr-defined]
         raise error
     return sorted(done)
+
+
+def node_statuses(roster: Roster, executor: Executor) -> dict[str, dict[str, Any]]:
+    """Each node's info (see :class:`~.record.NodeInfo`) with its ``status()``, or the ``error``.
+
+    The clock offset each node reports is noted on the way (see ``RigNode.note_clock``).
+    """
+    targets = {name: None for name in roster.ready_nodes()}
+    outcomes = fan_out(roster, executor, targets, lambda node, _: node.call("status"))
+    for node, outcome in outcomes.values():
+        if node is not None and isinstance(outcome, dict):
+            node.note_clock(outcome.get("clock_offset_ms"))
+    infos = {info.name: info.as_dict() for info in roster.nodes()}
+    for name, (_node, outcome) in outcomes.items():
+        info = infos.setdefault(name, {"name": name, "state": "gone"})
+        if isinstance(outcome, BaseException):
+            info["error"] = describe_error(outcome)
+        else:
+            info["status"] = outcome
+    return infos

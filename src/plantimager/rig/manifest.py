@@ -30,9 +30,24 @@ def _iso(seconds: float | None) -> str | None:
 
 
 def manifest_document(
-    *, session: str, created: float, template: str, captures: Iterable[CaptureState]
+    *,
+    session: str,
+    created: float,
+    template: str,
+    captures: Iterable[CaptureState],
+    cache: dict[int, tuple[int, dict[str, Any], list[dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
     """Build the manifest.
+
+    Parameters
+    ----------
+    session, created, template
+        The dataset's session id, creation time and file-name template.
+    captures : iterable of CaptureState
+        Every capture.
+    cache : dict, optional
+        Capture number -> (its ``version``, its entry, its images) from earlier calls: a capture
+        whose version did not change is not built again (the cache is updated).
 
     Returns
     -------
@@ -43,7 +58,8 @@ def manifest_document(
         ``file``, ``camera``, ``camera_name``, ``node``, ``node_id``, ``camera_index``,
         ``capture_no``, ``data_code``, ``requested_t0``, ``captured_at``, ``captured_ns``,
         ``offset_ms``, ``settings``, ``size``, ``sha256``, ``xxh3_128``: None for images stored by
-        nodes older than that checksum; ``position``, that of its capture; ``camera_model``
+        nodes older than that checksum; ``clock_offset_ms``, the node's clock offset from NTP time
+        when it captured (None when unknown); ``position``, that of its capture; ``camera_model``
         (``make``, ``model``), ``intrinsics`` and ``pose`` as the node stored them, or None when
         unknown); ``cameras`` (rig-wide camera name -> the ``camera_model``, ``intrinsics`` and
         ``pose`` of its latest image that has them). docs/photogrammetry.md describes the
@@ -51,23 +67,13 @@ def manifest_document(
     """
     entries, images = [], []
     for capture in sorted(captures, key=lambda c: c.capture_no):
-        wanted = [s for s in capture.shots.values() if s.wanted]
-        entries.append(
-            {
-                "capture_no": capture.capture_no,
-                "data_code": capture.data_code,
-                "t0": capture.t0,
-                "t0_utc": _iso(capture.t0),
-                "lead_ms": capture.lead_ms,
-                "skew_ms": capture.skew_ms,
-                "cameras": [s.camera for s in wanted],
-                "failures": {s.camera: s.reason for s in wanted if s.status == "failed"},
-                "lost": {s.camera: s.reason for s in wanted if s.status == "lost"},
-                "owed": [s.camera for s in wanted if s.status in ("sent", "stored")],
-                "position": capture.position,
-            }
-        )
-        images.extend(_image_entry(capture, s) for s in wanted if s.status in ("received", "done"))
+        known = cache.get(capture.capture_no) if cache is not None else None
+        if known is None or known[0] != capture.version:
+            known = (capture.version, *_capture_entries(capture))
+            if cache is not None:
+                cache[capture.capture_no] = known
+        entries.append(known[1])
+        images.extend(known[2])
     return {
         "format": MANIFEST_FORMAT,
         "session": session,
@@ -78,6 +84,25 @@ def manifest_document(
         "cameras": _cameras(images),
         "images": images,
     }
+
+
+def _capture_entries(capture: CaptureState) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest entry of a capture, and those of its images received."""
+    wanted = [s for s in capture.shots.values() if s.wanted]
+    entry = {
+        "capture_no": capture.capture_no,
+        "data_code": capture.data_code,
+        "t0": capture.t0,
+        "t0_utc": _iso(capture.t0),
+        "lead_ms": capture.lead_ms,
+        "skew_ms": capture.skew_ms,
+        "cameras": [s.camera for s in wanted],
+        "failures": {s.camera: s.reason for s in wanted if s.status == "failed"},
+        "lost": {s.camera: s.reason for s in wanted if s.status == "lost"},
+        "owed": [s.camera for s in wanted if s.status in ("sent", "stored")],
+        "position": capture.position,
+    }
+    return entry, [_image_entry(capture, s) for s in wanted if s.status in ("received", "done")]
 
 
 def _cameras(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -111,6 +136,7 @@ def _image_entry(capture: CaptureState, shot: ShotState) -> dict[str, Any]:
         "size": meta.get("size"),
         "sha256": meta.get("sha256"),
         "xxh3_128": meta.get("xxh3_128"),
+        "clock_offset_ms": meta.get("clock_offset_ms"),
         "position": capture.position,
         **{key: meta.get(key) for key in _GEOMETRY_KEYS},
     }

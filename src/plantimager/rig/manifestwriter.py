@@ -1,8 +1,11 @@
 """Rewriting ``manifest.json`` after every change, without making other threads wait for the disk.
 
-The manifest is derived from the ledger: a rewrite that fails (a full disk, say) is logged and
-tried again at the next change, flush or opening, and never fails the step whose record is already
-in the ledger; only :meth:`ManifestWriter.flush`, asked for explicitly, reports it.
+The manifest is derived from the ledger: it is rebuilt from it when the dataset is opened, so its
+rewrites replace it atomically (readers see the old one or the new one) but are not fsynced, and
+a rewrite that fails (a full disk, say) is logged and tried again at the next change, flush or
+opening; it never fails the step whose record is already in the ledger. Only
+:meth:`ManifestWriter.flush`, asked for explicitly, reports it, and fsyncs the manifest when asked
+to (a dataset does when it is closed).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import msgspec
 
 from plantimager.commons.errors import PlantImagerError
 
-from .storage import disk_error, write_atomically
+from .storage import disk_error, fsync_dir, sync_file, write_atomically
 
 __all__ = ["ManifestWriter"]
 
@@ -45,6 +48,7 @@ class ManifestWriter:
         self._write_lock = threading.Lock()
         self._generation = self._written = 0
         self._written_at = float("-inf")
+        self._synced = True
 
     def changed(self, max_age: float = 0.0) -> None:
         """Rewrite the manifest after a change, without making other threads wait for it.
@@ -82,15 +86,17 @@ class ManifestWriter:
                 write_atomically(
                     self.path,
                     msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
+                    durable=False,  # made again from the ledger after a crash; fsynced by flush(durable)
                 )
             except OSError as exc:
                 self._written_at = time.monotonic()
                 raise disk_error("write", self.path, exc) from exc
+            self._synced = False
             self._written = generation
             self._written_at = time.monotonic()
 
-    def flush(self, *, strict: bool = True) -> str:
-        """Return once ``manifest.json`` includes every change made so far.
+    def flush(self, *, strict: bool = True, durable: bool = False) -> str:
+        """Return once ``manifest.json`` includes every change made so far; on disk with ``durable``.
 
         With ``strict`` False, a failure is logged and returned instead of raised: for the end of
         a capture or a download, whose records are already safe in the ledger.
@@ -109,6 +115,13 @@ class ManifestWriter:
         with self._write_lock:
             try:
                 self._write_pending()
+                if durable and not self._synced:
+                    try:
+                        sync_file(self.path)
+                        fsync_dir(self.path.parent)
+                    except OSError as exc:
+                        raise disk_error("write", self.path, exc) from exc
+                    self._synced = True
             except PlantImagerError as exc:
                 if strict:
                     raise

@@ -24,7 +24,7 @@ from plantimager.commons.security import KeyRing
 
 from .dataset import UNKNOWN_RESULT_GRACE_S
 from .record import CameraInfo, NodeInfo, camera_key
-from .timing import RoundTrips
+from .timing import RoundTrips, clock_flag, clock_offset
 
 __all__ = ["CallLimits", "NodeClient", "RigNode", "describe_error", "is_connection_error"]
 
@@ -52,6 +52,12 @@ class CallLimits:
         How long a download asks for an image whose capture result never reached the rig (its
         node died or hung during the capture) before a node that does not hold it is taken as never
         having captured it.
+    straggler : int or None
+        Once some nodes have answered a capture, how long a node that has not may still take
+        before it is taken as hung (its images stay owed, and nothing waits for it any more), or
+        twice as long as the others took if that is longer; None (the default) waits for it up to
+        ``capture``. From outside, a node busy with a long capture (many cameras, a slow encoder)
+        looks like a stopped one until then: set it only where the nodes' capture times are alike.
     """
 
     connect: int = 2000
@@ -59,6 +65,7 @@ class CallLimits:
     capture: int = 60_000
     transfer: int = 30_000
     unknown_result: int = round(UNKNOWN_RESULT_GRACE_S * 1000)
+    straggler: int | None = None
 
 
 class _NodeInterface(CameraNode):
@@ -135,7 +142,9 @@ class RigNode:
     round_trips : RoundTrips
         Round trips measured so far.
     on_state : callable, optional
-        Called with ``(node, state, reason)`` when the node becomes unreachable or ready again.
+        Called with ``(node, state, reason)`` when the node becomes unreachable or ready again,
+        and with ``(node, "clock", flag)`` when its clock goes beyond the skew budget (``flag``
+        says how far) or back within it (``flag`` empty).
 
     Attributes
     ----------
@@ -147,6 +156,8 @@ class RigNode:
         Why it is unreachable.
     last_contact : float
         ``time.monotonic()`` of the last answer.
+    clock_offset_ms : float or None
+        The node's clock offset from NTP time as it last reported it, ms; None when unknown.
     """
 
     def __init__(
@@ -167,6 +178,8 @@ class RigNode:
         self.state = "ready"
         self.error = ""
         self.last_contact = time.monotonic()
+        self.clock_offset_ms: float | None = None
+        self._fresh = True
         self._cameras = list(cameras)
         self._on_state = on_state
         self._lock = threading.Lock()
@@ -209,11 +222,13 @@ class RigNode:
             cameras = client.cameras()
             if not isinstance(cameras, list) or not all(isinstance(c, dict) for c in cameras):
                 raise InterfaceError(f"cameras() returned {type(cameras).__name__}, not a list of dicts")
+            status = client.status() if client.serves("status") else {}
         except BaseException:
             client.close()
             raise
         node = cls(device, client, node_id, cameras, round_trips)
         node._reconnect = lambda: NodeClient(context, device.addr, limits, keys, device.public_key or None)
+        node.note_clock(status.get("clock_offset_ms") if isinstance(status, dict) else None)
         return node
 
     # -- calls -----------------------------------------------------------------------------------
@@ -258,6 +273,35 @@ class RigNode:
         """Whether a call is in progress."""
         with self._lock:
             return self._busy > 0
+
+    def take_fresh(self) -> bool:
+        """True the first time it is called for this connection to the node, False after.
+
+        A download asks a node it (re)connected to what it holds, once, to release again what the
+        node was told to delete but kept (after losing power).
+        """
+        with self._lock:
+            fresh, self._fresh = self._fresh, False
+        return fresh
+
+    def note_clock(self, offset_ms: object) -> None:
+        """Keep the clock offset the node reported (ms; anything but a number means unknown)."""
+        offset = clock_offset(offset_ms)
+        with self._lock:
+            before, self.clock_offset_ms = clock_flag(self.clock_offset_ms), offset
+        after = clock_flag(offset)
+        if bool(after) != bool(before):  # once when it goes wrong, once when it is right again
+            if after:
+                logger.warning("node %s: %s", self.name, after)
+            if self._on_state is not None:
+                self._on_state(self, "clock", after)
+
+    def mark_unreachable(self, reason: str) -> None:
+        """Take the node as unreachable (it stopped answering a call still running); ``reason`` says why.
+
+        The rig does not wait for it until it answers again (a health ping, or that call).
+        """
+        self._set_state("unreachable", reason)
 
     def _alive(self) -> None:
         self.last_contact = time.monotonic()
@@ -329,6 +373,8 @@ class RigNode:
             cameras=tuple(c.key for c in self.cameras()),
             rtt_ms=None if worst is None else round(worst * 1e3, 3),
             error=self.error,
+            clock_offset_ms=self.clock_offset_ms,
+            clock_flag=clock_flag(self.clock_offset_ms),
         )
 
     def preview(self, camera: int, after: int) -> tuple[int, bytes | None]:

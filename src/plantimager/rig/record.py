@@ -121,6 +121,11 @@ class NodeInfo(_AsDict):
         Worst recent round trip, milliseconds.
     error : str
         Why it is unreachable or failed.
+    clock_offset_ms : float or None
+        Its clock's offset from NTP time as it last reported it, ms (positive: ahead); None when
+        unknown.
+    clock_flag : str
+        Why its clock is a problem (off by more than the skew budget), else empty.
     """
 
     name: str
@@ -130,6 +135,8 @@ class NodeInfo(_AsDict):
     cameras: tuple[str, ...] = ()
     rtt_ms: float | None = None
     error: str = ""
+    clock_offset_ms: float | None = None
+    clock_flag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +147,8 @@ class RigEvent(_AsDict):
     ----------
     kind : str
         ``node_added``, ``node_removed``, ``node_failed``, ``node_unreachable``, ``node_ready``,
-        ``camera_added``, ``camera_removed``, ``registry_connected`` or ``registry_lost``.
+        ``node_clock`` (its clock went beyond the skew budget, or back within it; ``detail`` says
+        which), ``camera_added``, ``camera_removed``, ``registry_connected`` or ``registry_lost``.
     node : str
         The node concerned (empty for registry events).
     camera : str
@@ -182,6 +190,9 @@ class Shot(_AsDict):
         SHA-256 of the stored image (hex).
     settings : dict
         ``resolution``, ``encoding``, ``quality``, ``rotation``, ``controls`` at capture time.
+    clock_offset_ms : float or None
+        The node's clock offset from NTP time when it captured, ms (its ``captured_at`` is on that
+        clock); None when unknown.
     """
 
     camera: str
@@ -194,6 +205,7 @@ class Shot(_AsDict):
     size: int
     sha256: str
     settings: dict[str, Any] = field(default_factory=dict)
+    clock_offset_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +229,13 @@ class CaptureRecord(_AsDict):
     failures : dict of str to str
         Camera -> reason, for those that did not.
     skew_ms : float or None
-        Latest minus earliest capture time, milliseconds (None with fewer than one shot).
+        Latest minus earliest capture time, milliseconds (None with fewer than one shot), each as
+        its node's clock tells it.
+    clock_offsets_ms : dict of str to (float or None)
+        Node -> its clock's offset from NTP time when it captured, ms (None: unknown). The skew
+        is only as true as these are small.
+    clock_flags : dict of str to str
+        Node -> why its clock spoils this capture (off by more than the skew budget).
     """
 
     capture_no: int
@@ -228,6 +246,8 @@ class CaptureRecord(_AsDict):
     shots: tuple[Shot, ...]
     failures: dict[str, str]
     skew_ms: float | None
+    clock_offsets_ms: dict[str, float | None] = field(default_factory=dict)
+    clock_flags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

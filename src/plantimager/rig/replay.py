@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .shot import OWED, CaptureState, ShotState
@@ -58,6 +58,7 @@ class LedgerState:
                 self.apply_capture(record)
                 return
             capture = self.captures[int(record["capture_no"])]
+            capture.version += 1
             if kind == "captured":
                 capture.t0, capture.lead_ms = record.get("t0"), record.get("lead_ms")
                 capture.skew_ms = record.get("skew_ms")
@@ -141,3 +142,22 @@ class LedgerState:
             for shot in self.captures[no].shots.values()
             if shot.status in OWED
         ]
+
+    def released_held(self, node: str, held: Mapping[str, Iterable[int]]) -> list[ShotState]:
+        """Copies of the shots of ``node`` released already that ``held`` (data code -> indices) lists.
+
+        A node may hold again what it was told to delete if it lost power right after: its
+        deletions become durable a moment later (see :mod:`plantimager.camera.spoolrelease`).
+        """
+        out = []
+        for capture in self.captures.values():
+            indices = held.get(capture.data_code)
+            if indices is None:
+                continue
+            wanted = set(indices)
+            out.extend(
+                dataclasses.replace(shot, meta=dict(shot.meta))
+                for shot in capture.shots.values()
+                if shot.node == node and shot.status == "done" and shot.camera_index in wanted
+            )
+        return out

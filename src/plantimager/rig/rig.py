@@ -20,9 +20,10 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.security import KeyRing
 
 from .dataset import STATE_DIR, Dataset
-from .download import Download, TransferGate
-from .fanout import configure_nodes, fan_out, select_cameras, shutdown_nodes
-from .node import CallLimits, describe_error
+from .download import Download
+from .fanout import configure_nodes, node_statuses, select_cameras, shutdown_nodes
+from .gate import TransferGate
+from .node import CallLimits
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
 from .roster import Roster
 from .scan import ScanReport, run_scan
@@ -32,14 +33,14 @@ from .template import NameTemplate
 from .timing import LeadPolicy
 from .trigger import Trigger
 
-__all__ = ["DEFAULT_REGISTRY_URL", "Rig"]
+__all__ = ["DEFAULT_REGISTRY_URL", "MAX_FANOUT", "Rig"]
 
 logger = logging.getLogger(__name__)
 
 #: The registry a rig follows by default.
 DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
 #: Most calls to nodes in flight at once (threads are started as needed): a capture needs one per node.
-_MAX_FANOUT = 256
+MAX_FANOUT = 256
 
 
 class Rig:
@@ -110,7 +111,7 @@ class Rig:
         self._dataset: Dataset | None = None
         self._own_context = context is None
         self._context = context if context is not None else zmq.Context()
-        self._executor = ThreadPoolExecutor(max_workers=_MAX_FANOUT, thread_name_prefix="rig")
+        self._executor = ThreadPoolExecutor(max_workers=MAX_FANOUT, thread_name_prefix="rig")
         self._roster = Roster(
             self._context,
             registry_url,
@@ -120,7 +121,8 @@ class Rig:
             keys=keys,
         )
         self._gate = TransferGate()
-        self._trigger = Trigger(self._executor, self.lead)
+        straggler = None if self.limits.straggler is None else self.limits.straggler / 1000
+        self._trigger = Trigger(self._executor, self.lead, straggler)
         self._capture_lock = threading.Lock()
         self._dataset_lock = threading.Lock()
         self._started = self._closed = False
@@ -367,7 +369,10 @@ class Rig:
             dataset, temporary = Dataset(root), True
         try:
             jobs = jobs or self.jobs
-            return Download(self._roster, dataset, jobs=jobs, gate=self._gate, progress=progress).run()
+            download = Download(
+                self._roster, dataset, jobs=jobs, gate=self._gate, executor=self._executor, progress=progress
+            )
+            return download.run()
         finally:
             if temporary:
                 dataset.close()
@@ -471,16 +476,7 @@ class Rig:
             ``error``), ``dataset`` (:meth:`Dataset.summary`, or None without a dataset).
         """
         self._check_running()
-        infos = {info.name: info.as_dict() for info in self._roster.nodes()}
-        targets = {name: None for name in self._roster.ready_nodes()}
-        for name, (_node, outcome) in fan_out(
-            self._roster, self._executor, targets, lambda node, _: node.call("status")
-        ).items():
-            info = infos.setdefault(name, {"name": name, "state": "gone"})
-            if isinstance(outcome, BaseException):
-                info["error"] = describe_error(outcome)
-            else:
-                info["status"] = outcome
+        infos = node_statuses(self._roster, self._executor)
         summary = None
         if self._dataset is not None:
             summary = self._dataset.summary()

@@ -292,6 +292,9 @@ class Roster:
         )
         events = [RigEvent("node_added", node.name, detail=node.address, at=now)]
         events.extend(RigEvent("camera_added", node.name, cam.key, at=now) for cam in node.cameras())
+        flag = node.info().clock_flag
+        if flag:
+            events.append(RigEvent("node_clock", node.name, detail=flag, at=now))
         self._emit(events)
 
     def _probe(self, node: RigNode) -> None:
@@ -304,6 +307,10 @@ class Roster:
                 self._probing.discard(node.name)
 
     def _node_state(self, node: RigNode, state: str, reason: str) -> None:
+        if state == "clock":
+            detail = reason or "clock back within the skew budget"
+            self._emit([RigEvent("node_clock", node.name, detail=detail, at=time.monotonic())])
+            return
         kind = "node_ready" if state == "ready" else "node_unreachable"
         self._emit([RigEvent(kind, node.name, detail=reason, at=time.monotonic())])
         self._poke()

@@ -85,6 +85,8 @@ class CaptureState:
     shots: dict[str, ShotState] = field(default_factory=dict)
     #: Where the object stood (a scan position: ``scan``, ``index``, ``angle``...), None outside scans.
     position: dict[str, Any] | None = None
+    #: Bumped by every ledger record about the capture (its manifest entries are kept until then).
+    version: int = 0
 
 
 def shots_by_node(shots: Iterable[ShotState]) -> dict[str, list[ShotState]]:

@@ -150,16 +150,22 @@ def _start_writeback(fd: int) -> None:
 _SYNC_FILE_RANGE = _load_sync_file_range()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` by a file holding ``data``: temporary file, fsync, rename, directory fsync."""
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` by a file holding ``data``: temporary file, fsync, rename, directory fsync.
+
+    Without ``durable``, neither fsync: readers still see the old file or the new one, never a
+    mix, but after a power cut the file may be an older version (for a file that can be made
+    again, such as a dataset's manifest).
+    """
     tmp = path.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
     try:
-        write_durably(tmp, data)
+        write_new(tmp, data, durable=durable)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def sha256_of(path: Path) -> str:

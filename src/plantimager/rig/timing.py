@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import statistics
 import threading
 from collections.abc import Iterable, Sequence
 
-__all__ = ["LeadPolicy", "RoundTrips", "skew_ms"]
+__all__ = ["SKEW_BUDGET_MS", "LeadPolicy", "RoundTrips", "clock_flag", "clock_offset", "skew_ms"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ LATE_S = 0.0005
 MAX_EXTRA_S = 0.1
 #: Hand-over time assumed for a first capture, seconds.
 FIRST_DISPATCH_S = 0.002
+#: The skew a synchronised capture may have, ms: a node whose clock is further than this from NTP
+#: time fires that much apart from the others, whatever its timestamps say, and is flagged.
+SKEW_BUDGET_MS = 1.0
 
 
 class RoundTrips:
@@ -139,3 +143,25 @@ def skew_ms(captured_ns: Iterable[int]) -> float | None:
     if not times:
         return None
     return (max(times) - min(times)) / 1e6
+
+
+def clock_offset(value: object) -> float | None:
+    """A clock offset a node reported, in ms, or None if it reported none (or nonsense)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def clock_flag(offset_ms: float | None, budget_ms: float = SKEW_BUDGET_MS) -> str:
+    """Why a node's clock spoils its captures ("" when within ``budget_ms`` of NTP time, or unknown).
+
+    A node's capture times are on its own clock: one whose clock is ahead fires early by as much,
+    although its timestamps say it fired on time. Only the offset its time service reports shows it.
+    """
+    if offset_ms is None or abs(offset_ms) <= budget_ms:
+        return ""
+    side, effect = ("ahead of", "early") if offset_ms > 0 else ("behind", "late")
+    return (
+        f"clock {abs(offset_ms):.3f} ms {side} NTP time, more than the {budget_ms:g} ms skew budget: "
+        f"its cameras fire about that much {effect}"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any
 
 from plantimager.commons.errors import RigError
@@ -20,14 +20,17 @@ from .dataset import Dataset
 from .node import RigNode, describe_error, is_connection_error
 from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
-from .timing import LeadPolicy, skew_ms
+from .timing import LeadPolicy, clock_flag, clock_offset, skew_ms
 
-__all__ = ["FRESH_S", "Trigger"]
+__all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
 logger = logging.getLogger(__name__)
 
 #: A node silent for longer than this is pinged before a capture, seconds.
 FRESH_S = 1.0
+#: With a straggler wait, a node that has not answered a capture this many times as long as the
+#: latest answer took (and at least the straggler wait) is taken as hung.
+STRAGGLER_FACTOR = 2.0
 _SETTING_KEYS = ("resolution", "encoding", "quality", "rotation", "controls")
 
 
@@ -41,11 +44,17 @@ class Trigger:
         them all at once).
     lead : LeadPolicy
         Picks how far ahead ``t0`` lies, and learns from each capture.
+    straggler_s : float or None
+        Once some nodes answered a capture, how long a node that has not may still take (at least;
+        longer if the others took longer, see :data:`STRAGGLER_FACTOR`) before it is taken as hung,
+        seconds: its images stay owed, and it is not waited for until it answers again. None waits
+        for every node up to its own time limit.
     """
 
-    def __init__(self, executor: Executor, lead: LeadPolicy) -> None:
+    def __init__(self, executor: Executor, lead: LeadPolicy, straggler_s: float | None = None) -> None:
         self.executor = executor
         self.lead = lead
+        self.straggler_s = straggler_s
 
     def capture(
         self,
@@ -95,14 +104,22 @@ class Trigger:
         return self._fire(dataset, nodes, reasons, shots, on_instant)
 
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
-        """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can)."""
+        """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can).
+
+        A node that stopped answering a call still under way (a capture it was taken as hung in)
+        is not waited for: the rig notices when it answers again.
+        """
         now = time.monotonic()
+        reasons = {
+            name: f"unreachable: {node.error or 'it stopped answering'}"
+            for name, node in nodes.items()
+            if node.state == "unreachable" and node.busy
+        }
         pings: dict[str, Future[Any]] = {
             name: self.executor.submit(node.call, "ping")
             for name, node in nodes.items()
-            if node.state != "ready" or now - node.last_contact > FRESH_S
+            if name not in reasons and (node.state != "ready" or now - node.last_contact > FRESH_S)
         }
-        reasons = {}
         for name, future in pings.items():
             try:
                 future.result()
@@ -130,14 +147,21 @@ class Trigger:
             name: self.executor.submit(self._send, node, data_code, t0, decided)
             for name, node in live.items()
         }
+        hung = self._wait(futures, decided)
         results: dict[str, dict[str, Any]] = {}
         failures: dict[str, str] = {}
         unknown: dict[str, str] = {}
+        clocks: dict[str, float | None] = {}
         dispatch = 0.0
         for name in nodes:
             keys = [shot.camera for shot in shots if shot.node == name]
             if name in reasons:
                 failures.update(dict.fromkeys(keys, reasons[name]))
+                continue
+            if name in hung:
+                # It may have fired all the same, so its images stay owed.
+                unknown.update(dict.fromkeys(keys, hung[name]))
+                nodes[name].mark_unreachable(f"start_capture: {hung[name]}")
                 continue
             try:
                 sent_after, answer = futures[name].result()
@@ -147,8 +171,10 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
+            clocks[name] = clock_offset(answer.get("clock_offset_ms"))
+            nodes[name].note_clock(clocks[name])
             for meta in answer.get("cameras", []):
-                results[f"{name}/{meta.get('camera')}"] = meta
+                results[f"{name}/{meta.get('camera')}"] = {**meta, "clock_offset_ms": clocks[name]}
             for camera, text in (answer.get("failures") or {}).items():
                 failures[f"{name}/{camera}"] = str(text)
             for key in keys:
@@ -180,14 +206,55 @@ class Trigger:
             key=lambda shot: (shot.node, shot.camera_index),
         )
         dataset.flush(strict=False)  # the capture is in the ledger: a manifest not written is only logged
+        flags = {name: flag for name, offset in clocks.items() if (flag := clock_flag(offset))}
         record = CaptureRecord(
-            capture_no, data_code, dataset.root, t0, round(lead * 1e3, 3), tuple(taken), reported, skew
+            capture_no,
+            data_code,
+            dataset.root,
+            t0,
+            round(lead * 1e3, 3),
+            tuple(taken),
+            reported,
+            skew,
+            clock_offsets_ms=clocks,
+            clock_flags=flags,
         )
         if reported:
             error = RigError(f"capture {capture_no}: {len(reported)} camera(s) did not capture", reported)
             error.record = record  # type: ignore[attr-defined]
             raise error
         return record
+
+    def _wait(self, futures: Mapping[str, Future[Any]], sent: float) -> dict[str, str]:
+        """Wait for the nodes' answers; return name -> why, for the nodes taken as hung.
+
+        Once some nodes answered, the others get :attr:`straggler_s`, or :data:`STRAGGLER_FACTOR`
+        times as long as the latest answer took if that is longer. Their calls go on (each ends at
+        its own time limit) but nothing waits for them. Without a straggler wait, every call is
+        waited for until it ends.
+        """
+        if self.straggler_s is None:
+            wait(futures.values())
+            return {}
+        names = {future: name for name, future in futures.items()}
+        waiting = set(names)
+        latest: float | None = None
+        while waiting:
+            timeout = None
+            if latest is not None:
+                allowed = max(self.straggler_s, STRAGGLER_FACTOR * latest)
+                timeout = max(0.0, sent + allowed - time.perf_counter())
+            done, waiting = wait(waiting, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done:
+                break
+            latest = time.perf_counter() - sent
+        if not waiting:
+            return {}
+        reason = (
+            f"no answer {time.perf_counter() - sent:.1f} s after the capture was sent, while the "
+            f"other nodes answered within {latest or 0.0:.1f} s; taken as hung"
+        )
+        return {names[future]: reason for future in waiting}
 
     @staticmethod
     def _send(node: RigNode, data_code: str, t0: float, decided: float) -> tuple[float, dict[str, Any]]:
@@ -208,6 +275,7 @@ class Trigger:
             size=int(meta.get("size", 0)),
             sha256=str(meta.get("sha256", "")),
             settings={key: meta.get(key) for key in _SETTING_KEYS},
+            clock_offset_ms=meta.get("clock_offset_ms"),
         )
 
     @staticmethod

@@ -208,6 +208,39 @@ class NodeContract:
             node.retrieve_still(code, 0)
         assert code not in node.pending(), f"{code!r} is still pending after release()"
 
+    def test_release_many(self, node: Any) -> None:
+        """``release_many`` deletes what it names, across data codes, and reports what is not stored."""
+        first, _, count = self._capture(node, "many1")
+        second, _, _ = self._capture(node, "many2")
+        unknown = new_data_code("many-unknown")
+        answer = node.release_many({first: None, second: [0], unknown: [0]})
+        assert isinstance(answer, dict), f"release_many() returned {answer!r}, expected a dict"
+        assert answer.get("released") == count + 1, (
+            f"release_many() reported {answer.get('released')!r} images deleted, expected {count + 1} "
+            f"(every camera of {first!r}, camera 0 of {second!r})"
+        )
+        assert answer.get("missing") == {unknown: [0]}, (
+            f"release_many()['missing'] is {answer.get('missing')!r}, expected {{{unknown!r}: [0]}}"
+        )
+        pending = node.pending()
+        assert first not in pending, f"{first!r} is still pending after release_many(): {pending!r}"
+        left = list(range(1, count))
+        assert sorted(pending.get(second, [])) == left, (
+            f"after releasing camera 0 of {second!r}, pending() lists {pending.get(second)!r}, "
+            f"expected {left}"
+        )
+        with pytest.raises(ImageUnavailable):
+            node.retrieve_still(second, 0)
+        for camera in left:
+            assert bytes(node.retrieve_still(second, camera)[0]), f"camera {camera} of {second!r} is gone"
+        again = node.release_many({first: None})
+        assert again == {"released": 0, "missing": {first: None}}, (
+            f"releasing {first!r} a second time answered {again!r}, expected nothing deleted and "
+            f"{{{first!r}: None}} missing"
+        )
+        if left:
+            node.release(second)
+
     def test_capture_again_overwrites(self, node: Any) -> None:
         """A second capture under the same code replaces the first: one still per camera, the new one."""
         code, first, count = self._capture(node, "again")

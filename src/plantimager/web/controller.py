@@ -83,6 +83,8 @@ class WebController:
                     "healthy": state == "ready",
                     "error": node.error if node is not None else "",
                     "rtt_ms": node.rtt_ms if node is not None else None,
+                    "clock_offset_ms": node.clock_offset_ms if node is not None else None,
+                    "clock_flag": node.clock_flag if node is not None else "",
                     "preview": camera_path(cam.key, "preview.mjpg"),
                     "view": "/view/" + quote(cam.key, safe="/"),
                 }
@@ -323,7 +325,7 @@ def _setting_named(reason: str) -> str:
 
 
 def capture_result(record: CaptureRecord) -> dict[str, Any]:
-    """A capture record as the page shows it: how many cameras answered, the skew, each shot."""
+    """A capture record as the page shows it: how many answered, the skew, clocks off, each shot."""
     asked = len(record.shots) + len(record.failures)
     return {
         "capture_no": record.capture_no,
@@ -335,8 +337,16 @@ def capture_result(record: CaptureRecord) -> dict[str, Any]:
         "answered": len(record.shots),
         "asked": asked,
         "failures": dict(record.failures),
+        "clock_offsets_ms": dict(record.clock_offsets_ms),
+        "clock_flags": dict(record.clock_flags),
         "shots": [
-            {"camera": s.camera, "file": s.file, "offset_ms": round(s.offset_ms, 3), "size": s.size}
+            {
+                "camera": s.camera,
+                "file": s.file,
+                "offset_ms": round(s.offset_ms, 3),
+                "clock_offset_ms": s.clock_offset_ms,
+                "size": s.size,
+            }
             for s in record.shots
         ],
     }

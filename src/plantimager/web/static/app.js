@@ -134,8 +134,14 @@
     error.textContent = cam.error || "";
     error.hidden = !cam.error;
     $(".preview-note", card).textContent = cam.stream_url ? "waiting for frames…" : "no preview: the node runs none";
+    const offset = cam.clock_offset_ms;
+    $(".clock", card).textContent = offset == null ? "unknown" : `${offset >= 0 ? "+" : ""}${offset.toFixed(3)} ms`;
+    const clockFlag = $(".clock-flag", card);
+    clockFlag.textContent = cam.clock_flag || "";
+    clockFlag.hidden = !cam.clock_flag;
     card.dataset.state = cam.state;
     card.classList.toggle("gone", !cam.healthy);
+    card.classList.toggle("clock-off", Boolean(cam.clock_flag));
   }
 
   function size(bytes) {
@@ -318,8 +324,10 @@
     if (shownCapture && shownCapture.dataset === result.dataset && result.capture_no < shownCapture.no) return;
     shownCapture = { dataset: result.dataset, no: result.capture_no };
     const skew = result.skew_ms === null || result.skew_ms === undefined ? "–" : `${result.skew_ms.toFixed(2)} ms`;
-    box.textContent = `Capture ${result.capture_no}: ${result.answered} of ${result.asked} cameras answered, skew ${skew}`;
-    box.classList.toggle("warn", result.answered < result.asked);
+    const clocks = Object.keys(result.clock_flags || {});
+    const clockNote = clocks.length ? ` · clock off on ${clocks.join(", ")}` : "";
+    box.textContent = `Capture ${result.capture_no}: ${result.answered} of ${result.asked} cameras answered, skew ${skew}${clockNote}`;
+    box.classList.toggle("warn", result.answered < result.asked || clocks.length > 0);
     const failed = failuresText(result.failures);
     box.title = failed;
     const id = `${result.dataset} ${result.capture_no}`;
