@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.usage import held
-from plantimager.rig.rig import MAX_FANOUT
+from helpers.usage import steady_counts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,20 +26,13 @@ def test_repeated_captures_and_downloads_hold_no_more_threads_or_descriptors(
     rig = make_rig(dataset=tmp_path / "session")
     assert rig.wait_for_cameras(4, WAIT)
 
-    def rounds(count: int) -> dict[str, int]:
+    def rounds(count: int = ROUNDS) -> None:
         for _ in range(count):
             assert len(rig.capture_all().shots) == 4
             assert len(rig.download_all().files) == 4
-        counts = held()
-        assert counts.pop("fan-out threads") <= MAX_FANOUT
-        return counts
 
     rounds(3)  # the pools reach their working size
-    # Counts after N rounds and after 2N. A connection being replaced at the moment of counting
-    # (a health ping that ran out of time on a busy host) is given another N rounds: a leak grows
-    # with every block of rounds, so two blocks in a row never agree.
-    counts = [rounds(ROUNDS)]
-    while len(counts) < 4 and (len(counts) < 2 or counts[-1] != counts[-2]):
-        counts.append(rounds(ROUNDS))
+    # Counts after each block of rounds, until two in a row agree (see steady_counts).
+    counts = steady_counts(rounds)
     assert counts[-1] == counts[-2], f"counts after each block of {ROUNDS} rounds: {counts}"
     assert pending_of(nodes) == {"l1": {}, "l2": {}, "l3": {}}
