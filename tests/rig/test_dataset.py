@@ -213,6 +213,29 @@ def test_the_manifest_follows_changes_to_older_captures(tmp_path):
     assert after["captures"][1] == before["captures"][1]
 
 
+def test_the_manifest_file_holds_the_document_one_entry_per_line_and_the_latest_known_geometry(tmp_path):
+    pinhole = {"fx": 100.0, "fy": 100.0, "cx": 32.0, "cy": 24.0, "width": 64, "height": 48}
+    turned = {"rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "translation": [0, 0, 1]}
+    with Dataset(tmp_path / "ds") as dataset:
+        first, second, third = (dataset.begin_capture(PLANS[:2]) for _ in range(3))
+        dataset.store_image(first[0], b"a", meta_of(b"a", intrinsics=pinhole))
+        dataset.store_image(first[1], b"b", meta_of(b"b"))  # nothing known about cam1 yet
+        dataset.store_image(second[0], b"c", meta_of(b"c"))  # a later image without geometry
+        dataset.store_image(third[1], b"d", meta_of(b"d", pose=turned))
+        dataset.store_image(second[1], b"e", meta_of(b"e"))  # an older capture changes
+        dataset.flush()
+        text = (tmp_path / "ds" / "manifest.json").read_text()
+        expected = dataset.manifest()
+    written = json.loads(text)
+    assert {**written, "updated": None} == {**expected, "updated": None}
+    assert written["cameras"]["n1/cam0"]["intrinsics"] == pinhole  # not forgotten for a later image
+    assert written["cameras"]["n1/cam1"]["pose"] == turned
+    assert len(written["images"]) == 5
+    # One capture, one camera, one image per line.
+    assert sum(line.lstrip().startswith('{"file":') for line in text.splitlines()) == 5
+    assert sum(line.lstrip().startswith('{"capture_no":') for line in text.splitlines()) == 3
+
+
 def test_sessions_are_remembered_under_the_captures_folder(tmp_path):
     assert current_session(tmp_path) is None
     first = session_folder(tmp_path)

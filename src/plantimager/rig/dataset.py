@@ -33,7 +33,7 @@ from typing import Any
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
 from .ledger import Ledger
-from .manifest import MANIFEST_NAME, manifest_document
+from .manifest import MANIFEST_NAME, CaptureParts, manifest_bytes, manifest_document
 from .manifestwriter import ManifestWriter
 from .replay import LedgerState
 from .session import load_session, prepare_folder
@@ -119,8 +119,10 @@ class Dataset:
         self._captures = self._state.captures
         self._files = self._state.files
         self._apply = self._state.apply
-        self._entries: dict[int, Any] = {}  # the manifest entries of each capture, by version
-        self._manifest = ManifestWriter(self.root / MANIFEST_NAME, self.manifest, self._lock)
+        self._entries: dict[int, CaptureParts] = {}  # the manifest entries of each capture, by version
+        self._manifest = ManifestWriter(
+            self.root / MANIFEST_NAME, lambda: manifest_bytes(**self._manifest_sources()), self._lock
+        )
         self.ledger: Ledger | None = None
         new_template = NameTemplate(template) if template is not None else None
         if readonly:
@@ -449,13 +451,17 @@ class Dataset:
     def manifest(self) -> dict[str, Any]:
         """The content of ``manifest.json`` (see :func:`~plantimager.rig.manifest.manifest_document`)."""
         with self._lock:
-            return manifest_document(
-                session=self.session_id,
-                created=self.created,
-                template=self.template.text,
-                captures=self._captures.values(),
-                cache=self._entries,
-            )
+            return manifest_document(**self._manifest_sources())
+
+    def _manifest_sources(self) -> dict[str, Any]:
+        # Lock held. What the manifest is built from; manifest_bytes takes the same.
+        return {
+            "session": self.session_id,
+            "created": self.created,
+            "template": self.template.text,
+            "captures": self._captures.values(),
+            "cache": self._entries,
+        }
 
     def summary(self) -> dict[str, Any]:
         """Counts for a status display: captures, images received, images owed per camera, lost."""

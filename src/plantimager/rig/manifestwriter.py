@@ -15,9 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import msgspec
 
 from plantimager.commons.errors import PlantImagerError
 
@@ -35,15 +32,15 @@ class ManifestWriter:
     ----------
     path : pathlib.Path
         The manifest file.
-    document : callable
-        Returns the current document; called with ``lock`` held.
+    render : callable
+        Returns the current document, encoded; called with ``lock`` held.
     lock : threading.RLock
         The lock that guards what the document is built from.
     """
 
-    def __init__(self, path: Path, document: Callable[[], dict[str, Any]], lock: threading.RLock) -> None:
+    def __init__(self, path: Path, render: Callable[[], bytes], lock: threading.RLock) -> None:
         self.path = path
-        self._document = document
+        self._render = render
         self._lock = lock
         self._write_lock = threading.Lock()
         self._generation = self._written = 0
@@ -81,11 +78,11 @@ class ManifestWriter:
             with self._lock:
                 if self._written == self._generation:
                     return
-                generation, document = self._generation, self._document()
+                generation, data = self._generation, self._render()
             try:
                 write_atomically(
                     self.path,
-                    msgspec.json.format(msgspec.json.encode(document), indent=1) + b"\n",
+                    data,
                     durable=False,  # made again from the ledger after a crash; fsynced by flush(durable)
                 )
             except OSError as exc:
