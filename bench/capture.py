@@ -26,7 +26,9 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    them durably must do); and (d) that durable save alone, with no transfer (what the disk
    takes). Targets: at most 1.3x the durable floor (c) for the 0.5 MB images, 1.1x for the 3 MB
    ones.
-   The cost of each step of a download, measured alone on one image, is printed below the table.
+   The cost of each step of a download, measured alone on one image, is printed below the table,
+   and so is the CPU time this process spends per download, ours beside the floors': on a
+   machine with few CPUs shared with every node, that is what sets the small images' figure.
 
 On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
 rounds use 64x64 images (``--skew-resolution``) so that the CPU a node spends after firing stays
@@ -366,6 +368,10 @@ def _ours(rig: Rig, skews: list[float], leads: list[float], clocks: list[float |
     clocks.extend(record.clock_offsets_ms.values())
 
 
+#: The downloading process's CPU time per download (median), ours and the floors', per rig.
+CPU_LINES: list[str] = []
+
+
 def clock_lines() -> list[str]:
     """What the nodes said of their clocks with the captures of the skew rounds, per rig size."""
     lines = []
@@ -420,10 +426,12 @@ def bench_download(
     save = folder / "raw-save"
     save.mkdir()
     names = list(series)
+    cpu: dict[str, list[float]] = {name: [] for name in names}  # this process's CPU seconds
     try:
         for round_no in range(downloads):
             shift = round_no % len(names)
             for name in names[shift:] + names[:shift]:
+                cpu_started = time.process_time()
                 if name == "ours":
                     rig.capture_all()  # not timed
                     started = time.perf_counter()
@@ -444,12 +452,19 @@ def bench_download(
                         durable=name == "raw+durable",
                     )
                     series[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - cpu_started)
     finally:
         for pool in sockets.values():
             while not pool.empty():
                 pool.get().close()
     total = statistics.median(sizes)
     raw_total = sum(len(p) for p in payloads)
+    CPU_LINES.append(
+        f"- {len(payloads)} x {total / len(payloads) / MB:.2f} MB: download_all "
+        f"{statistics.median(cpu['ours']) * 1e3:.1f} ms, (c) raw pyzmq kept durably "
+        f"{statistics.median(cpu['raw+durable']) * 1e3:.1f} ms, (a) raw pyzmq "
+        f"{statistics.median(cpu['raw']) * 1e3:.1f} ms"
+    )
     ours = series["ours"]
     mine = statistics.median(ours)
     label = f"download one capture, {len(payloads)} x {total / len(payloads) / MB:.2f} MB (ms, median / p90)"
@@ -592,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ["measure", "ours", "floor (same run)", "ours / floor", "target"]
     print(markdown_table(header, rows))
     print("\n" + "\n".join(clock_lines()))
+    print("\nCPU time of the downloading process per download (median; both CPUs counted):\n")
+    print("\n".join(CPU_LINES))
     print("\nCost of each step of a download, measured alone on one image (ms, median of 20):\n")
     print(markdown_table(["step", "ms"], steps))
     return 0
