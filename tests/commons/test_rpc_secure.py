@@ -8,6 +8,7 @@ import socket
 import threading
 
 import pytest
+import zmq
 
 from helpers.keys import RigKeys
 from helpers.proxy import RecordingProxy
@@ -189,3 +190,17 @@ def test_the_servers_of_a_context_share_one_guard_which_stops_with_the_last(ctx,
         with serving(again), connect(ctx, again, keys.controller) as client:
             assert client.echo("again") == "Echo: again"
     assert monitor_threads() == before
+
+
+def test_a_zap_handler_of_someone_else_in_the_context_is_reported(ctx, keys):
+    foreign = ctx.socket(zmq.REP)
+    foreign.linger = 0
+    foreign.bind("inproc://zeromq.zap.01")  # what another library's ZAP handler binds
+    try:
+        with pytest.raises(RuntimeError, match="another ZAP handler runs in this ZeroMQ context"):
+            ThermostatServer(ctx, keys=keys.node("one"))
+    finally:
+        foreign.close()
+    server = ThermostatServer(ctx, keys=keys.node("one"))  # once it is gone, the guard starts
+    with serving(server), connect(ctx, server, keys.controller) as client:
+        assert client.add(1) == 11

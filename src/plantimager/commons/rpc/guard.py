@@ -17,6 +17,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -43,6 +44,9 @@ _WATCHED = (
 _TICK_MS = 1000
 #: Monitor events queued for the monitor thread at most (a flood of connections must not be lost).
 _MONITOR_BACKLOG = 100_000
+#: How long a new guard waits for the ZAP endpoint of one stopped just before to be freed.
+_ZAP_FREED_S = 2.0
+_ZAP_RETRY_S = 0.005
 
 
 class _Domain:
@@ -88,19 +92,33 @@ class Guard:
         self.context = context
         self.log = RefusalLog()
         self.users = 0
-        self.authenticator = _Authenticator(context, log=logging.getLogger("zmq.auth"))
-        try:
-            self.authenticator.start()
-        except zmq.ZMQError as exc:
-            self.authenticator.stop()
-            raise RuntimeError(
-                f"cannot check CURVE keys: another ZAP handler runs in this ZeroMQ context ({exc})"
-            ) from None
+        self.authenticator = self._start_authenticator(context)
         self._incoming: queue.SimpleQueue[tuple[zmq.Socket, HandshakeEvents]] = queue.SimpleQueue()
         self._waker = Waker(context)
         self._stopping = False
         self._thread = threading.Thread(target=self._watch, name="zmq-handshake-monitor", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _start_authenticator(context: zmq.Context) -> _Authenticator:
+        """Bind the context's ZAP endpoint, waiting a little for a guard stopped just before.
+
+        ZeroMQ closes sockets in its own reaper thread, so the endpoint of a guard stopped a moment
+        ago may still be bound; a ZAP handler of someone else's stays bound, and is reported.
+        """
+        deadline = time.monotonic() + _ZAP_FREED_S
+        while True:
+            authenticator = _Authenticator(context, log=logging.getLogger("zmq.auth"))
+            try:
+                authenticator.start()
+                return authenticator
+            except zmq.ZMQError as exc:
+                authenticator.stop()
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"cannot check CURVE keys: another ZAP handler runs in this ZeroMQ context ({exc})"
+                    ) from None
+            time.sleep(_ZAP_RETRY_S)
 
     @classmethod
     def acquire(cls, context: zmq.Context) -> Guard:
