@@ -106,16 +106,26 @@ def image(file: str, camera: str = "n1/cam0", capture_no: int = 1, **fields) -> 
     } | fields
 
 
+#: The pose of the posed camera of :func:`two_cameras`.
+ROTATION, TRANSLATION = camera_pose(30.0, 20.0)
+
+
+def two_cameras(known: dict) -> list[dict]:
+    """Two images of a posed camera with ``known`` intrinsics (two turntable angles), one of another."""
+    pose = {"R": ROTATION.tolist(), "t": TRANSLATION.tolist()}
+    return [
+        image("a/1.jpg", intrinsics=known, pose=pose, position={"angle": 90.0}),
+        image("a/2.jpg", capture_no=2, intrinsics=known, pose=pose, position={"angle": 180.0}),
+        image("b/1.jpg", camera="n2/cam0"),
+    ]
+
+
 def test_cameras_are_grouped_by_intrinsics_and_unknown_ones_get_colmaps_prior(tmp_path):
     known = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
-    rotation, translation = camera_pose(30.0, 20.0)
-    pose = {"R": rotation.tolist(), "t": translation.tolist()}
     root = write_dataset(
         tmp_path / "d",
         [
-            image("a/1.jpg", intrinsics=known, pose=pose, position={"angle": 90.0}),
-            image("a/2.jpg", capture_no=2, intrinsics=known, pose=pose, position={"angle": 180.0}),
-            image("b/1.jpg", camera="n2/cam0"),
+            *two_cameras(known),
             image("gone.jpg", camera="n2/cam0", capture_no=2, on_disk=False),
             image("raw.dng", camera="n2/cam0", capture_no=3),
         ],
@@ -131,7 +141,7 @@ def test_cameras_are_grouped_by_intrinsics_and_unknown_ones_get_colmaps_prior(tm
     assert set(model.skipped) == {"gone.jpg", "raw.dng"} and "missing" in model.skipped["gone.jpg"]
     # The table turned the object: in its frame the camera stands turned the other way.
     first = model.images[0]
-    np.testing.assert_allclose(first.pose[0], rotation @ turn(90.0))
+    np.testing.assert_allclose(first.pose[0], ROTATION @ turn(90.0))
 
     result = export_colmap(root, tmp_path / "out")
     text = (tmp_path / "out" / "images.txt").read_text()
@@ -275,16 +285,7 @@ def aliceVision_pose(pose: dict) -> tuple[np.ndarray, np.ndarray]:
 def test_the_meshroom_export_holds_views_intrinsics_poses_and_the_sensor_database(tmp_path):
     known = {**intrinsics((64, 48)), "model": "PINHOLE", "width": 64, "height": 48}
     known["sensor_mm"] = [6.4, 4.8]
-    rotation, translation = camera_pose(30.0, 20.0)
-    pose = {"R": rotation.tolist(), "t": translation.tolist()}
-    root = write_dataset(
-        tmp_path / "d",
-        [
-            image("a/1.jpg", intrinsics=known, pose=pose, position={"angle": 90.0}),
-            image("a/2.jpg", capture_no=2, intrinsics=known, pose=pose, position={"angle": 180.0}),
-            image("b/1.jpg", camera="n2/cam0"),
-        ],
-    )
+    root = write_dataset(tmp_path / "d", two_cameras(known))
     manifest = json.loads((root / "manifest.json").read_text())
     manifest["cameras"] = {
         "n1/cam0": {"camera_model": {"make": "RaspberryPi", "model": "imx477"}, "intrinsics": known},
@@ -321,8 +322,8 @@ def test_the_meshroom_export_holds_views_intrinsics_poses_and_the_sensor_databas
     assert set(poses) == {views["a/1.jpg"]["poseId"], views["a/2.jpg"]["poseId"]}
     for name, angle in (("a/1.jpg", 90.0), ("a/2.jpg", 180.0)):
         found, centre = aliceVision_pose(poses[views[name]["poseId"]])
-        np.testing.assert_allclose(found, rotation @ turn(angle), atol=1e-12)
-        np.testing.assert_allclose(centre, -(rotation @ turn(angle)).T @ translation, atol=1e-12)
+        np.testing.assert_allclose(found, ROTATION @ turn(angle), atol=1e-12)
+        np.testing.assert_allclose(centre, -(ROTATION @ turn(angle)).T @ TRANSLATION, atol=1e-12)
         assert poses[views[name]["poseId"]]["pose"]["locked"] == "1"
     # Only the camera whose sensor is known goes into the sensor database.
     assert (root / "meshroom" / "sensor_db.txt").read_text() == "RaspberryPi;imx477;6.4;plantimager\n"

@@ -39,6 +39,7 @@ __all__ = [
     "ColmapModel",
     "colmap_model",
     "export_colmap",
+    "export_model",
     "write_export",
 ]
 
@@ -304,6 +305,24 @@ def _images_txt(model: ColmapModel) -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_model(
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
+    calibration: Calibration | None,
+    default: str,
+) -> tuple[ColmapModel, Path]:
+    """The model of a dataset to export, and the folder to write it to (``<dataset>/<default>``).
+
+    Raises :class:`ValidationError` if the dataset is not one or holds no image to export.
+    """
+    model = colmap_model(dataset, calibration)
+    if not model.images:
+        raise ValidationError(f"{model.root} holds no image to export")
+    folder = Path(out) if out is not None else model.root / default
+    folder.mkdir(parents=True, exist_ok=True)
+    return model, folder
+
+
 def write_export(folder: Path, texts: dict[str, str], calibration: dict[str, Any] | None) -> None:
     """Write an export's files to ``folder``, each replaced whole, and the calibration in force.
 
@@ -343,11 +362,7 @@ def export_colmap(
     ValidationError
         If the dataset is not one, or holds no image COLMAP can read.
     """
-    model = colmap_model(dataset, calibration)
-    if not model.images:
-        raise ValidationError(f"{model.root} holds no image to export")
-    folder = Path(out) if out is not None else model.root / "colmap"
-    folder.mkdir(parents=True, exist_ok=True)
+    model, folder = export_model(dataset, out, calibration, "colmap")
     texts = {
         "cameras.txt": _cameras_txt(model),
         "images.txt": _images_txt(model),

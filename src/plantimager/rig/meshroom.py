@@ -31,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from plantimager.commons.errors import ValidationError
-
 from .calibration import Calibration
-from .colmap import ColmapCamera, ColmapModel, colmap_model, write_export
+from .colmap import ColmapCamera, ColmapModel, export_model, write_export
 from .geometry import camera_centre
 from .manifest import load_manifest
 
@@ -207,12 +205,8 @@ def export_meshroom(
     ValidationError
         If the dataset is not one, or holds no image Meshroom can read.
     """
-    model = colmap_model(dataset, calibration)
-    if not model.images:
-        raise ValidationError(f"{model.root} holds no image to export")
+    model, folder = export_model(dataset, out, calibration, "meshroom")
     records = _camera_records(model.root)
-    folder = Path(out) if out is not None else model.root / "meshroom"
-    folder.mkdir(parents=True, exist_ok=True)
     sensors = _sensors(model, records)
     texts = {
         "cameraInit.sfm": json.dumps(_sfm_data(model, records), indent=4) + "\n",
