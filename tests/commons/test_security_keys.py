@@ -96,6 +96,16 @@ def test_a_secret_key_readable_by_others_is_refused(tmp_path):
         KeyRing(tmp_path / "nothing")
 
 
+def test_a_broken_secret_key_is_refused_without_repeating_it(tmp_path):
+    ring = KeyRing.init(tmp_path / "host")
+    secret_file = ring.folder / "host.key_secret"
+    broken = ring.secret_key.decode()[:-1] + "~"  # '~' is not in the Z85 alphabet
+    secret_file.write_text(secret_file.read_text().replace(ring.secret_key.decode(), broken))
+    with pytest.raises(ValidationError, match="a secret key is 40 characters of Z85 text") as caught:
+        KeyRing(ring.folder)
+    assert ring.secret_key.decode()[:20] not in str(caught.value)
+
+
 def test_a_broken_trusted_file_is_skipped_and_the_rest_still_counts(tmp_path, caplog):
     ring = KeyRing.init(tmp_path / "host")
     (ring.folder / "trusted" / "operator" / "broken.key").write_text('curve\n    public-key = "short"\n')

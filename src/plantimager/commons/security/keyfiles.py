@@ -68,12 +68,16 @@ def check_key(text: str | bytes, what: str = "public key") -> bytes:
     """
     value = text.decode("ascii", "replace") if isinstance(text, bytes) else str(text)
     value = value.strip()
+    secret = "secret" in what  # a secret, even a broken one, is never repeated in a message
     if not _Z85.fullmatch(value):
-        shown = value if len(value) <= 48 else value[:45] + "..."
-        raise ValidationError(f"a {what} is 40 characters of Z85 text, got {shown!r}")
+        if secret:
+            shown = f"{len(value)} characters, not all of them Z85"
+        else:
+            shown = repr(value if len(value) <= 48 else value[:45] + "...")
+        raise ValidationError(f"a {what} is 40 characters of Z85 text, got {shown}")
     raw = z85.decode(value.encode("ascii"))
     if len(raw) != 32:  # pragma: no cover - 40 Z85 characters always decode to 32 bytes
-        raise ValidationError(f"the {what} {value!r} does not decode to 32 bytes")
+        raise ValidationError(f"the {what} does not decode to 32 bytes")
     return value.encode("ascii")
 
 
