@@ -46,7 +46,7 @@ def rig_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             envvar="PLANTIMAGER_REGISTRY",
             metavar="URL",
-            help="Device registry the cameras register with (env PLANTIMAGER_REGISTRY).",
+            help="Device registry the cameras and turntables register with (env PLANTIMAGER_REGISTRY).",
         ),
         click.option(
             "--wait",

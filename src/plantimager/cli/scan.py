@@ -14,30 +14,22 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plantimager.cli.options import key_options, keyring_of
+from plantimager.cli.rigcommon import EXIT_PARTIAL, console, dataset_options, open_rig, rig_options
 from plantimager.commons.errors import PlantImagerError, RigError
-from plantimager.rig import DEFAULT_REGISTRY_URL, Rig
 from plantimager.rig.scan import ScanProgress
 from plantimager.rig.scanplan import MAX_POSITIONS
-from plantimager.rig.session import DEFAULT_CAPTURES, session_folder
+from plantimager.rig.session import session_folder
 
 __all__ = ["EXIT_PARTIAL", "scan"]
 
 logger = logging.getLogger(__name__)
-
-#: Exit status when cameras failed at a position.
-EXIT_PARTIAL = 3
-
-_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def _parse_angles(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[float] | None:
@@ -50,39 +42,8 @@ def _parse_angles(_ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 @click.command("scan")
-@click.option(
-    "--registry",
-    default=DEFAULT_REGISTRY_URL,
-    show_default=True,
-    envvar="PLANTIMAGER_REGISTRY",
-    metavar="URL",
-    help="Device registry of the cameras and the turntable (env PLANTIMAGER_REGISTRY).",
-)
-@click.option(
-    "--wait",
-    type=click.FloatRange(0.1, 600),
-    default=3.0,
-    show_default=True,
-    help="Seconds to wait for the registry and the cameras to answer.",
-)
-@click.option(
-    "--expect", type=click.IntRange(0), default=0, help="Wait (up to --wait) for this many cameras."
-)
-@click.option(
-    "--dataset",
-    type=click.Path(path_type=Path),
-    envvar="PLANTIMAGER_DATASET",
-    default=None,
-    help="The session folder (default: the current session under --captures).",
-)
-@click.option(
-    "--captures",
-    type=click.Path(path_type=Path),
-    envvar="PLANTIMAGER_CAPTURES",
-    default=DEFAULT_CAPTURES,
-    show_default=True,
-    help="Folder holding one folder per session.",
-)
+@rig_options
+@dataset_options
 @click.option("--new-session", is_flag=True, help="Start a new session folder under --captures.")
 @click.option(
     "--positions",
@@ -96,7 +57,6 @@ def _parse_angles(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.option("--turntable", default=None, help="Turntable name in the registry (default: the only one).")
 @click.option("--new", "new_scan", is_flag=True, help="Start a new scan even if the last one had this plan.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scan report as JSON.")
-@key_options()
 def scan(
     registry: str,
     wait: float,
@@ -130,7 +90,7 @@ def scan(
         stop.set()
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    progress = Progress(*columns, console=_console, disable=as_json)
+    progress = Progress(*columns, console=console, disable=as_json)
     where = progress.add_task("positions", total=None)
     images = progress.add_task("images downloaded", total=None)
     fetched = [0]
@@ -151,13 +111,7 @@ def scan(
     report = None
     previous = signal.signal(signal.SIGINT, on_signal)
     try:
-        with Rig(registry, dataset=folder, keys=keyring_of()) as the_rig:
-            if not the_rig.wait_ready(wait) and not the_rig.connected:
-                raise click.ClickException(f"the registry at {registry} did not answer within {wait:g} s")
-            if expect and not the_rig.wait_for_cameras(expect, wait):
-                raise click.ClickException(
-                    f"only {len(the_rig.cameras())} of {expect} cameras after {wait:g} s"
-                )
+        with open_rig(registry, wait, expect, dataset=folder) as the_rig:
             progress.update(images, total=len(the_rig.cameras()) * (len(angles) if angles else positions))
             with progress:
                 try:
@@ -180,11 +134,11 @@ def scan(
             click.echo(json.dumps(report.as_dict(), indent=1, default=str))
         else:
             done = "complete" if report.complete else "not complete"
-            _console.print(
+            console.print(
                 f"scan {report.scan} of {len(report.angles)} position(s) {done}: "
                 f"{len(report.captured)} taken now, {len(report.already)} before, "
                 f"{fetched[0]} image(s) downloaded, into {folder}"
             )
     if failed is not None:
-        _console.print(f"[bold red]{failed}[/]")
+        console.print(f"[bold red]{failed}[/]")
         raise click.exceptions.Exit(EXIT_PARTIAL)

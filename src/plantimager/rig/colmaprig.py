@@ -56,7 +56,12 @@ class RigLayout:
 
     def prefix(self, camera_id: int) -> str:
         """The prefix of the names of camera ``camera_id``'s images."""
-        return f"c{camera_id:03d}/"
+        return _prefix(camera_id)
+
+
+def _prefix(camera_id: int) -> str:
+    """The folder of camera ``camera_id``'s images in the layout (what the rig config names)."""
+    return f"c{camera_id:03d}/"
 
 
 def _place(source: Path, target: Path) -> None:
@@ -87,7 +92,7 @@ def rig_layout(model: ColmapModel, folder: Path) -> RigLayout:
         else:
             frame = f"image{image.image_id:06d}"
         suffix = PurePosixPath(image.name).suffix.lower()
-        name = f"c{image.camera_id:03d}/{frame}{suffix}"
+        name = f"{_prefix(image.camera_id)}{frame}{suffix}"
         _place(model.root / image.name, folder / name)
         names[name] = image.name
         cameras.setdefault(image.camera_id, []).append(name)

@@ -24,7 +24,15 @@ from .download import Download
 from .fanout import configure_nodes, node_statuses, select_cameras, shutdown_nodes
 from .gate import TransferGate
 from .node import CallLimits
-from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport, NodeInfo, RigEvent
+from .record import (
+    CameraInfo,
+    CaptureRecord,
+    DownloadProgress,
+    DownloadReport,
+    NodeInfo,
+    RigEvent,
+    split_camera_key,
+)
 from .roster import Roster
 from .scan import ScanReport, run_scan
 from .session import prepare_folder
@@ -213,11 +221,12 @@ class Rig:
         PlantImagerError, zmq.ZMQError
             If its node does not answer or serves no preview frames.
         """
-        found = next((c for c in self._roster.cameras() if c.key == camera), None)
-        node = self._roster.node(found.node) if found is not None else None
-        if found is None or node is None:
+        node_name, camera_name = split_camera_key(camera)
+        node = self._roster.node(node_name) if camera_name else None
+        index = node.index_of(camera_name) if node is not None else None
+        if node is None or index is None:
             raise ValidationError(f"the rig has no camera {camera[:100]!r}")
-        return node.preview(found.index, after)
+        return node.preview(index, after)
 
     def wait_for_cameras(self, count: int, timeout: float) -> bool:
         """Wait until the rig has at least ``count`` cameras; False on timeout."""

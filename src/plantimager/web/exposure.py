@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from plantimager.commons.errors import ValidationError
 from plantimager.commons.security import is_loopback
+from plantimager.commons.security.exposure import guard_exposure
 
 __all__ = ["check_exposure", "is_loopback"]
 
@@ -36,16 +36,16 @@ def check_exposure(host: str, *, authenticated: bool, insecure: bool = False) ->
         If ``host`` is not a loopback address, the page has no accounts and ``insecure`` is false;
         the message says how to add an account.
     """
-    if authenticated or is_loopback(host):
-        return
-    if not insecure:
-        raise ValidationError(
-            f"refusing to serve the page on {host or '0.0.0.0'} without a login: anyone who can reach "
-            "it could capture, download and shut the cameras down. Add an account with "
-            "`plantimager web --set-password NAME --role operator`, or log in by a printed link with "
-            "--token, or serve on 127.0.0.1, or give --insecure if this network is trusted"
-        )
-    logger.warning(
-        "serving the page on %s WITHOUT a login (--insecure): anyone who can reach it can drive the rig",
-        host or "0.0.0.0",
+    where = host or "0.0.0.0"
+    guard_exposure(
+        host,
+        protected=authenticated,
+        insecure=insecure,
+        refusal=f"refusing to serve the page on {where} without a login: anyone who can reach it could "
+        "capture, download and shut the cameras down. Add an account with "
+        "`plantimager web --set-password NAME --role operator`, or log in by a printed link with "
+        "--token, or serve on 127.0.0.1, or give --insecure if this network is trusted",
+        warning=f"serving the page on {where} WITHOUT a login (--insecure): anyone who can reach it can "
+        "drive the rig",
+        log=logger,
     )

@@ -145,11 +145,16 @@ class HandshakeEvents:
             self._successes += 1
 
 
+#: libzmq's handshake error codes, by value (looked up for every failed handshake a peer causes).
+_ERROR_NAMES = {
+    getattr(zmq, name): name.removeprefix("PROTOCOL_ERROR_").lower()
+    for name in dir(zmq)
+    if name.startswith("PROTOCOL_ERROR_")
+}
+
+
 def _error_name(value: int) -> str:
-    for name in dir(zmq):
-        if name.startswith("PROTOCOL_ERROR_") and getattr(zmq, name) == value:
-            return name.removeprefix("PROTOCOL_ERROR_").lower()
-    return hex(value)
+    return _ERROR_NAMES.get(value, hex(value))
 
 
 def _errno_text(value: int) -> str:

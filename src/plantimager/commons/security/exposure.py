@@ -13,7 +13,7 @@ import logging
 
 from ..errors import ValidationError
 
-__all__ = ["bind_host", "check_exposure", "is_loopback"]
+__all__ = ["bind_host", "check_exposure", "guard_exposure", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +59,29 @@ def check_exposure(address: str, *, secured: bool, insecure: bool = False, what:
         If the host is not a loopback address, there are no keys and ``insecure`` is false; the
         message says how to get keys.
     """
-    host = bind_host(address)
-    if secured or is_loopback(host):
+    guard_exposure(
+        bind_host(address),
+        protected=secured,
+        insecure=insecure,
+        refusal=f"refusing to start the {what} on {address} without keys: anyone on that network could "
+        "drive it. Create this host's keys with `plantimager keys init` and give --keys DIR (or set "
+        "PLANTIMAGER_KEYS), or listen on 127.0.0.1, or give --insecure if this network is trusted",
+        warning=f"the {what} listens on {address} WITHOUT keys (--insecure): anyone who can reach it can "
+        "drive it",
+    )
+
+
+def guard_exposure(
+    host: str, *, protected: bool, insecure: bool, refusal: str, warning: str, log: logging.Logger = logger
+) -> None:
+    """The rule every listener follows: protected, or on loopback, or ``insecure`` (with a warning).
+
+    Raises :class:`ValidationError` with ``refusal`` when ``host`` is not a loopback address,
+    nothing protects it and ``insecure`` is false; logs ``warning`` on ``log`` when ``insecure``
+    lets it through.
+    """
+    if protected or is_loopback(host):
         return
     if not insecure:
-        raise ValidationError(
-            f"refusing to start the {what} on {address} without keys: anyone on that network could drive "
-            "it. Create this host's keys with `plantimager keys init` and give --keys DIR (or set "
-            "PLANTIMAGER_KEYS), or listen on 127.0.0.1, or give --insecure if this network is trusted"
-        )
-    logger.warning(
-        "the %s listens on %s WITHOUT keys (--insecure): anyone who can reach it can drive it", what, address
-    )
+        raise ValidationError(refusal)
+    log.warning("%s", warning)
