@@ -249,8 +249,9 @@ def test_a_clock_watch_measures_in_the_background_and_never_makes_a_reader_wait(
     watch = clock.ClockWatch(interval=0.01, source=source)
     try:
         with measured:
-            assert measured.wait_for(lambda: len(calls) >= 3, 10)
-        assert watch.offset_ms is None  # the third measurement: the source knows no more
+            # The fourth call starts only once the third answer (none) is stored.
+            assert measured.wait_for(lambda: len(calls) >= 4, 10)
+        assert watch.offset_ms is None  # the third measurement on: the source knows no more
         assert calls[:2] == [0.5, -2.0]
     finally:
         watch.close()

@@ -280,15 +280,17 @@ def test_a_capture_that_fsyncs_the_spool_folder_makes_earlier_folder_removals_du
         (root / code).mkdir()
         (root / code / ".tmp-gone-x.img").write_bytes(b"released")
     janitor = Janitor(root, 600, lambda code: remove_empty_folder(root / code))
-    for code in ("e1", "e2"):
-        deletion = Deletion(root)
-        deletion.trash.append(root / code / ".tmp-gone-x.img")
-        deletion.remove_folder(code)
-        janitor.add(deletion)
-    janitor.clean()
-    assert not (root / "e1").exists() and not (root / "e2").exists()
-    janitor.root_synced()  # as a capture making its data-code folder does, under the spool's lock
-    janitor.close()
+    try:
+        for code in ("e1", "e2"):
+            deletion = Deletion(root)
+            deletion.trash.append(root / code / ".tmp-gone-x.img")
+            deletion.remove_folder(code)
+            janitor.add(deletion)
+        janitor.clean()
+        assert not (root / "e1").exists() and not (root / "e2").exists()
+        janitor.root_synced()  # as a capture making its data-code folder does, under the spool's lock
+    finally:
+        janitor.close()
     assert synced == [], "the folders' removal was fsynced again"
 
 

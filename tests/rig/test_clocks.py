@@ -59,6 +59,7 @@ def test_the_cli_flags_a_node_whose_clock_is_off(spawn, registry, run_cli, tmp_p
         assert warning in " ".join(output.split()), output
         assert "node fine:" not in output
     code, output = run_cli("rig", "capture", "--dataset", str(tmp_path / "session"), *common).finish()
+    assert code == 0, output
     rows = {cells[0]: cells for line in output.splitlines() if (cells := line.replace("│", " ").split())}
     assert rows["off/cam0"][3:5] == ["+4.000", "!"]
     assert rows["fine/cam0"][3] == "-"
