@@ -76,12 +76,11 @@ def manifest_document(
         geometry fields.
     """
     parts = _parts_of(captures, cache)
-    images = [image for part in parts for image in part.images]
     return {
         **_head(session, created, template),
         "captures": [part.entry for part in parts],
-        "cameras": _cameras(images),
-        "images": images,
+        "cameras": _latest_geometry(parts),
+        "images": [image for part in parts for image in part.images],
     }
 
 
@@ -101,13 +100,11 @@ def manifest_bytes(
     Each capture and each image takes one line, which keeps the file readable and greppable.
     """
     parts = _parts_of(captures, cache)
-    cameras: dict[str, bytes] = {}
-    for part in parts:  # the geometry of each camera's latest image that has some
-        for camera, geometry in part.unknown_geometry.items():
-            cameras.setdefault(camera, geometry)
-        cameras.update(part.geometry)
     head = msgspec.json.encode(_head(session, created, template))
-    camera_lines = [msgspec.json.encode(name) + b": " + cameras[name] for name in sorted(cameras)]
+    camera_lines = [
+        msgspec.json.encode(name) + b": " + msgspec.json.encode(geometry)
+        for name, geometry in _latest_geometry(parts).items()
+    ]
     pieces = [head[:-1]]
     _lines(pieces, b',\n "captures": [', [part.entry_json for part in parts], b"]")
     _lines(pieces, b',\n "cameras": {', camera_lines, b"}")
@@ -120,7 +117,7 @@ def manifest_bytes(
 class CaptureParts:
     """The manifest entries of one capture at one version, as objects and encoded.
 
-    ``geometry`` maps each camera whose image has intrinsics or a pose to that encoded geometry;
+    ``geometry`` maps each camera whose image has intrinsics or a pose to that geometry;
     ``unknown_geometry`` the others (a camera is listed in ``cameras`` even when nothing is known).
     """
 
@@ -129,18 +126,17 @@ class CaptureParts:
     images: list[dict[str, Any]]
     entry_json: bytes
     image_json: list[bytes]
-    geometry: dict[str, bytes]
-    unknown_geometry: dict[str, bytes]
+    geometry: dict[str, dict[str, Any]]
+    unknown_geometry: dict[str, dict[str, Any]]
 
     @classmethod
     def of(cls, capture: CaptureState) -> CaptureParts:
         entry, images = _capture_entries(capture)
-        geometry: dict[str, bytes] = {}
-        unknown: dict[str, bytes] = {}
-        for image in images:
+        geometry: dict[str, dict[str, Any]] = {}
+        unknown: dict[str, dict[str, Any]] = {}
+        for image in images:  # one per camera
             known = image["intrinsics"] is not None or image["pose"] is not None
-            encoded = msgspec.json.encode({key: image[key] for key in _GEOMETRY_KEYS})
-            (geometry if known else unknown)[image["camera"]] = encoded
+            (geometry if known else unknown)[image["camera"]] = {key: image[key] for key in _GEOMETRY_KEYS}
         return cls(
             capture.version,
             entry,
@@ -202,12 +198,16 @@ def _capture_entries(capture: CaptureState) -> tuple[dict[str, Any], list[dict[s
     return entry, [_image_entry(capture, s) for s in wanted if s.status in ("received", "done")]
 
 
-def _cameras(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Rig-wide camera name -> the geometry of its latest image (by capture) that has some."""
+def _latest_geometry(parts: list[CaptureParts]) -> dict[str, dict[str, Any]]:
+    """Rig-wide camera name -> the geometry of its latest image (by capture) that has some.
+
+    A camera none of whose images has intrinsics or a pose is listed with its first image's.
+    """
     out: dict[str, dict[str, Any]] = {}
-    for image in images:
-        if image["intrinsics"] is not None or image["pose"] is not None or image["camera"] not in out:
-            out[image["camera"]] = {key: image[key] for key in _GEOMETRY_KEYS}
+    for part in parts:
+        for camera, geometry in part.unknown_geometry.items():
+            out.setdefault(camera, geometry)
+        out.update(part.geometry)
     return dict(sorted(out.items()))
 
 
