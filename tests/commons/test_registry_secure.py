@@ -9,7 +9,14 @@ from helpers.keys import RigKeys
 from helpers.rpc_example import ThermostatClient, ThermostatServer, serving
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import RegistryError
-from plantimager.commons.registry import RegistryWatcher, list_devices, register_device, unregister_device
+from plantimager.commons.registry import (
+    AliveStatus,
+    RegistryWatcher,
+    list_devices,
+    register_device,
+    send_alive_check,
+    unregister_device,
+)
 from plantimager.commons.security import KeyRing
 
 pytestmark = pytest.mark.timeout(60)
@@ -115,3 +122,16 @@ def test_a_secured_server_registers_with_its_keys_and_is_reached_through_its_ent
         with client:
             assert client.echo("found") == "Echo: found"
     assert list_devices(ctx, registry.url, keys=keys.controller) == []  # unregistered on stop
+
+
+def test_only_the_key_that_registered_an_entry_or_an_operator_keeps_it_alive_or_removes_it(
+    ctx, registry, keys
+):
+    _, uuid = register_device(ctx, "camera", "tcp://127.0.0.1:5", "cam", registry.url, keys=keys.node("a"))
+    other = keys.node("b")  # another device's key, which somehow learnt the uuid
+    assert send_alive_check(ctx, uuid, registry.url, keys=other) is AliveStatus.UNKNOWN
+    assert unregister_device(ctx, uuid, registry.url, keys=other) is False
+    assert registry.get_devices() == {"cam": ("camera", "tcp://127.0.0.1:5")}  # still there
+    assert send_alive_check(ctx, uuid, registry.url, keys=keys.node("a")) is AliveStatus.OK
+    assert unregister_device(ctx, uuid, registry.url, keys=keys.controller) is True  # an operator may
+    assert registry.get_devices() == {}

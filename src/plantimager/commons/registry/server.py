@@ -451,7 +451,9 @@ class DeviceRegistry(threading.Thread):
         self, payload: dict[str, Any], key: str, role: Role
     ) -> tuple[dict[str, Any], list[Change]]:
         device_uuid = checked_field(payload, EventType.UNREGISTER, "uuid")
-        known, changes = self._table.unregister(device_uuid)
+        known, changes = self._table.unregister(
+            device_uuid, public_key=key, may_act_for_others=role >= Role.OPERATOR
+        )
         return make_message(EventType.ACK, req_event=EventType.UNREGISTER, success=known), changes
 
     def _on_check_alive(
@@ -461,7 +463,9 @@ class DeviceRegistry(threading.Thread):
         timeout = (
             checked_field(payload, EventType.CHECK_ALIVE, "alive_timeout", required=False) or ALIVE_TIMEOUT
         )
-        known = self._table.check_alive(device_uuid, timeout)
+        known = self._table.check_alive(
+            device_uuid, timeout, public_key=key, may_act_for_others=role >= Role.OPERATOR
+        )
         return make_message(EventType.ACK, req_event=EventType.CHECK_ALIVE, success=known), []
 
     def _on_list(self, payload: dict[str, Any], key: str, role: Role) -> tuple[dict[str, Any], list[Change]]:

@@ -128,16 +128,32 @@ class DeviceTable:
             changes.append(Change(EventType.DEVICE_ADDED, name, device_type, addr, self.seq, public_key))
             return name, device_uuid, changes
 
-    def unregister(self, device_uuid: str) -> tuple[bool, list[Change]]:
-        """Remove the device of ``device_uuid``; whether it was known, and the changes."""
+    def unregister(
+        self, device_uuid: str, *, public_key: str = "", may_act_for_others: bool = True
+    ) -> tuple[bool, list[Change]]:
+        """Remove the device of ``device_uuid``; whether it was known, and the changes.
+
+        As in :meth:`register`, on a secured registry only the key that registered an entry, or one
+        allowed to act for others, may remove it; to any other key the uuid is unknown.
+        """
         with self.lock:
-            name = self._by_uuid.get(device_uuid)
+            name = self._owned(device_uuid, public_key, may_act_for_others)
             return name is not None, [self._remove(name)] if name is not None else []
 
-    def check_alive(self, device_uuid: str, timeout: float) -> bool:
-        """Push back the expiry of the device of ``device_uuid``; whether it was known."""
+    def check_alive(
+        self, device_uuid: str, timeout: float, *, public_key: str = "", may_act_for_others: bool = True
+    ) -> bool:
+        """Push back the expiry of the device of ``device_uuid``; whether it was known (see
+        :meth:`unregister` for who may)."""
         with self.lock:
-            name = self._by_uuid.get(device_uuid)
+            name = self._owned(device_uuid, public_key, may_act_for_others)
             if name is not None:
                 self._devices[name].expiry = time.monotonic() + timeout
             return name is not None
+
+    def _owned(self, device_uuid: str, public_key: str, may_act_for_others: bool) -> str | None:
+        # Lock held. The name of the entry of ``device_uuid`` if that key may act on it.
+        name = self._by_uuid.get(device_uuid)
+        if name is None or may_act_for_others or self._devices[name].public_key == public_key:
+            return name
+        return None
