@@ -87,6 +87,57 @@ def test_an_unknown_turntable_fails_the_capture_with_its_name(table, registry):
         cam.close()
 
 
+def test_a_camera_keeping_the_stills_of_a_plan_renders_nothing_when_it_is_scanned_again(
+    table, registry, monkeypatch
+):
+    import plantimager.camera.views as views
+
+    renders: list[float] = []
+    real = views.render_view
+
+    def counted(*args, **kwargs):
+        renders.append(kwargs["object_deg"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views, "render_view", counted)
+    angles = (0.0, 120.0, 240.0)
+    keeping = DummyBackend(
+        0, SIZE, turntable="table1", turntable_registry=registry.url, render_size=SIZE, stills_kept=3
+    )
+    forgetting = camera(1, registry)  # keeps one still (and the default 4 renderings)
+    try:
+
+        def scan() -> dict[tuple[int, float], np.ndarray]:
+            frames = {}
+            for angle in angles:
+                wait_settled(table, table.move_to(angle), 10)
+                for cam in (keeping, forgetting):
+                    frame = cam.capture()
+                    assert frame.metadata["turntable_deg"] == angle
+                    frames[cam.index, angle] = frame.image
+            return frames
+
+        first = scan()
+        assert sorted(set(renders)) == list(angles)
+        renders.clear()
+        second = scan()
+        assert renders == []  # every view of the plan was kept
+        for angle in angles:
+            # The same still, not made again; the camera that keeps one makes each again.
+            assert second[0, angle] is first[0, angle]
+            assert second[1, angle] is not first[1, angle]
+            assert np.array_equal(second[1, angle], first[1, angle])
+    finally:
+        keeping.close()
+        forgetting.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
+def test_stills_kept_must_be_a_positive_int(bad):
+    with pytest.raises(ValidationError, match=r"stills_kept must be an int >= 1"):
+        DummyBackend(0, SIZE, stills_kept=bad)
+
+
 def test_a_turntable_cannot_turn_images_of_ones_own(registry):
     with pytest.raises(ValidationError, match="turntable"):
         DummyBackend(0, SIZE, images=[np.zeros((8, 8, 3), np.uint8)], turntable="table1")

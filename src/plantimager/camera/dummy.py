@@ -4,16 +4,20 @@ Camera ``index`` sees view ``first_view + index`` of the set (modulo its size), 
 a node see neighbouring azimuths of the same plant, and nodes given consecutive ``first_view``
 values (as the demo does) carry on around it.
 Stills are the view resized to the current resolution (cropped to its aspect ratio first); the
-latest rendering is kept (one for stills, one for previews, keyed by resolution and control values),
-so capturing again with the same settings is nearly free. The still is rendered ahead, when the
-camera is made and whenever its resolution or controls change, so a capture never renders at the
-instant it fires (as a real camera streams frames all the time).
+latest rendering is kept (one for previews, and ``stills_kept`` for stills, keyed by resolution,
+control values and turntable angle), so capturing again with the same settings is nearly free.
+The still is rendered ahead, when the camera is made and whenever its resolution or controls
+change, so a capture never renders at the instant it fires (as a real camera streams frames all
+the time).
 
 Given a ``turntable`` (see :mod:`plantimager.camera.world`), the camera shows the synthetic plant
 rendered live (:func:`~plantimager.commons.examples.scene.render_view`) from its view's azimuth,
 turned by the angle the simulated turntable has when the camera fires; that angle is recorded in
 the frame's metadata as ``turntable_deg``. The view of each move's target angle is rendered as
-soon as the move starts, so a capture after the stage has settled usually finds it ready.
+soon as the move starts, so a capture after the stage has settled usually finds it ready. The
+scene is deterministic, so a camera that keeps the stills of every angle of a plan
+(``stills_kept``) renders nothing when the plan is scanned again: only what a real camera does
+(expose, encode, store) is left. A 12 MP still takes 37 MB of memory.
 
 A real sensor's noise makes a 12 MP JPEG about 3 MB; the smooth synthetic views give a sixth of
 that. ``noise`` adds deterministic pseudo-random noise of that amplitude to stills (12 gives about
@@ -33,12 +37,14 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.pinhole import VFOV_DEG, camera_pose, fitted_intrinsics
@@ -47,6 +53,7 @@ from plantimager.commons.security import KeyRing
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
 from .pacing import ordinary_thread
+from .stillpixels import render_still, tone_table
 from .views import TurnedViews
 from .world import DEFAULT_REGISTRY_URL, TurntableLink
 
@@ -84,7 +91,8 @@ _BAND_GAIN = 40
 _BIT_SQUARE = 8
 _BITS = 16
 _MAX_NOISE = 64
-_NOISE_TILE = 512
+#: Longest wait for a still another thread is rendering, in seconds.
+_RENDER_WAIT_S = 120.0
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -121,41 +129,6 @@ def _as_rgb(array: Any) -> np.ndarray:
             f"an image must be uint8 of shape (H, W, 3 or 4), got {image.dtype} {image.shape}"
         )
     return np.ascontiguousarray(image[:, :, :3])
-
-
-def _tone_table(controls: dict[str, float]) -> list[int] | None:
-    """The 256-entry lookup table the controls amount to, None when it is the identity."""
-    gain = controls["ExposureTime"] / _DEFAULT_EXPOSURE_US * controls["AnalogueGain"]
-    x = np.arange(256, dtype=np.float64)
-    y = (x * gain - 128.0) * controls["Contrast"] + 128.0 + controls["Brightness"] * 128.0
-    table = np.clip(np.rint(y), 0, 255).astype(np.uint8)
-    if np.array_equal(table, np.arange(256, dtype=np.uint8)):
-        return None
-    return table.tolist()
-
-
-def _render(
-    source: Image.Image, size: tuple[int, int], table: list[int] | None, noise: int, seed: int
-) -> np.ndarray:
-    img = source if source.size == size else ImageOps.fit(source, size, Image.Resampling.BILINEAR)
-    if table is not None:
-        img = img.point(table * 3)
-    out = np.array(img, dtype=np.uint8)
-    if noise:
-        # In uint8 without overflow: squeeze the values into [0, 255 - 2 noise], then add a tile of
-        # noise in [0, 2 noise] over the whole image (a JPEG encoder gains nothing from the repeats).
-        np.clip(out, noise, 255 - noise, out=out)
-        out -= noise
-        tile = np.random.default_rng(seed).integers(
-            0, 2 * noise + 1, size=(_NOISE_TILE, _NOISE_TILE, 3), dtype=np.uint8
-        )
-        height, width = out.shape[:2]
-        for y in range(0, height, _NOISE_TILE):
-            for x in range(0, width, _NOISE_TILE):
-                part = out[y : y + _NOISE_TILE, x : x + _NOISE_TILE]
-                part += tile[: part.shape[0], : part.shape[1]]
-    out.flags.writeable = False
-    return out
 
 
 class DummyBackend(CameraBackend):
@@ -195,6 +168,9 @@ class DummyBackend(CameraBackend):
     clock_offset_ms : float, optional
         The clock offset from NTP time the camera's node reports, ms, as if its host's clock were
         that far off (see :meth:`simulated_clock_offset_ms`); by default the node asks chrony.
+    stills_kept : int
+        How many stills to keep (the most recently used), at least 1; with a turntable, as many
+        live renderings are kept too (at least 4).
 
     Raises
     ------
@@ -220,6 +196,7 @@ class DummyBackend(CameraBackend):
         render_size: tuple[int, int] | None = None,
         elevation: float | None = None,
         clock_offset_ms: float | None = None,
+        stills_kept: int = 1,
     ) -> None:
         if clock_offset_ms is not None and (
             isinstance(clock_offset_ms, bool)
@@ -238,6 +215,9 @@ class DummyBackend(CameraBackend):
             raise ValidationError(f"first_view must be an int >= 0, got {first_view!r}")
         if isinstance(noise, bool) or not isinstance(noise, int) or not 0 <= noise <= _MAX_NOISE:
             raise ValidationError(f"noise must be an int in [0, {_MAX_NOISE}], got {noise!r}")
+        if isinstance(stills_kept, bool) or not isinstance(stills_kept, int) or stills_kept < 1:
+            raise ValidationError(f"stills_kept must be an int >= 1, got {stills_kept!r}")
+        self.stills_kept = stills_kept
         self.index = index
         self.noise = noise
         self._max = clamp_resolution(*max_resolution, maximum=(65535, 65535))
@@ -277,14 +257,17 @@ class DummyBackend(CameraBackend):
                 tuple(render_size),
                 elevation=self._elevation,
                 then=self._warm_turned,
+                keep=max(4, stills_kept),
             )
             self._source_size = tuple(render_size)
             self._world = TurntableLink(
                 turntable, turntable_registry, keys=turntable_keys, on_target=self._turned.prepare
             )
         self._controls: dict[str, float] = {k: v[2] for k, v in _CONTROL_RANGES.items()}
-        # The latest rendering for stills and for previews: (key, image). A 12 MP still is 36 MB.
-        self._cache: dict[bool, tuple[tuple[Any, ...], np.ndarray]] = {}
+        # The latest stills (most recently used last) and the latest preview: key -> image.
+        self._stills: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._preview: tuple[tuple[Any, ...], np.ndarray] | None = None
+        self._rendering: dict[tuple[Any, ...], threading.Event] = {}  # stills under way
         self._frames = 0
         self._previews = 0
         self._closed = False
@@ -405,7 +388,8 @@ class DummyBackend(CameraBackend):
         """Stop the camera; later captures raise."""
         with self._lock:
             self._closed = True
-            self._cache.clear()
+            self._stills.clear()
+            self._preview = None
         if self._world is not None:
             self._world.close()
             self._turned.close()
@@ -439,16 +423,52 @@ class DummyBackend(CameraBackend):
         still: bool = True,
         source: tuple[float, Image.Image] | None = None,
     ) -> np.ndarray:
-        slot = not still
         if source is None and self._world is not None:
             source = self._turned.latest()
         angle, image = source if source is not None else (None, self._source)
         key = (size, tuple(sorted(controls.items())), angle)
+        render = partial(
+            render_still,
+            image,
+            size,
+            tone_table(controls, _DEFAULT_EXPOSURE_US),
+            self.noise if still else 0,
+            self.index,
+        )
+        if still:
+            return self._still(key, render)
         with self._lock:
-            entry = self._cache.get(slot)
-            if entry is not None and entry[0] == key:
-                return entry[1]
-        out = _render(image, size, _tone_table(controls), self.noise if still else 0, self.index)
+            if self._preview is not None and self._preview[0] == key:
+                return self._preview[1]
+        out = render()
         with self._lock:
-            self._cache[slot] = (key, out)
+            self._preview = (key, out)
         return out
+
+    def _still(self, key: tuple[Any, ...], render: Callable[[], np.ndarray]) -> np.ndarray:
+        # The still of ``key``, rendered once: a thread asking for one being rendered waits for it.
+        with self._lock:
+            if key in self._stills:
+                self._stills.move_to_end(key)
+                return self._stills[key]
+            under_way = self._rendering.get(key)
+            if under_way is None:
+                self._rendering[key] = done = threading.Event()
+        if under_way is not None:
+            under_way.wait(_RENDER_WAIT_S)
+            with self._lock:
+                if key in self._stills:
+                    return self._stills[key]
+            return render()  # the other rendering failed or was dropped at once: make it here
+        try:
+            out = render()
+            with self._lock:
+                if not self._closed:
+                    self._stills[key] = out
+                    while len(self._stills) > self.stills_kept:
+                        self._stills.popitem(last=False)
+            return out
+        finally:
+            with self._lock:
+                del self._rendering[key]
+            done.set()

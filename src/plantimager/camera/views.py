@@ -24,7 +24,7 @@ __all__ = ["TurnedViews"]
 
 logger = logging.getLogger(__name__)
 
-#: Renderings kept (the latest ones).
+#: Renderings kept by default (the latest ones).
 _KEEP = 4
 #: Longest wait for a rendering made by another thread, in seconds.
 _RENDER_WAIT_S = 120.0
@@ -50,6 +50,8 @@ class TurnedViews:
     then : callable, optional
         Called on the worker thread with ``(angle, image)`` after each rendering made ahead (the
         camera prepares its still from it).
+    keep : int
+        How many renderings to keep (the most recently used ones), at least 1.
     """
 
     def __init__(
@@ -60,8 +62,10 @@ class TurnedViews:
         elevation: float = 20.0,
         seed: int = 0,
         then: Callable[[float, Image.Image], object] | None = None,
+        keep: int = _KEEP,
     ) -> None:
         self.then = then
+        self.keep = max(1, int(keep))
         self.azimuth, self.size, self.elevation, self.seed = float(azimuth), tuple(size), elevation, seed
         self._cond = threading.Condition()
         self._done: OrderedDict[float, Image.Image] = OrderedDict()
@@ -94,7 +98,7 @@ class TurnedViews:
                 self._busy.discard(key)
                 if image is not None:
                     self._done[key] = image
-                    while len(self._done) > _KEEP:
+                    while len(self._done) > self.keep:
                         self._done.popitem(last=False)
                 self._cond.notify_all()
         return key, image
