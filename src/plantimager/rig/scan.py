@@ -4,9 +4,10 @@
 position not yet taken, it turns the table, waits until it has settled, fires every camera with
 the position recorded in the capture, and lets a download of what the cameras hold run while the
 table turns to the next position. The table turns on as soon as every camera's exposure is over
-(the longest exposure and a margin after the capture's instant), while the nodes still encode and
-store the images. Running the same scan again on the same dataset continues from
-the first position not yet taken; a finished scan is not taken again unless asked (``new``).
+(the longest exposure and a margin after the capture's instant: see :mod:`.nextmove`), while
+the nodes still encode and store the images. Running the same scan again on the same dataset
+continues from the first position not yet taken; a finished scan is not taken again unless asked
+(``new``).
 
 Without a turntable a scan has one position: a plain capture, recorded as position 0.
 """
@@ -28,6 +29,7 @@ from plantimager.commons.security import KeyRing
 from plantimager.commons.turntabledevice import DEVICE_TYPE, TurntableClient, wait_settled
 
 from .dataset import Dataset
+from .nextmove import NextMove, TurnHold
 from .node import CallLimits
 from .record import CameraInfo, CaptureRecord, DownloadProgress, DownloadReport
 from .scanplan import ScanPlan, load_plans, plan_angles, position_states, save_plans
@@ -72,8 +74,6 @@ class ScanningRig(Protocol):
 #: (its nodes store a capture within a few seconds of its instant).
 DOUBT_GRACE_S = 15.0
 _SETTLE_MARGIN_S = 10.0
-#: Seconds past a capture's instant plus the longest exposure before the table may turn.
-_HOLD_MARGIN_S = 0.15
 _DOWNLOAD_JOIN_S = 600.0
 
 
@@ -366,48 +366,10 @@ def run_scan(
         context.destroy(linger=0)
 
 
-class _EarlyMove:
-    """Starts the table's next move once every camera's exposure is over, while the nodes still
-    encode and store: the object may turn as soon as the shutters have closed."""
-
-    def __init__(self, table: TurntableClient, angle: float, hold: float) -> None:
-        self.table, self.angle, self.hold = table, angle, hold
-        self.started = threading.Event()
-        self.move = 0
-        self.at = 0.0
-        self.error: Exception | None = None
-        self._timer: threading.Timer | None = None
-
-    def arm(self, t0: float) -> None:
-        """Called with the capture's instant: start the move ``hold`` seconds after it."""
-        self._timer = threading.Timer(max(0.0, t0 + self.hold - time.time()), self._go)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _go(self) -> None:
-        try:
-            self.at = time.time()
-            self.move = self.table.move_to(self.angle)
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self.started.set()
-
-    def result(self, timeout: float) -> int | None:
-        """The move's number; None if the capture never armed it."""
-        if self._timer is None:
-            return None
-        if not self.started.wait(timeout):
-            raise PlantImagerError(f"the turntable's next move did not start within {timeout:g} s")
-        if self.error is not None:
-            raise PlantImagerError(f"the turntable refused its next move: {self.error}")
-        return self.move
-
-
-def _hold(rig: ScanningRig) -> float:
-    """How long after a capture's instant the table may turn: the longest exposure and a margin."""
+def _hold(rig: ScanningRig) -> TurnHold:
+    """How long after a capture's instant the table may turn, for the rig's cameras."""
     exposures = [float(cam.controls.get("ExposureTime") or 0.0) / 1e6 for cam in rig.cameras()]
-    return max(exposures, default=0.0) + _HOLD_MARGIN_S
+    return TurnHold(max(exposures, default=0.0))
 
 
 def _take(
@@ -438,7 +400,7 @@ def _take(
                 break
             angle = plan.angles[index]
             position: dict[str, Any] = {"scan": plan.scan, "index": index, "of": total, "angle": angle}
-            early: _EarlyMove | None = None
+            early: NextMove | None = None
             if table is not None:
                 tell("moving", index, angle)
                 timeout = settle_timeout or 180.0 / max(float(table.speed), 1e-3) + _SETTLE_MARGIN_S
@@ -446,7 +408,7 @@ def _take(
                 position["measured"] = wait_settled(table, move, timeout)
                 position["turntable"] = plan.turntable
                 if number + 1 < len(todo):
-                    early = _EarlyMove(table, plan.angles[todo[number + 1]], hold)
+                    early = NextMove(table, plan.angles[todo[number + 1]], hold.seconds)
             else:
                 position["angle"] = None
             try:
@@ -461,8 +423,10 @@ def _take(
                 taken += 1
             tell("captured", index, angle)
             moving = early.result(_SETTLE_MARGIN_S) if early is not None else None
+            if record is not None:
+                hold.observe(record)
             if early is not None and record is not None and moving is not None:
-                late = [s.camera for s in record.shots if s.captured_at + hold - _HOLD_MARGIN_S > early.at]
+                late = hold.late_cameras(record, early.at)
                 if late:  # fired after the table began to turn: their view may be off
                     report.late[index] = late
                     logger.warning("position %d: %s fired after the table began to turn", index, late)
