@@ -433,8 +433,20 @@ def test_storing_threads_run_at_a_lower_priority_and_firing_threads_wake_on_time
         assert slack.read_text().strip() == "1"
 
 
-def test_firing_threads_run_real_time_from_their_wait_to_the_shot_where_the_system_allows_it(make_node):
+def test_firing_threads_run_real_time_from_their_wait_to_the_shot_where_the_system_allows_it(
+    make_node, monkeypatch
+):
+    import plantimager.camera.capture as capture_module
+
     allowed: list[bool] = []
+    waiting_for_instant = threading.Event()
+
+    def policy_set_then_tell(priority: int) -> bool:  # the real call, on the firing thread
+        result = realtime_thread(priority)
+        waiting_for_instant.set()
+        return result
+
+    monkeypatch.setattr(capture_module, "realtime_thread", policy_set_then_tell)
 
     def probe() -> None:  # may this process run a thread under the FIFO policy?
         allowed.append(realtime_thread(FIRE_PRIORITY))
@@ -448,11 +460,11 @@ def test_firing_threads_run_real_time_from_their_wait_to_the_shot_where_the_syst
     firing, storing = threads["fire-cam0"], threads["store-cam0"]
     assert os.sched_getscheduler(firing.native_id) == os.SCHED_OTHER  # between captures
     waiting = os.SCHED_FIFO if allowed == [True] else os.SCHED_OTHER
+    waiting_for_instant.clear()  # set by the warm-up capture
     with ThreadPoolExecutor(1) as pool:
-        capture = pool.submit(node.start_capture, "later", time.time() + 2.0)
-        deadline = time.monotonic() + 1.5  # well before the instant: the thread is waiting for it
-        while os.sched_getscheduler(firing.native_id) != waiting and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling another thread's scheduling policy; bounded
+        capture = pool.submit(node.start_capture, "later", time.time() + 3.0)
+        # Set on the firing thread once its policy is set, well before the instant: it now waits.
+        assert waiting_for_instant.wait(2.5)
         assert os.sched_getscheduler(firing.native_id) == waiting
         if waiting == os.SCHED_FIFO:
             assert os.sched_getparam(firing.native_id).sched_priority == FIRE_PRIORITY
