@@ -137,3 +137,30 @@ def test_custom_template_and_configure_all(spawn, make_rig, tmp_path):
         "again_2_b_cam1.jpeg",
     ]
     assert rig.download_all().owed == 0 and rig.dataset.summary()["images"] == 6
+
+
+def test_only_calls_that_do_no_work_on_a_node_count_as_round_trips_for_the_lead(
+    spawn, make_rig, monkeypatch, tmp_path
+):
+    # A release, a retrieve or a reconfiguration takes as long as its work on the node; counted
+    # as a round trip it would lengthen the lead of every capture after it.
+    from plantimager.rig.node import RigNode
+
+    calls: list[tuple[str, bool]] = []
+    real = RigNode.call
+
+    def noted(self, method, *args, timed=False):
+        calls.append((method, timed))
+        return real(self, method, *args, timed=timed)
+
+    monkeypatch.setattr(RigNode, "call", noted)
+    spawn("n1").ready()
+    rig = make_rig(dataset=tmp_path / "session")
+    assert rig.wait_for_cameras(1, 20)
+    rig.configure_all(quality=80)
+    rig.capture_all()
+    assert rig.download_all().released == 1
+    rig.status()
+    called = {method for method, _ in calls}
+    assert {"configure", "start_capture", "retrieve_still", "release_many", "status"} <= called
+    assert {method for method, timed in calls if timed} <= {"ping", "status"}

@@ -224,7 +224,7 @@ class Download:
         """
         if not node.busy:
             try:
-                node.call("ping")
+                node.call("ping", timed=True)
                 return ""
             except Exception as exc:
                 return f"node {node.name}: {describe_error(exc)}"
@@ -337,7 +337,7 @@ class Download:
         for attempt in range(1, _FETCH_ATTEMPTS + 1):
             try:
                 with self.gate.transfer():
-                    data, info = node.call("retrieve_still", shot.data_code, index, timed=False)
+                    data, info = node.call("retrieve_still", shot.data_code, index)
             except ImageUnavailable as exc:
                 self._unavailable(shot, describe_error(exc))
                 return None

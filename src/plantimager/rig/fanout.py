@@ -147,7 +147,7 @@ def node_statuses(roster: Roster, executor: Executor) -> dict[str, dict[str, Any
     The clock offset each node reports is noted on the way (see ``RigNode.note_clock``).
     """
     targets = {name: None for name in roster.ready_nodes()}
-    outcomes = fan_out(roster, executor, targets, lambda node, _: node.call("status"))
+    outcomes = fan_out(roster, executor, targets, lambda node, _: node.call("status", timed=True))
     for node, outcome in outcomes.values():
         if node is not None and isinstance(outcome, dict):
             node.note_clock(outcome.get("clock_offset_ms"))

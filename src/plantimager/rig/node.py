@@ -232,7 +232,7 @@ class RigNode:
         return node
 
     # -- calls -----------------------------------------------------------------------------------
-    def call(self, method: str, *args: Any, timed: bool = True) -> Any:
+    def call(self, method: str, *args: Any, timed: bool = False) -> Any:
         """Call a remote method, keeping the node's state and round trips up to date.
 
         Parameters
@@ -242,7 +242,10 @@ class RigNode:
         *args
             Its arguments.
         timed : bool
-            Count the call's duration as a round trip (short calls only).
+            Count the call's duration as a round trip: only for calls that do no work on the node
+            (``ping``, ``status``). A call that stores, deletes, reconfigures or sends images
+            takes as long as that work, which says nothing of how soon a capture request arrives,
+            and would lengthen the lead of every capture after it.
 
         Raises
         ------

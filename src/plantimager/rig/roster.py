@@ -299,7 +299,7 @@ class Roster:
 
     def _probe(self, node: RigNode) -> None:
         try:
-            node.call("ping")
+            node.call("ping", timed=True)
         except Exception as exc:
             logger.debug("health ping of %s failed: %s", node.name, exc)
         finally:

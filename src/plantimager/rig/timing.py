@@ -4,7 +4,8 @@ The controller sends every node the same wall-clock instant ``t0`` and each node
 instant. ``t0`` must lie far enough ahead that the request reaches every node before it, yet close
 enough that nobody waits for nothing. :class:`LeadPolicy` picks the lead from what it has measured:
 
-* the worst recent round trip of each node (pings and short calls, :class:`RoundTrips`),
+* the worst recent round trip of each node (pings and status calls, which do no work on the
+  node: :class:`RoundTrips`),
 * how long the controller took to hand the request to every node in the previous captures,
 * and whether a previous hand-over came close to ``t0`` (a node that receives ``t0`` after it has
   passed fires at once): the lead then grows for a while, and shrinks back afterwards.

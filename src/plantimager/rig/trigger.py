@@ -259,7 +259,7 @@ class Trigger:
     @staticmethod
     def _send(node: RigNode, data_code: str, t0: float, decided: float) -> tuple[float, dict[str, Any]]:
         sent_after = time.perf_counter() - decided
-        return sent_after, node.call("start_capture", data_code, t0, timed=False)
+        return sent_after, node.call("start_capture", data_code, t0)
 
     @staticmethod
     def _shot(shot: ShotState, meta: Mapping[str, Any], file: str, t0: float) -> Shot:
