@@ -180,9 +180,11 @@ def test_dummy_backend_controls_change_the_image_and_are_validated():
 # -- capture and retrieval -----------------------------------------------------------------------
 def test_capture_at_instant_fires_every_camera_in_order(remote):
     node, client = remote
-    at = time.time() + 0.05
+    sent = time.time()
+    at = sent + 0.05
     record = client.start_capture("shot1", at)
     assert record["data_code"] == "shot1" and record["node"] == client.identify()
+    assert sent <= record["received_at"] < at  # when the request arrived: the lead it needed
     assert record["requested_at"] == pytest.approx(at, abs=1e-6)
     assert record["failures"] == {}
     assert [c["camera_index"] for c in record["cameras"]] == [0, 1, 2]

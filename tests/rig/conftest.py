@@ -139,7 +139,8 @@ def make_rig(ctx: zmq.Context, registry: DeviceRegistry) -> Iterator[Callable[..
 
     def make(**kwargs) -> Rig:
         kwargs.setdefault("limits", CallLimits(connect=2000, call=2000, capture=20_000, transfer=3000))
-        rig = Rig(registry.url, context=ctx, health_interval=0.5, **kwargs).start()
+        kwargs.setdefault("health_interval", 0.5)
+        rig = Rig(registry.url, context=ctx, **kwargs).start()
         rigs.append(rig)
         return rig
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 
 import pytest
 import simplejpeg
@@ -164,3 +165,46 @@ def test_only_calls_that_do_no_work_on_a_node_count_as_round_trips_for_the_lead(
     called = {method for method, _ in calls}
     assert {"configure", "start_capture", "retrieve_still", "release_many", "status"} <= called
     assert {method for method, timed in calls if timed} <= {"ping", "status"}
+
+
+def test_a_node_always_in_contact_still_has_its_round_trip_measured_again(
+    spawn, make_rig, monkeypatch, tmp_path
+):
+    # A busy node is never silent, so the health pings alone would never measure it again, and
+    # the lead would keep the round trips of its start-up forever.
+    from plantimager.rig import roster
+    from plantimager.rig.node import RigNode
+
+    monkeypatch.setattr(roster, "RTT_REFRESH_S", 0.2)
+    measured = threading.Event()
+    real = RigNode.call
+
+    def noted(self, method, *args, timed=False):
+        result = real(self, method, *args, timed=timed)
+        if timed and self.state == "ready":
+            measured.set()
+        return result
+
+    spawn("n1").ready()
+    rig = make_rig(dataset=tmp_path / "session", health_interval=3600.0)
+    assert rig.wait_for_cameras(1, 20)
+    (node,) = rig._roster.ready_nodes().values()
+    samples = len(node.round_trips)
+    monkeypatch.setattr(RigNode, "call", noted)
+    assert measured.wait(20), "no round trip was measured again"
+    assert len(node.round_trips) > samples
+
+
+def test_the_lead_follows_when_requests_arrived_not_an_old_slow_round_trip(spawn, make_rig, tmp_path):
+    spawn("n1").ready()
+    rig = make_rig(dataset=tmp_path / "session")
+    assert rig.wait_for_cameras(1, 20)
+    (node,) = rig._roster.ready_nodes().values()
+    node.round_trips.add(0.05)  # one slow ping, e.g. while the node was starting up
+    first = rig.capture_all()
+    assert first.lead_ms >= 100  # 2 x (50 ms + the hand-over) + 1 ms: nothing else known yet
+    second = rig.capture_all()
+    # The node said when the first request arrived (a few ms on loopback): now 2 x that, at least
+    # 2 x half the slow round trip (the way there), + 1 ms.
+    assert 51 <= second.lead_ms < 90
+    assert rig.download_all().owed == 0

@@ -266,3 +266,33 @@ def test_lead_follows_round_trips_and_grows_after_a_slow_hand_over():
         policy.observe([0.0], dispatch=0.0005, lead=0.005)
     assert policy.lead([rtts.worst()], 8) == steady  # the slow one has left the window
     assert skew_ms([1_000_000, 3_500_000, 2_000_000]) == 2.5 and skew_ms([]) is None
+
+
+def test_old_round_trips_stop_counting_but_the_newest_always_counts():
+    now = [100.0]
+    rtts = RoundTrips(max_age=60.0, clock=lambda: now[0])
+    assert rtts.worst() is None and rtts.age() is None
+    rtts.add(0.013)  # a node still starting up
+    now[0] += 30.0
+    rtts.add(0.0004)
+    assert rtts.worst() == 0.013 and rtts.age() == 0.0
+    now[0] += 31.0  # the slow one is now 61 s old
+    assert rtts.worst() == 0.0004 and rtts.median() == 0.0004 and rtts.age() == 31.0
+    now[0] += 3600.0  # nothing recent: the newest still counts
+    assert rtts.worst() == 0.0004 and len(rtts) == 2
+
+
+def test_once_nodes_say_when_requests_arrived_the_lead_follows_the_arrivals():
+    policy = LeadPolicy(min_lead=0.004, max_lead=1.0)
+    before = policy.lead([0.013], 8)  # a round trip measured while the node was starting up
+    assert before == pytest.approx(2 * (0.013 + 0.002 + 0.0016) + 0.001)
+    policy.observe([0.0001], dispatch=0.001, lead=before, arrival=0.0015)
+    # 2 x the latest arrival (at least half the worst round trip) + 1 ms
+    assert policy.lead([0.002], 8) == pytest.approx(2 * 0.0015 + 0.001)
+    assert policy.lead([0.013], 8) == pytest.approx(2 * 0.0065 + 0.001)
+    # A request that arrived after half the lead: the next leads are longer, then shrink back.
+    policy.observe([0.004], dispatch=0.001, lead=0.004, arrival=0.003)
+    assert policy.lead([0.002], 8) == pytest.approx(2 * 0.003 + 0.001 + 0.003)
+    for _ in range(20):
+        policy.observe([0.0], dispatch=0.001, lead=0.005, arrival=0.001)
+    assert policy.lead([0.002], 8) == pytest.approx(max(0.004, 2 * 0.001 + 0.001 + 0.003 / 2**20))

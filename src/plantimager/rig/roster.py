@@ -38,6 +38,9 @@ _RETRY_FIRST = 0.25
 _RETRY_MAX = 5.0
 #: Pause before trying again a device that answered but is not a camera node, seconds.
 _RETRY_UNUSABLE = 30.0
+#: A node whose newest round trip is older than this is pinged even when it is in contact (a
+#: busy node is never silent, and the capture lead is chosen from fresh round trips), seconds.
+RTT_REFRESH_S = 5.0
 
 
 @dataclass(slots=True)
@@ -64,7 +67,8 @@ class Roster:
         Runs connections, health pings and closings (owned by the caller, which shuts it down
         after :meth:`stop`).
     health_interval : float
-        Seconds of silence after which an idle node is pinged.
+        Seconds of silence after which an idle node is pinged; a node in contact is also pinged
+        when its newest round trip is older than ``RTT_REFRESH_S``.
     keys : KeyRing, optional
         Follow a secured registry and reach its nodes over CurveZMQ with these keys.
     """
@@ -229,7 +233,8 @@ class Roster:
                 for node in self._nodes.values()
                 if node.name not in self._probing
                 and not node.busy
-                and now - max(node.last_contact, self._probed_at.get(node.name, 0.0)) > self.health_interval
+                and now - self._probed_at.get(node.name, 0.0) > self.health_interval
+                and (now - node.last_contact > self.health_interval or _rtt_stale(node))
             ]
             for node in probes:
                 self._probing.add(node.name)
@@ -326,3 +331,9 @@ class Roster:
                     listener(event)
                 except Exception:
                     logger.exception("rig event listener %r failed", listener)
+
+
+def _rtt_stale(node: RigNode) -> bool:
+    """True if the node's newest round trip is older than ``RTT_REFRESH_S`` (or it has none)."""
+    age = node.round_trips.age()
+    return age is None or age > RTT_REFRESH_S

@@ -5,8 +5,12 @@ instant. ``t0`` must lie far enough ahead that the request reaches every node be
 enough that nobody waits for nothing. :class:`LeadPolicy` picks the lead from what it has measured:
 
 * the worst recent round trip of each node (pings and status calls, which do no work on the
-  node: :class:`RoundTrips`),
-* how long the controller took to hand the request to every node in the previous captures,
+  node: :class:`RoundTrips`); samples older than 20 s no longer count, so one slow ping (a
+  node still starting up, a busy moment) does not lengthen every capture after it,
+* how long after ``t0`` was chosen the last node received its request, in the previous captures
+  (each node says when it received it: the whole way, hand-over, network and the node's own
+  scheduling, measured at capture time; before the first capture, and with nodes that do not
+  say, the hand-over time and the round trips stand in for it),
 * and whether a previous hand-over came close to ``t0`` (a node that receives ``t0`` after it has
   passed fires at once): the lead then grows for a while, and shrinks back afterwards.
 """
@@ -18,14 +22,26 @@ import logging
 import math
 import statistics
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["SKEW_BUDGET_MS", "LeadPolicy", "RoundTrips", "clock_flag", "clock_offset", "skew_ms"]
+__all__ = [
+    "RTT_MAX_AGE_S",
+    "SKEW_BUDGET_MS",
+    "LeadPolicy",
+    "RoundTrips",
+    "clock_flag",
+    "clock_offset",
+    "skew_ms",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Samples kept per node.
 RTT_WINDOW = 16
+#: Round trips older than this no longer count towards the worst one, seconds (the newest counts
+#: however old it is).
+RTT_MAX_AGE_S = 20.0
 #: A camera firing later than this after ``t0`` counts as late.
 LATE_S = 0.0005
 #: Most the lead is lengthened after slow hand-overs, seconds.
@@ -44,27 +60,52 @@ class RoundTrips:
     ----------
     window : int
         How many recent samples are kept.
+    max_age : float
+        Seconds after which a sample no longer counts towards :meth:`worst` and :meth:`median`,
+        unless it is the newest.
+    clock : callable, optional
+        Monotonic clock in seconds (for tests).
     """
 
-    def __init__(self, window: int = RTT_WINDOW) -> None:
-        self._samples: collections.deque[float] = collections.deque(maxlen=window)
+    def __init__(
+        self,
+        window: int = RTT_WINDOW,
+        max_age: float = RTT_MAX_AGE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
+        self._max_age = float(max_age)
+        self._clock = clock
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
         """Record one round trip, in seconds."""
         if seconds >= 0:
             with self._lock:
-                self._samples.append(seconds)
+                self._samples.append((self._clock(), seconds))
+
+    def _recent(self) -> list[float]:
+        with self._lock:
+            if not self._samples:
+                return []
+            oldest = self._clock() - self._max_age
+            recent = [value for at, value in self._samples if at >= oldest]
+            return recent or [self._samples[-1][1]]
 
     def worst(self) -> float | None:
         """The longest recent round trip in seconds, None before the first sample."""
-        with self._lock:
-            return max(self._samples) if self._samples else None
+        recent = self._recent()
+        return max(recent) if recent else None
 
     def median(self) -> float | None:
         """The median recent round trip in seconds, None before the first sample."""
+        recent = self._recent()
+        return statistics.median(recent) if recent else None
+
+    def age(self) -> float | None:
+        """Seconds since the newest sample, None before the first."""
         with self._lock:
-            return statistics.median(self._samples) if self._samples else None
+            return self._clock() - self._samples[-1][0] if self._samples else None
 
     def __len__(self) -> int:
         with self._lock:
@@ -91,29 +132,40 @@ class LeadPolicy:
         self.max_lead = float(max_lead)
         self.margin = float(margin)
         self._dispatch: collections.deque[float] = collections.deque(maxlen=8)
+        self._arrival: collections.deque[float] = collections.deque(maxlen=8)
         self._extra = 0.0
         self._lock = threading.Lock()
 
     def lead(self, round_trips: Iterable[float | None], nodes: int) -> float:
         """Return the lead for a capture on ``nodes`` nodes whose worst round trips are given.
 
-        A node with no sample yet counts as 1 ms.
+        Once captures have reported when their requests arrived, the lead is the margin times the
+        latest arrival of the recent captures (never less than half the worst round trip: the
+        way there); before that, the margin times the worst round trip and hand-over. A node
+        with no round trip yet counts as 1 ms.
         """
         worst_rtt = max((rtt if rtt is not None else 0.001 for rtt in round_trips), default=0.001)
         with self._lock:
             # Before the first capture nothing is known of the hand-over: allow for threads starting.
             dispatch = max(self._dispatch, default=FIRST_DISPATCH_S + 0.0002 * nodes)
+            arrival = max(self._arrival, default=None)
             extra = self._extra
-        wanted = self.margin * (worst_rtt + dispatch) + 0.001 + extra
+        if arrival is not None:
+            wanted = self.margin * max(arrival, worst_rtt / 2) + 0.001 + extra
+        else:
+            wanted = self.margin * (worst_rtt + dispatch) + 0.001 + extra
         return min(self.max_lead, max(self.min_lead, wanted))
 
-    def observe(self, lateness: Sequence[float], dispatch: float, lead: float) -> None:
+    def observe(
+        self, lateness: Sequence[float], dispatch: float, lead: float, arrival: float | None = None
+    ) -> None:
         """Learn from a capture.
 
-        A hand-over that took more than half the lead means some request may have reached its
-        node after ``t0``: the next leads are longer, and shrink back after captures that went
-        well. Cameras that fired late although their request was in time (a busy node, a CPU
-        shared with other nodes) are only logged: a longer lead would not help them.
+        A request that arrived (or, when the nodes do not say when they received it, was handed
+        over) after half the lead had passed means some request may have reached its node after
+        ``t0``: the next leads are longer, and shrink back after captures that went well.
+        Cameras that fired late although their request was in time (a busy node, a CPU shared
+        with other nodes) are only logged: a longer lead would not help them.
 
         Parameters
         ----------
@@ -123,13 +175,19 @@ class LeadPolicy:
             Seconds from choosing ``t0`` until the last request was handed to its client.
         lead : float
             The lead of that capture, seconds.
+        arrival : float, optional
+            Seconds from choosing ``t0`` until the last node received its request, on the nodes'
+            clocks (``received_at`` in their answers); None if no node said.
         """
+        slowest = dispatch if arrival is None else max(0.0, arrival)
         with self._lock:
             self._dispatch.append(max(0.0, dispatch))
-            if dispatch > lead / 2:
-                self._extra = min(MAX_EXTRA_S, 2 * self._extra + dispatch)
+            if arrival is not None:
+                self._arrival.append(max(0.0, arrival))
+            if slowest > lead / 2:
+                self._extra = min(MAX_EXTRA_S, 2 * self._extra + slowest)
                 logger.info(
-                    "requests left %.2f ms after t0 was chosen; the next lead is longer", dispatch * 1e3
+                    "a request arrived %.2f ms after t0 was chosen; the next lead is longer", slowest * 1e3
                 )
             else:
                 self._extra *= 0.5

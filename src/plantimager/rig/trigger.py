@@ -9,6 +9,7 @@ and settings) is recorded, the skew computed, and the lead of the next capture a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -116,7 +117,7 @@ class Trigger:
             if node.state == "unreachable" and node.busy
         }
         pings: dict[str, Future[Any]] = {
-            name: self.executor.submit(node.call, "ping")
+            name: self.executor.submit(node.call, "ping", timed=True)
             for name, node in nodes.items()
             if name not in reasons and (node.state != "ready" or now - node.last_contact > FRESH_S)
         }
@@ -153,6 +154,7 @@ class Trigger:
         unknown: dict[str, str] = {}
         clocks: dict[str, float | None] = {}
         dispatch = 0.0
+        arrival: float | None = None  # from choosing t0 until the last node received its request
         for name in nodes:
             keys = [shot.camera for shot in shots if shot.node == name]
             if name in reasons:
@@ -171,6 +173,13 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
+            received = answer.get("received_at")
+            if (
+                isinstance(received, (int, float))
+                and not isinstance(received, bool)
+                and math.isfinite(received)
+            ):
+                arrival = max(arrival if arrival is not None else 0.0, received - (t0 - lead))
             clocks[name] = clock_offset(answer.get("clock_offset_ms"))
             nodes[name].note_clock(clocks[name])
             for meta in answer.get("cameras", []):
@@ -194,7 +203,7 @@ class Trigger:
             skew_ms=skew,
         )
         late = [int(m["captured_ns"]) / 1e9 - t0 for m in results.values() if "captured_ns" in m]
-        self.lead.observe(late, dispatch, lead)
+        self.lead.observe(late, dispatch, lead, arrival)
         extra = [by_camera[key] for key in results if not by_camera[key].wanted]
         self._release_unwanted(dataset, live, data_code, extra)
         reported = {k: v for k, v in {**failures, **unknown}.items() if by_camera[k].wanted}
