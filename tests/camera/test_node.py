@@ -184,7 +184,7 @@ def test_capture_at_instant_fires_every_camera_in_order(remote):
     at = sent + 0.05
     record = client.start_capture("shot1", at)
     assert record["data_code"] == "shot1" and record["node"] == client.identify()
-    assert sent <= record["received_at"] < at  # when the request arrived: the lead it needed
+    assert sent <= record["ready_at"] < at  # when the node was ready to fire: the lead it needed
     assert record["requested_at"] == pytest.approx(at, abs=1e-6)
     assert record["failures"] == {}
     assert [c["camera_index"] for c in record["cameras"]] == [0, 1, 2]

@@ -195,7 +195,7 @@ def test_a_node_always_in_contact_still_has_its_round_trip_measured_again(
     assert len(node.round_trips) > samples
 
 
-def test_the_lead_follows_when_requests_arrived_not_an_old_slow_round_trip(spawn, make_rig, tmp_path):
+def test_the_lead_follows_when_nodes_were_ready_not_an_old_slow_round_trip(spawn, make_rig, tmp_path):
     spawn("n1").ready()
     rig = make_rig(dataset=tmp_path / "session")
     assert rig.wait_for_cameras(1, 20)
@@ -204,7 +204,7 @@ def test_the_lead_follows_when_requests_arrived_not_an_old_slow_round_trip(spawn
     first = rig.capture_all()
     assert first.lead_ms >= 100  # 2 x (50 ms + the hand-over) + 1 ms: nothing else known yet
     second = rig.capture_all()
-    # The node said when the first request arrived (a few ms on loopback): now 2 x that, at least
+    # The node said when it was ready to fire the first (a few ms on loopback): now 2 x that, at least
     # 2 x half the slow round trip (the way there), + 1 ms.
     assert 51 <= second.lead_ms < 90
     assert rig.download_all().owed == 0

@@ -282,15 +282,15 @@ def test_old_round_trips_stop_counting_but_the_newest_always_counts():
     assert rtts.worst() == 0.0004 and len(rtts) == 2
 
 
-def test_once_nodes_say_when_requests_arrived_the_lead_follows_the_arrivals():
+def test_once_nodes_say_when_they_were_ready_the_lead_follows_their_readiness():
     policy = LeadPolicy(min_lead=0.004, max_lead=1.0)
     before = policy.lead([0.013], 8)  # a round trip measured while the node was starting up
     assert before == pytest.approx(2 * (0.013 + 0.002 + 0.0016) + 0.001)
     policy.observe([0.0001], dispatch=0.001, lead=before, arrival=0.0015)
-    # 2 x the latest arrival (at least half the worst round trip) + 1 ms
+    # 2 x the latest readiness (at least half the worst round trip) + 1 ms
     assert policy.lead([0.002], 8) == pytest.approx(2 * 0.0015 + 0.001)
     assert policy.lead([0.013], 8) == pytest.approx(2 * 0.0065 + 0.001)
-    # A request that arrived after half the lead: the next leads are longer, then shrink back.
+    # A node ready only after half the lead: the next leads are longer, then shrink back.
     policy.observe([0.004], dispatch=0.001, lead=0.004, arrival=0.003)
     assert policy.lead([0.002], 8) == pytest.approx(2 * 0.003 + 0.001 + 0.003)
     for _ in range(20):

@@ -245,8 +245,10 @@ class CaptureRunner:
         -------
         dict
             ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras":
-            [metadata of each stored image, in camera order], "failures": {camera name: reason}}``;
-            the metadata of an image holds ``store_started_ns``, when its encoding began.
+            [metadata of each stored image, in camera order], "failures": {camera name: reason},
+            "ready_at"}``; the metadata of an image holds ``store_started_ns``, when its encoding
+            began; ``ready_at`` is when the last firing thread began to wait for the instant
+            (wall clock, seconds): the lead the request needed.
 
         Raises
         ------
@@ -260,13 +262,16 @@ class CaptureRunner:
             at_ns = check_capture_time(at, self.max_ahead, self.max_late)
             settle_ns = round(self.settle_ms * 1e6) if at is not None else 0
             fired = threading.Barrier(len(self.slots))
+            ready: list[int] = []  # when each firing thread began to wait for the instant, ns
             futures = []
             for slot, firing, storing in zip(self.slots, self._firing, self._storing, strict=True):
                 # Both jobs are queued now: at the instant only the firing threads wake up; the
                 # storing thread, already asleep until the settle time, then finds the frame ready.
                 frame: Future[Frame] = Future()
                 encoding, quality, rotation = slot.snapshot()
-                firing.submit(functools.partial(self._fire, slot, at_ns, fired, frame, self.fire_priority))
+                firing.submit(
+                    functools.partial(self._fire, slot, at_ns, fired, frame, self.fire_priority, ready)
+                )
                 job = functools.partial(
                     self._store, slot, data_code, at_ns, settle_ns, frame, encoding, quality, rotation
                 )
@@ -294,16 +299,23 @@ class CaptureRunner:
             "settle_ms": settle_ns / 1e6,
             "cameras": stored,
             "failures": failures,
+            "ready_at": max(ready) / 1e9 if ready else None,
         }
 
     @staticmethod
     def _fire(
-        slot: CameraSlot, at_ns: int, fired: threading.Barrier, frame: Future[Frame], priority: int
+        slot: CameraSlot,
+        at_ns: int,
+        fired: threading.Barrier,
+        frame: Future[Frame],
+        priority: int,
+        ready: list[int],
     ) -> None:
         # On the camera's firing thread, real-time from its wait until its camera's shot (where
         # allowed). Nobody waits on ``frame`` until the settle time has passed, so handing it over
         # wakes no other thread at the instant.
         realtime = realtime_thread(priority)
+        ready.append(time.time_ns())  # list.append is atomic: one entry per firing thread
         try:
             wait_until(at_ns)
             taken = slot.backend.capture()

@@ -243,12 +243,13 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, HandoverMembers, Camera
         -------
         dict
             ``{"data_code", "node", "requested_at", "requested_ns", "settle_ms", "cameras",
-            "failures", "clock_offset_ms", "received_at"}``; ``received_at`` is when this node
-            received the request (wall clock, seconds: the controller learns from it how far
-            ahead to set the instant); each entry of ``cameras`` is the stored metadata
-            (``camera``, ``camera_index``, ``captured_at``, ``captured_ns``, ``store_started_ns``,
-            ``size``, ``sha256``, ``resolution``, ...); ``clock_offset_ms`` is this host's clock
-            offset as in :meth:`status`, when last measured (capture times are on this clock).
+            "failures", "clock_offset_ms", "ready_at"}``; ``ready_at`` is when the last of this
+            node's firing threads began to wait for the instant (wall clock, seconds: the
+            controller learns from it how far ahead to set the instant); each entry of ``cameras``
+            is the stored metadata (``camera``, ``camera_index``, ``captured_at``,
+            ``captured_ns``, ``store_started_ns``, ``size``, ``sha256``, ``resolution``, ...);
+            ``clock_offset_ms`` is this host's clock offset as in :meth:`status`, when last
+            measured (capture times are on this clock).
 
         Raises
         ------
@@ -257,10 +258,8 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, HandoverMembers, Camera
         RigError
             If every camera failed.
         """
-        received = time.time()
         record = self._runner.capture(data_code, at)
         record["clock_offset_ms"] = self._clock.offset_ms
-        record["received_at"] = received
         stored = record["cameras"]
         self.captureStored.emit(
             {

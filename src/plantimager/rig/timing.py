@@ -7,10 +7,10 @@ enough that nobody waits for nothing. :class:`LeadPolicy` picks the lead from wh
 * the worst recent round trip of each node (pings and status calls, which do no work on the
   node: :class:`RoundTrips`); samples older than 20 s no longer count, so one slow ping (a
   node still starting up, a busy moment) does not lengthen every capture after it,
-* how long after ``t0`` was chosen the last node received its request, in the previous captures
-  (each node says when it received it: the whole way, hand-over, network and the node's own
-  scheduling, measured at capture time; before the first capture, and with nodes that do not
-  say, the hand-over time and the round trips stand in for it),
+* how long after ``t0`` was chosen the last node was ready to fire, in the previous captures
+  (each node says when its firing threads began to wait for ``t0``: the whole way, hand-over,
+  network and the node's own work on the request, measured at capture time; before the first
+  capture, and with nodes that do not say, the hand-over time and the round trips stand in),
 * and whether a previous hand-over came close to ``t0`` (a node that receives ``t0`` after it has
   passed fires at once): the lead then grows for a while, and shrinks back afterwards.
 """
@@ -139,8 +139,8 @@ class LeadPolicy:
     def lead(self, round_trips: Iterable[float | None], nodes: int) -> float:
         """Return the lead for a capture on ``nodes`` nodes whose worst round trips are given.
 
-        Once captures have reported when their requests arrived, the lead is the margin times the
-        latest arrival of the recent captures (never less than half the worst round trip: the
+        Once captures have reported when their nodes were ready to fire, the lead is the margin
+        times the latest readiness of the recent captures (never less than half the worst round trip: the
         way there); before that, the margin times the worst round trip and hand-over. A node
         with no round trip yet counts as 1 ms.
         """
@@ -161,11 +161,11 @@ class LeadPolicy:
     ) -> None:
         """Learn from a capture.
 
-        A request that arrived (or, when the nodes do not say when they received it, was handed
-        over) after half the lead had passed means some request may have reached its node after
-        ``t0``: the next leads are longer, and shrink back after captures that went well.
-        Cameras that fired late although their request was in time (a busy node, a CPU shared
-        with other nodes) are only logged: a longer lead would not help them.
+        A node that was ready to fire (or, when the nodes do not say, a request handed over)
+        after half the lead had passed means some node may have been ready only after ``t0``:
+        the next leads are longer, and shrink back after captures that went well. Cameras that
+        fired late although their node was ready in time (a busy node, a CPU shared with other
+        nodes) are only logged: a longer lead would not help them.
 
         Parameters
         ----------
@@ -176,8 +176,8 @@ class LeadPolicy:
         lead : float
             The lead of that capture, seconds.
         arrival : float, optional
-            Seconds from choosing ``t0`` until the last node received its request, on the nodes'
-            clocks (``received_at`` in their answers); None if no node said.
+            Seconds from choosing ``t0`` until the last node was ready to fire, on the nodes'
+            clocks (``ready_at`` in their answers); None if no node said.
         """
         slowest = dispatch if arrival is None else max(0.0, arrival)
         with self._lock:
@@ -187,7 +187,7 @@ class LeadPolicy:
             if slowest > lead / 2:
                 self._extra = min(MAX_EXTRA_S, 2 * self._extra + slowest)
                 logger.info(
-                    "a request arrived %.2f ms after t0 was chosen; the next lead is longer", slowest * 1e3
+                    "a node was ready %.2f ms after t0 was chosen; the next lead is longer", slowest * 1e3
                 )
             else:
                 self._extra *= 0.5

@@ -154,7 +154,7 @@ class Trigger:
         unknown: dict[str, str] = {}
         clocks: dict[str, float | None] = {}
         dispatch = 0.0
-        arrival: float | None = None  # from choosing t0 until the last node received its request
+        arrival: float | None = None  # from choosing t0 until the last node was ready to fire
         for name in nodes:
             keys = [shot.camera for shot in shots if shot.node == name]
             if name in reasons:
@@ -173,7 +173,7 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
-            received = answer.get("received_at")
+            received = answer.get("ready_at")
             if (
                 isinstance(received, (int, float))
                 and not isinstance(received, bool)
