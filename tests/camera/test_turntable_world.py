@@ -138,6 +138,24 @@ def test_stills_kept_must_be_a_positive_int(bad):
         DummyBackend(0, SIZE, stills_kept=bad)
 
 
+def test_a_capture_finding_its_still_ready_does_no_pixel_work(monkeypatch):
+    # The firing thread is still real-time when the camera is asked for its frame: any work there
+    # (even the tone table of the controls) delays the firing of the other cameras of the host.
+    from plantimager.camera import dummy
+
+    camera = DummyBackend(0, SIZE)
+    calls: list[str] = []
+    real_table, real_render = dummy.tone_table, dummy.render_still
+    monkeypatch.setattr(dummy, "tone_table", lambda *a: calls.append("tone_table") or real_table(*a))
+    monkeypatch.setattr(dummy, "render_still", lambda *a: calls.append("render") or real_render(*a))
+    first = camera.capture().image  # rendered ahead when the camera was made
+    assert calls == [] and camera.capture().image is first
+    camera.set_controls({"ExposureTime": 20_000})
+    camera.capture()
+    assert calls.count("render") == 1 and calls.count("tone_table") == 1
+    camera.close()
+
+
 def test_a_turntable_cannot_turn_images_of_ones_own(registry):
     with pytest.raises(ValidationError, match="turntable"):
         DummyBackend(0, SIZE, images=[np.zeros((8, 8, 3), np.uint8)], turntable="table1")

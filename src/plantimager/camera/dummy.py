@@ -39,7 +39,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -427,14 +426,13 @@ class DummyBackend(CameraBackend):
             source = self._turned.latest()
         angle, image = source if source is not None else (None, self._source)
         key = (size, tuple(sorted(controls.items())), angle)
-        render = partial(
-            render_still,
-            image,
-            size,
-            tone_table(controls, _DEFAULT_EXPOSURE_US),
-            self.noise if still else 0,
-            self.index,
-        )
+        noise = self.noise if still else 0
+
+        def render() -> np.ndarray:
+            # Only on a miss: a capture finding its still ready does nothing more on its firing
+            # thread, still real-time then, where any work delays the other cameras' firing.
+            return render_still(image, size, tone_table(controls, _DEFAULT_EXPOSURE_US), noise, self.index)
+
         if still:
             return self._still(key, render)
         with self._lock:
