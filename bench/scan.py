@@ -21,14 +21,14 @@ rig every Pi has its own).
 A simulated camera renders the plant at each angle and resizes it to 12 MP, about 0.8 s of CPU a
 view, which no real camera spends (its sensor and ISP make the frame). The scene is
 deterministic, so each camera keeps the still of every angle of the plan (``stills_kept``, 37 MB
-a still: about 7 GB for 8 cameras and 24 positions) and a warm-up scan, not timed, renders them
+a still: about 11 GB for 8 cameras and 36 positions) and a warm-up scan, not timed, renders them
 all first. What the rounds time is then what a rig does: turn, expose, encode, store, download.
 
 Rounds alternate the two (steps first, then scan, then the other way round), each on a new
-dataset, so machine noise hits both alike. The plan has 24 positions 15 degrees apart
-(``--positions``), and the table turns at 30 deg/s (``--speed``, a small stepper turntable), so a
-step takes 0.5 s. Printed: the median of each step, of their sum and of the scan's time per
-position, and the ratio of the last two (target: at most 0.6).
+dataset, so machine noise hits both alike. The plan has 36 positions 10 degrees apart
+(``--positions``; a plan plant scans commonly use), and the table turns at 30 deg/s (``--speed``,
+a small stepper turntable), so a step takes 0.33 s. Printed: the median of each step, of their
+sum and of the scan's time per position, and the ratio of the last two (target: at most 0.6).
 
 Every process is stopped by its handle at the end, also on errors and Ctrl-C. Nothing leaves
 127.0.0.1. Run: ``python bench/scan.py [--quick] [--rounds N] [--positions N] [--speed DEG_S]``.
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 cameras, 2 rounds")
     parser.add_argument("--cameras", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="rounds of each variant (default 3)")
-    parser.add_argument("--positions", type=int, default=24)
+    parser.add_argument("--positions", type=int, default=36)
     parser.add_argument("--speed", type=float, default=30.0, help="turntable speed, deg/s")
     parser.add_argument("--resolution", default="4056x3040")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
