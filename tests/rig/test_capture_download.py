@@ -208,3 +208,44 @@ def test_the_lead_follows_when_nodes_were_ready_not_an_old_slow_round_trip(spawn
     # 2 x half the slow round trip (the way there), + 1 ms.
     assert 51 <= second.lead_ms < 90
     assert rig.download_all().owed == 0
+
+
+def test_round_trips_are_refreshed_one_node_at_a_time(spawn, make_rig, monkeypatch, tmp_path):
+    # Every node of a busy rig goes stale at once: a ping each at the same moment would take as
+    # many threads of the rig's pool, for nothing.
+    from plantimager.rig import roster
+    from plantimager.rig.node import RigNode
+
+    nodes = [spawn(f"n{i}") for i in range(3)]
+    for node in nodes:
+        node.ready()
+    rig = make_rig(dataset=tmp_path / "session", health_interval=3600.0)
+    assert rig.wait_for_cameras(3, 20)
+    lock, overlap = threading.Lock(), threading.Event()
+    state = {"in_flight": 0, "most": 0}
+    refreshed: set[str] = set()
+    all_refreshed = threading.Event()
+    real = RigNode.call
+
+    def noted(self, method, *args, timed=False):
+        if not (method == "ping" and timed):
+            return real(self, method, *args, timed=timed)
+        with lock:
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+            if state["in_flight"] > 1:
+                overlap.set()
+        try:
+            overlap.wait(0.3)  # a window in which a second refresh would show
+            return real(self, method, *args, timed=timed)
+        finally:
+            with lock:
+                state["in_flight"] -= 1
+                refreshed.add(self.name)
+                if len(refreshed) == 3:
+                    all_refreshed.set()
+
+    monkeypatch.setattr(RigNode, "call", noted)
+    monkeypatch.setattr(roster, "RTT_REFRESH_S", 0.0)  # every node is stale at once
+    assert all_refreshed.wait(30), f"only {sorted(refreshed)} were refreshed"
+    assert state["most"] == 1

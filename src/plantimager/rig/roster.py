@@ -228,14 +228,19 @@ class Roster:
                 if not attempt.running and now >= attempt.next_try:
                     attempt.running = True
                     self._executor.submit(self._connect, attempt)
-            probes = [
+            idle = [
                 node
                 for node in self._nodes.values()
                 if node.name not in self._probing
                 and not node.busy
                 and now - self._probed_at.get(node.name, 0.0) > self.health_interval
-                and (now - node.last_contact > self.health_interval or _rtt_stale(node))
             ]
+            probes = [node for node in idle if now - node.last_contact > self.health_interval]
+            stale = [node for node in idle if node not in probes and _rtt_stale(node)]
+            if stale and not self._probing:
+                # One round trip refreshed at a time, the stalest first: never a burst of pings
+                # (nor of pool threads) when every node of a busy rig goes stale at once.
+                probes.append(max(stale, key=lambda node: node.round_trips.age() or float("inf")))
             for node in probes:
                 self._probing.add(node.name)
                 self._probed_at[node.name] = now
