@@ -240,7 +240,7 @@ class Roster:
             if stale and not self._probing:
                 # One round trip refreshed at a time, the stalest first: never a burst of pings
                 # (nor of pool threads) when every node of a busy rig goes stale at once.
-                probes.append(max(stale, key=lambda node: node.round_trips.age() or float("inf")))
+                probes.append(max(stale, key=_rtt_age))
             for node in probes:
                 self._probing.add(node.name)
                 self._probed_at[node.name] = now
@@ -338,7 +338,12 @@ class Roster:
                     logger.exception("rig event listener %r failed", listener)
 
 
+def _rtt_age(node: RigNode) -> float:
+    """Seconds since the node's newest round trip (infinite when it has none)."""
+    age = node.round_trips.age()
+    return float("inf") if age is None else age
+
+
 def _rtt_stale(node: RigNode) -> bool:
     """True if the node's newest round trip is older than ``RTT_REFRESH_S`` (or it has none)."""
-    age = node.round_trips.age()
-    return age is None or age > RTT_REFRESH_S
+    return _rtt_age(node) > RTT_REFRESH_S

@@ -173,13 +173,9 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
-            received = answer.get("ready_at")
-            if (
-                isinstance(received, (int, float))
-                and not isinstance(received, bool)
-                and math.isfinite(received)
-            ):
-                arrival = max(arrival if arrival is not None else 0.0, received - (t0 - lead))
+            ready = answer.get("ready_at")
+            if isinstance(ready, (int, float)) and not isinstance(ready, bool) and math.isfinite(ready):
+                arrival = max(arrival if arrival is not None else 0.0, ready - (t0 - lead))
             clocks[name] = clock_offset(answer.get("clock_offset_ms"))
             nodes[name].note_clock(clocks[name])
             for meta in answer.get("cameras", []):
