@@ -221,31 +221,46 @@ def test_round_trips_are_refreshed_one_node_at_a_time(spawn, make_rig, monkeypat
         node.ready()
     rig = make_rig(dataset=tmp_path / "session", health_interval=3600.0)
     assert rig.wait_for_cameras(3, 20)
-    lock, overlap = threading.Lock(), threading.Event()
-    state = {"in_flight": 0, "most": 0}
+    cond = threading.Condition()
+    state = {"in_flight": 0, "most": 0, "looks": 0}
     refreshed: set[str] = set()
-    all_refreshed = threading.Event()
-    real = RigNode.call
+    real_call, real_stale = RigNode.call, roster._rtt_stale
+
+    def looked(node):  # the roster asks this of every idle node on each of its rounds
+        with cond:
+            state["looks"] += 1
+            cond.notify_all()
+        return real_stale(node)
 
     def noted(self, method, *args, timed=False):
         if not (method == "ping" and timed):
-            return real(self, method, *args, timed=timed)
-        with lock:
+            return real_call(self, method, *args, timed=timed)
+        with cond:
             state["in_flight"] += 1
             state["most"] = max(state["most"], state["in_flight"])
-            if state["in_flight"] > 1:
-                overlap.set()
+            # Held until the roster has looked at the other nodes 6 times more (where a second
+            # refresh would be sent), until a second one shows up, or until no node is left.
+            until = state["looks"] + 6
+            cond.notify_all()
+            cond.wait_for(
+                lambda: (
+                    state["looks"] >= until
+                    or state["in_flight"] > 1
+                    or len(refreshed) + state["in_flight"] == len(nodes)
+                ),
+                20,
+            )
         try:
-            overlap.wait(0.3)  # a window in which a second refresh would show
-            return real(self, method, *args, timed=timed)
+            return real_call(self, method, *args, timed=timed)
         finally:
-            with lock:
+            with cond:
                 state["in_flight"] -= 1
                 refreshed.add(self.name)
-                if len(refreshed) == 3:
-                    all_refreshed.set()
+                cond.notify_all()
 
+    monkeypatch.setattr(roster, "_rtt_stale", looked)
     monkeypatch.setattr(RigNode, "call", noted)
     monkeypatch.setattr(roster, "RTT_REFRESH_S", 0.0)  # every node is stale at once
-    assert all_refreshed.wait(30), f"only {sorted(refreshed)} were refreshed"
+    with cond:
+        assert cond.wait_for(lambda: len(refreshed) == 3, 30), f"only {sorted(refreshed)} were refreshed"
     assert state["most"] == 1

@@ -32,6 +32,7 @@ __all__ = [
     "RoundTrips",
     "clock_flag",
     "clock_offset",
+    "reported_number",
     "skew_ms",
 ]
 
@@ -204,11 +205,16 @@ def skew_ms(captured_ns: Iterable[int]) -> float | None:
     return (max(times) - min(times)) / 1e6
 
 
-def clock_offset(value: object) -> float | None:
-    """A clock offset a node reported, in ms, or None if it reported none (or nonsense)."""
+def reported_number(value: object) -> float | None:
+    """A number a node reported, as a float, or None if it reported none (or nonsense)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def clock_offset(value: object) -> float | None:
+    """A clock offset a node reported, in ms, or None if it reported none (or nonsense)."""
+    return reported_number(value)
 
 
 def clock_flag(offset_ms: float | None, budget_ms: float = SKEW_BUDGET_MS) -> str:

@@ -9,7 +9,6 @@ and settings) is recorded, the skew computed, and the lead of the next capture a
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
@@ -21,7 +20,7 @@ from .dataset import Dataset
 from .node import RigNode, describe_error, is_connection_error
 from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
-from .timing import LeadPolicy, clock_flag, clock_offset, skew_ms
+from .timing import LeadPolicy, clock_flag, clock_offset, reported_number, skew_ms
 
 __all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
@@ -173,8 +172,8 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
-            ready = answer.get("ready_at")
-            if isinstance(ready, (int, float)) and not isinstance(ready, bool) and math.isfinite(ready):
+            ready = reported_number(answer.get("ready_at"))
+            if ready is not None:
                 arrival = max(arrival if arrival is not None else 0.0, ready - (t0 - lead))
             clocks[name] = clock_offset(answer.get("clock_offset_ms"))
             nodes[name].note_clock(clocks[name])
