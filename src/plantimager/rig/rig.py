@@ -71,7 +71,7 @@ class Rig:
     lead : LeadPolicy, optional
         How far ahead the capture instant is chosen.
     health_interval : float
-        Seconds of silence after which an idle node is pinged.
+        Seconds of silence before an idle node is pinged; no node is pinged twice within it.
     keys : KeyRing, optional
         Talk CurveZMQ with these keys to the registry (whose key is ``keys.registry_key``) and to
         the nodes (whose keys the registry lists); None: plaintext.

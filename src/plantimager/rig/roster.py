@@ -68,7 +68,8 @@ class Roster:
         after :meth:`stop`).
     health_interval : float
         Seconds of silence after which an idle node is pinged; a node in contact is also pinged
-        when its newest round trip is older than ``RTT_REFRESH_S``.
+        when its newest round trip is older than ``RTT_REFRESH_S``, one node at a time. No node is
+        pinged twice within ``health_interval``.
     keys : KeyRing, optional
         Follow a secured registry and reach its nodes over CurveZMQ with these keys.
     """
