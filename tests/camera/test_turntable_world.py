@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -187,3 +188,37 @@ def test_a_link_looking_for_a_missing_table_announces_nothing_and_closes(registr
     assert not heard.is_set()
     with pytest.raises(PlantImagerError, match="closed"):
         link.angle()
+
+
+def test_a_link_asked_for_a_past_instant_gets_the_angle_of_that_instant(table, registry):
+    link = TurntableLink("table1", registry=registry.url)
+    try:
+        wait_settled(table, table.move_to(30.0), 10)
+        shot = time.time()
+        table.speed = 30.0
+        table.move_to(120.0)  # three seconds under way
+        assert link.angle(shot) == 30.0
+        assert link.angle() != 30.0  # while "now" has moved on
+    finally:
+        table.speed = 720.0
+        wait_settled(table, table.move_to(120.0), 10)
+        link.close()
+
+
+def test_a_move_begun_after_the_shot_does_not_turn_the_view(table, registry, monkeypatch):
+    cam = camera(0, registry)
+    try:
+        wait_settled(table, table.move_to(30.0), 10)
+        link = cam._world
+        asked = link.angle
+
+        def late(when=None):  # the table starts its next move before the camera asks
+            table.move_to(200.0)
+            return asked(when)
+
+        monkeypatch.setattr(link, "angle", late)
+        frame = cam.capture()
+        assert frame.metadata["turntable_deg"] == 30.0
+        assert np.array_equal(frame.image, render_view(0.0, size=SIZE, object_deg=30.0, turntable=True))
+    finally:
+        cam.close()

@@ -12,10 +12,11 @@ the time).
 
 Given a ``turntable`` (see :mod:`plantimager.camera.world`), the camera shows the synthetic plant
 rendered live (:func:`~plantimager.commons.examples.scene.render_view`) from its view's azimuth,
-turned by the angle the simulated turntable has when the camera fires; that angle is recorded in
-the frame's metadata as ``turntable_deg``. The view of each move's target angle is rendered as
-soon as the move starts, so a capture after the stage has settled usually finds it ready. The
-scene is deterministic, so a camera that keeps the stills of every angle of a plan
+turned by the angle the simulated turntable had when the camera fired (the table answers for
+that instant from the record of its moves, so a move begun since the shot does not turn the view);
+that angle is recorded in the frame's metadata as ``turntable_deg``. The view of each move's
+target angle is rendered as soon as the move starts, so a capture after the stage has settled
+usually finds it ready. The scene is deterministic, so a camera that keeps the stills of every angle of a plan
 (``stills_kept``) renders nothing when the plan is scanned again: only what a real camera does
 (expose, encode, store) is left. A 12 MP still takes 37 MB of memory.
 
@@ -362,7 +363,7 @@ class DummyBackend(CameraBackend):
         # The turntable's angle, and the rendering if it is not ready: no longer a firing thread's
         # real-time work (the capture time is taken), so it shares the CPUs like any other.
         ordinary_thread()
-        angle = self._world.angle()
+        angle = self._world.angle(captured_ns / 1e9)
         image = self._cached(resolution, controls, source=self._turned.view(angle))
         return Frame(image, captured_ns, sensor_ns, {"frame": number, **controls, "turntable_deg": angle})
 

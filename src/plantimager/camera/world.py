@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import zmq
 
-from plantimager.commons.errors import PlantImagerError, RPCTimeoutError
+from plantimager.commons.errors import PlantImagerError, RPCTimeoutError, ValidationError
 from plantimager.commons.registry import list_devices
 from plantimager.commons.security import KeyRing
 from plantimager.commons.turntabledevice import DEVICE_TYPE, TurntableClient
@@ -110,8 +110,12 @@ class TurntableLink:
             logger.info("simulated camera follows turntable %s at %s", self.turntable, client.url)
         return self._client
 
-    def angle(self) -> float:
-        """The turntable's angle now, in degrees.
+    def angle(self, when: float | None = None) -> float:
+        """The turntable's angle at wall-clock time ``when`` (now if None), in degrees.
+
+        A camera asks for the angle at its exposure after it fired: the table answers from the
+        record of its moves (``position_at``), so a move begun in between does not turn the view.
+        If the table does not remember that time (it was restarted since), the angle now.
 
         Raises
         ------
@@ -121,6 +125,11 @@ class TurntableLink:
         with self._lock:
             client = self._connect()
             try:
+                if when is not None:
+                    try:
+                        return float(client.position_at(when))
+                    except ValidationError as exc:
+                        logger.warning("turntable %s: %s; taking its angle now", self.turntable, exc)
                 return float(client.position)
             except (RPCTimeoutError, PlantImagerError) as exc:
                 self._drop()

@@ -149,6 +149,19 @@ class Turntable(ABC):
         """Start turning back to the reference angle 0; returns the number of the move."""
 
     @abstractmethod
+    def position_at(self, when: float) -> float:
+        """Where the stage was at wall-clock time ``when`` (seconds since the epoch), degrees.
+
+        Answered from the record of the recent moves: what a camera that fired at ``when`` saw,
+        however late it asks. A time after now is answered with the position now.
+
+        Raises
+        ------
+        ValidationError
+            If ``when`` is not a finite number or older than the moves remembered.
+        """
+
+    @abstractmethod
     def last_settled(self) -> int:
         """The number of the latest move that has settled (0 before any)."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -186,6 +187,22 @@ class TurntableContract:
         assert seen[-1] == pytest.approx(wanted)
         assert all(v in (pytest.approx(self.fast_speed), pytest.approx(wanted)) for v in seen), seen
         assert turntable.speed == pytest.approx(wanted)
+
+    def test_where_it_was_at_a_past_instant_is_answered_after_it_moved_on(self, turntable: Any) -> None:
+        self.go(turntable, 10.0)
+        at_ten = time.time()
+        self.go(turntable, 40.0)
+        at_forty = time.time()
+        assert _close(turntable.position_at(at_ten), 10.0, self.tolerance)
+        assert _close(turntable.position_at(at_forty), 40.0, self.tolerance)
+        # The future is not known: a time to come is answered with where the stage is now.
+        assert _close(turntable.position_at(at_forty + 3600.0), turntable.position, self.tolerance)
+
+    @pytest.mark.parametrize("when", [math.nan, math.inf, "now", None, True, 0.0])
+    def test_bad_or_forgotten_times_are_refused(self, turntable: Any, when: Any) -> None:
+        with pytest.raises((PlantImagerError, ValueError, TypeError)) as info:
+            turntable.position_at(when)
+        assert "when" in str(info.value)
 
     @pytest.mark.parametrize("angle", [math.nan, math.inf, -math.inf, "ten", None])
     def test_bad_angles_are_refused_and_nothing_moves(self, turntable: Any, angle: Any) -> None:

@@ -2,8 +2,8 @@
 
 The motion is a function of the clock: a move from ``p0`` by ``delta`` degrees (the shorter way)
 started at ``t`` is at ``p0 + delta * min(1, (now - t) * speed / |delta|)``. So the position read
-at any instant is where the stage is at that instant, and the simulated cameras that read it at
-the moment they fire see the object exactly as turned then.
+at any instant is where the stage is at that instant; the server also answers for a recent
+instant (``position_at``), which is what the simulated cameras ask for the moment they fired.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from plantimager.commons.turntabledevice import Turntable, check_angle, check_sp
 
 from .backend import TurntableBackend
 from .dummy import DEFAULT_SPEED
+from .history import MoveHistory
 
 __all__ = ["POSITION_INTERVAL", "TurntableServer"]
 
@@ -69,6 +70,7 @@ class TurntableServer(Turntable, RPCServer):
         self._move = 0
         self._settled_no = 0
         self._target = backend.position()
+        self._history = MoveHistory(self._target)
         self._moving = False
         self._wake = threading.Event()
         self._closed = False
@@ -122,6 +124,7 @@ class TurntableServer(Turntable, RPCServer):
                 raise RuntimeError("this turntable is closed")
             self._move += 1
             number = self._move
+            self._history.started(self.backend.position(), target, self._speed)
             self.backend.start(target, self._speed)
             self._target = target
             started = not self._moving
@@ -137,6 +140,20 @@ class TurntableServer(Turntable, RPCServer):
     def home(self) -> int:
         """Start turning back to the reference angle 0; returns the move's number."""
         return self.move_to(0.0)
+
+    @RPCServer.register_method_json(role="viewer")
+    def position_at(self, when: float) -> float:
+        """Where the stage was at wall-clock time ``when`` (seconds since the epoch), degrees.
+
+        From the record of the recent moves (:class:`~plantimager.turntable.history.MoveHistory`);
+        a time after now is answered with the position now.
+
+        Raises
+        ------
+        ValidationError
+            If ``when`` is not a finite number or older than the moves remembered.
+        """
+        return self._history.at(when)
 
     @RPCServer.register_method_json(role="viewer")
     def last_settled(self) -> int:
