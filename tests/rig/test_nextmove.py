@@ -21,11 +21,23 @@ from plantimager.turntable.server import TurntableServer
 T0 = 1_700_000_000.0
 
 
-def record(*late_s: float) -> CaptureRecord:
-    """A capture at ``T0`` whose cameras fired ``late_s`` seconds after it."""
+def record(*late_s: float, controls: list[dict] | None = None) -> CaptureRecord:
+    """A capture at ``T0`` whose cameras fired ``late_s`` seconds after it, their frames' ``controls``."""
+    frames = controls or [{} for _ in late_s]
     shots = tuple(
-        Shot(f"n{i}/cam0", f"n{i}", f"id{i}", 0, f"{i}.jpg", T0 + late, late * 1e3, 1, "0" * 64)
-        for i, late in enumerate(late_s)
+        Shot(
+            f"n{i}/cam0",
+            f"n{i}",
+            f"id{i}",
+            0,
+            f"{i}.jpg",
+            T0 + late,
+            late * 1e3,
+            1,
+            "0" * 64,
+            {"controls": frame},
+        )
+        for i, (late, frame) in enumerate(zip(late_s, frames, strict=True))
     )
     return CaptureRecord(1, "code", Path("."), T0, 5.0, shots, {}, None)
 
@@ -52,6 +64,42 @@ def test_a_late_camera_is_remembered_for_the_recent_captures_then_forgotten():
         assert hold.margin == pytest.approx(LATE_FACTOR * 0.025, abs=1e-5)
     hold.observe(record(0.0))
     assert hold.margin == MIN_MARGIN_S
+
+
+def test_the_hold_covers_each_frames_own_exposure_and_rolling_shutter_readout():
+    hold = TurnHold(0.010)  # configured: 10 ms
+    assert hold.taking == pytest.approx(0.010)
+    # A global-shutter frame reporting a longer exposure than configured, and a rolling-shutter
+    # frame whose 100 ms frame period bounds its readout: the slower of the two sets the hold.
+    hold.observe(
+        record(
+            0.0005,
+            0.0005,
+            controls=[{"ExposureTime": 30_000}, {"ExposureTime": 8_000, "FrameDuration": 100_000}],
+        )
+    )
+    assert hold.taking == pytest.approx(0.108)
+    assert hold.seconds == pytest.approx(0.108 + MIN_MARGIN_S)
+    # Frames that say nothing usable fall back to the configured exposure, with no readout.
+    for junk in ("30000", float("nan"), True, None, [1]):
+        other = TurnHold(0.010)
+        other.observe(record(0.0, controls=[{"ExposureTime": junk, "FrameDuration": junk}]))
+        assert other.taking == pytest.approx(0.010), junk
+    # Taken as the longest of the recent captures, then forgotten like lateness.
+    for _ in range(7):
+        hold.observe(record(0.0, controls=[{"ExposureTime": 10_000}]))
+        assert hold.taking == pytest.approx(0.108)
+    hold.observe(record(0.0, controls=[{"ExposureTime": 10_000}]))
+    assert hold.taking == pytest.approx(0.010)
+
+
+def test_a_rolling_shutter_camera_still_reading_out_when_the_table_turned_is_named():
+    hold = TurnHold(0.010)
+    capture = record(
+        0.001, 0.001, controls=[{"ExposureTime": 10_000}, {"ExposureTime": 10_000, "FrameDuration": 50_000}]
+    )
+    assert hold.late_cameras(capture, T0 + 0.020) == ["n1/cam0"]  # exposed, but rows still being read
+    assert hold.late_cameras(capture, T0 + 0.070) == []
 
 
 def test_cameras_still_exposing_when_the_table_turned_are_named():
