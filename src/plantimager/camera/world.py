@@ -2,7 +2,8 @@
 
 A real camera knows nothing of the turntable: it sees the object as it stands when the shutter
 opens. A simulated camera has to be told, so it asks the simulated turntable (the world's state
-lives there) for its angle at the instant it fires. Every camera of a capture fires at the same
+lives there) for its angle at the instant it fired (``position_at``: the table answers from the
+record of its moves, however late the question comes). Every camera of a capture fires at the same
 instant, so every camera sees the plant turned by the same angle, and no controller needs to
 pass the angle along.
 

@@ -3,11 +3,11 @@
 :func:`run_scan` (``Rig.scan``) runs a scan plan (see :mod:`plantimager.rig.scanplan`): for each
 position not yet taken, it turns the table, waits until it has settled, fires every camera with
 the position recorded in the capture, and lets a download of what the cameras hold run while the
-table turns to the next position. The table turns on as soon as every camera's exposure is over
-(the longest exposure and a margin after the capture's instant: see :mod:`.nextmove`), while
-the nodes still encode and store the images. Running the same scan again on the same dataset
-continues from the first position not yet taken; a finished scan is not taken again unless asked
-(``new``).
+table turns to the next position. The table turns on as soon as every camera's frame is taken
+(exposure, rolling-shutter readout and a margin after the capture's instant: see
+:mod:`.nextmove`), while the nodes still encode and store the images. Running the same scan again
+on the same dataset continues from the first position not yet taken; a finished scan is not taken
+again unless asked (``new``).
 
 Without a turntable a scan has one position: a plain capture, recorded as position 0.
 """
@@ -118,8 +118,9 @@ class ScanReport:
     complete : bool
         Whether every position is now taken.
     late : dict of int to list of str
-        Position index -> cameras that fired after the table began to turn to the next position
-        (normally none: it turns once every exposure is over, while the nodes store the images).
+        Position index -> cameras whose frame was not taken when the table began to turn to the
+        next position (normally none: it turns once every frame is taken, while the nodes store
+        the images).
     """
 
     scan: int
@@ -427,9 +428,9 @@ def _take(
                 hold.observe(record)
             if early is not None and record is not None and moving is not None:
                 late = hold.late_cameras(record, early.at)
-                if late:  # fired after the table began to turn: their view may be off
+                if late:  # still taking their frame when the table began to turn: their view may be off
                     report.late[index] = late
-                    logger.warning("position %d: %s fired after the table began to turn", index, late)
+                    logger.warning("position %d: %s still taking a frame when the table turned", index, late)
             if failure is not None:
                 break
     finally:
