@@ -85,6 +85,10 @@ def test_the_hold_covers_each_frames_own_exposure_and_rolling_shutter_readout():
         other = TurnHold(0.010)
         other.observe(record(0.0, controls=[{"ExposureTime": junk, "FrameDuration": junk}]))
         assert other.taking == pytest.approx(0.010), junk
+    for junk in (None, [30_000], "ExposureTime"):  # controls that are not a mapping at all
+        other = TurnHold(0.010)
+        other.observe(record(0.0, controls=[junk]))
+        assert other.taking == pytest.approx(0.010), junk
     # Taken as the longest of the recent captures, then forgotten like lateness.
     for _ in range(7):
         hold.observe(record(0.0, controls=[{"ExposureTime": 10_000}]))

@@ -88,7 +88,9 @@ class TurnHold:
         Its exposure (the configured one when the frame does not say) and, when the frame reports
         its duration, that duration as the readout of a rolling shutter.
         """
-        controls = shot.settings.get("controls") or {}
+        controls = shot.settings.get("controls")
+        if not isinstance(controls, dict):
+            controls = {}
         exposure = _microseconds(controls.get("ExposureTime"))
         readout = _microseconds(controls.get("FrameDuration"))
         return (self.exposure if exposure is None else exposure) + (readout or 0.0)
