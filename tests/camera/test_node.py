@@ -674,29 +674,3 @@ def test_spool_lock_refuses_a_second_node(make_node, tmp_path):
     make_node(1, spool_dir=tmp_path / "shared")
     with pytest.raises(PlantImagerError, match="already in use"):
         make_node(1, spool_dir=tmp_path / "shared")
-
-
-def test_a_served_node_hands_the_interpreter_over_promptly_and_restores_the_interval(tmp_path):
-    from plantimager.camera.pacing import HANDOVER_S, prompt_handover
-    from plantimager.camera.runner import run_node
-
-    before = sys.getswitchinterval()
-    assert before > HANDOVER_S  # Python's 5 ms default: a firing thread could wait that long
-    stop = threading.Event()
-    seen: list[float] = []
-
-    def on_ready(node: CameraNodeServer) -> None:
-        seen.append(sys.getswitchinterval())
-        stop.set()
-
-    run_node(tmp_path / "spool", backend="dummy", registry=None, bind="tcp://127.0.0.1:0", stream_port=None,
-             state_dir=tmp_path / "state", stop=stop, on_ready=on_ready, resolution=(64, 48))  # fmt: skip
-    assert seen == [pytest.approx(HANDOVER_S, abs=2e-6)]
-    assert sys.getswitchinterval() == before
-    # Never raised: a process already handing over faster keeps its interval.
-    sys.setswitchinterval(HANDOVER_S / 5)
-    try:
-        with prompt_handover():
-            assert sys.getswitchinterval() == pytest.approx(HANDOVER_S / 5, abs=2e-6)
-    finally:
-        sys.setswitchinterval(before)

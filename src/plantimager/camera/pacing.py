@@ -2,9 +2,8 @@
 
 A camera fires at a wall-clock instant: :func:`wait_until` sleeps, then sleeps in short turns, then
 spins briefly, so it returns on time; :func:`tighten_timer_slack` lets a thread's sleeps end on time,
-:func:`realtime_thread` lets a firing thread take a CPU at once, :func:`prompt_handover` lets it
-take the interpreter lock at once, and :func:`lower_thread_priority` keeps encoding threads out of
-its way.
+:func:`realtime_thread` lets a firing thread take a CPU at once, and :func:`lower_thread_priority`
+keeps encoding threads out of its way.
 """
 
 from __future__ import annotations
@@ -16,16 +15,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 __all__ = [
-    "HANDOVER_S",
     "SPIN_NS",
     "TURN_NS",
     "WAKE_NS",
     "lower_thread_priority",
     "ordinary_thread",
-    "prompt_handover",
     "realtime_thread",
     "sleep_until",
     "tighten_timer_slack",
@@ -40,28 +36,7 @@ WAKE_NS = 1_000_000
 TURN_NS = 50_000
 #: The last part of the wait, a busy loop, in ns.
 SPIN_NS = 50_000
-#: Longest a thread of a node waits for the interpreter lock before the holder is asked for it, s.
-HANDOVER_S = 0.0005
 _PR_SET_TIMERSLACK = 29
-
-
-@contextlib.contextmanager
-def prompt_handover(interval: float = HANDOVER_S) -> Iterator[None]:
-    """Have the interpreter lock handed over within ``interval`` seconds while the block runs.
-
-    A thread that wants the lock lets the one holding it run for the interpreter's switch
-    interval (5 ms by default) before asking for it. A firing thread woken at the instant could
-    so wait 5 ms, and more when several threads queued, whenever another thread of the node was
-    serving a download or a preview at that moment (as in a scan, where the download of a
-    position overlaps the capture of the next). The interval is process-wide; the previous one is
-    restored on leaving (it is never raised).
-    """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, interval))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def wait_until(at_ns: int) -> None:

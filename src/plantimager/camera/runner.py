@@ -18,7 +18,6 @@ from .backend import CameraBackend, get_backend_factory
 from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY
 from .names import validate_name
 from .node import DEFAULT_POWEROFF_COMMAND, MAX_LATE_S, CameraNodeServer
-from .pacing import prompt_handover
 from .spool import Spool
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
@@ -138,59 +137,57 @@ def run_node(
         options.setdefault("turntable_registry", registry)  # a turntable named in the node's registry
         if keys is not None:
             options.setdefault("turntable_keys", keys)
-    # The firing threads must get the interpreter at the instant, whatever else the node runs.
-    with prompt_handover():
-        stop = stop if stop is not None else threading.Event()
-        context = zmq.Context()
-        backends: list[CameraBackend] = []
-        spool: Spool | None = None
-        node: CameraNodeServer | None = None
-        thread: threading.Thread | None = None
-        try:
-            for index in range(cameras):
-                backends.append(factory(index, **options))
-            # Checked once the options are known good, before anything listens.
-            check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
-            spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
-            node = CameraNodeServer(
-                context,
-                bind,
-                backends=backends,
-                spool=spool,
-                state_dir=Path(state_dir) if state_dir is not None else None,
-                stream_port=stream_port,
-                allow_poweroff=allow_poweroff,
-                poweroff_command=poweroff_command,
-                settle_ms=settle_ms,
-                keys=keys,
-                max_late=max_late,
-                fire_priority=fire_priority,
-            )
-            backends = []  # the node owns them now
+    stop = stop if stop is not None else threading.Event()
+    context = zmq.Context()
+    backends: list[CameraBackend] = []
+    spool: Spool | None = None
+    node: CameraNodeServer | None = None
+    thread: threading.Thread | None = None
+    try:
+        for index in range(cameras):
+            backends.append(factory(index, **options))
+        # Checked once the options are known good, before anything listens.
+        check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
+        spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
+        node = CameraNodeServer(
+            context,
+            bind,
+            backends=backends,
+            spool=spool,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+            stream_port=stream_port,
+            allow_poweroff=allow_poweroff,
+            poweroff_command=poweroff_command,
+            settle_ms=settle_ms,
+            keys=keys,
+            max_late=max_late,
+            fire_priority=fire_priority,
+        )
+        backends = []  # the node owns them now
 
-            def serve() -> None:
-                try:
-                    node.serve_forever()
-                finally:
-                    stop.set()
+        def serve() -> None:
+            try:
+                node.serve_forever()
+            finally:
+                stop.set()
 
-            thread = threading.Thread(target=serve, name="camera-node", daemon=True)
-            thread.start()
-            if on_ready is not None:
-                on_ready(node)
-            if registry:
-                accepted = node.register_to_registry("camera", name or node.node_id, registry, overwrite=True)
-                if on_registered is not None:
-                    on_registered(accepted)
-            while not stop.wait(1.0):
-                pass
-        finally:
-            if node is not None:
-                node.close()
-            if thread is not None:
-                thread.join(10)
-            for camera in backends:
-                camera.close()
-            if spool is not None:
-                spool.close()
-            context.destroy(linger=0)
+        thread = threading.Thread(target=serve, name="camera-node", daemon=True)
+        thread.start()
+        if on_ready is not None:
+            on_ready(node)
+        if registry:
+            accepted = node.register_to_registry("camera", name or node.node_id, registry, overwrite=True)
+            if on_registered is not None:
+                on_registered(accepted)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        if node is not None:
+            node.close()
+        if thread is not None:
+            thread.join(10)
+        for camera in backends:
+            camera.close()
+        if spool is not None:
+            spool.close()
+        context.destroy(linger=0)
