@@ -204,9 +204,9 @@ def test_the_lead_follows_when_nodes_were_ready_not_an_old_slow_round_trip(spawn
     first = rig.capture_all()
     assert first.lead_ms >= 100  # 2 x (50 ms + the hand-over) + 1 ms: nothing else known yet
     second = rig.capture_all()
-    # The node said when it was ready to fire the first (a few ms on loopback): now 2 x that, at least
-    # 2 x half the slow round trip (the way there), + 1 ms.
-    assert 51 <= second.lead_ms < 90
+    # The node said when it was ready to fire the first (a few ms on loopback): now 3 x that + 1 ms.
+    # The slow round trip is not the node's usual one, so it no longer sets a floor of 3 x 25 ms.
+    assert 5.0 <= second.lead_ms < 51
     assert rig.download_all().owed == 0
 
 

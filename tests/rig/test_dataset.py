@@ -287,12 +287,17 @@ def test_once_nodes_say_when_they_were_ready_the_lead_follows_their_readiness():
     before = policy.lead([0.013], 8)  # a round trip measured while the node was starting up
     assert before == pytest.approx(2 * (0.013 + 0.002 + 0.0016) + 0.001)
     policy.observe([0.0001], dispatch=0.001, lead=before, arrival=0.0015)
-    # 2 x the latest readiness (at least half the worst round trip) + 1 ms
-    assert policy.lead([0.002], 8) == pytest.approx(2 * 0.0015 + 0.001)
-    assert policy.lead([0.013], 8) == pytest.approx(2 * 0.0065 + 0.001)
+    # 3 x the latest readiness (at least half the worst round trip) + 1 ms
+    assert policy.lead([0.002], 8) == pytest.approx(3 * 0.0015 + 0.001)
+    assert policy.lead([0.013], 8) == pytest.approx(3 * 0.0065 + 0.001)
+    # A slow round trip (measured while the node encoded or served a download) does not lengthen
+    # it when the node's usual round trip is short: readiness says how soon a request is taken.
+    assert policy.lead([0.030], 8, usual=[0.0008]) == pytest.approx(3 * 0.0015 + 0.001)
+    # ... but a usual round trip longer than twice the readiness does: the way there takes that.
+    assert policy.lead([0.030], 8, usual=[0.0008, 0.005, None]) == pytest.approx(3 * 0.0025 + 0.001)
     # A node ready only after half the lead: the next leads are longer, then shrink back.
     policy.observe([0.004], dispatch=0.001, lead=0.004, arrival=0.003)
-    assert policy.lead([0.002], 8) == pytest.approx(2 * 0.003 + 0.001 + 0.003)
+    assert policy.lead([0.002], 8) == pytest.approx(3 * 0.003 + 0.001 + 0.003)
     for _ in range(20):
         policy.observe([0.0], dispatch=0.001, lead=0.005, arrival=0.001)
-    assert policy.lead([0.002], 8) == pytest.approx(max(0.004, 2 * 0.001 + 0.001 + 0.003 / 2**20))
+    assert policy.lead([0.002], 8) == pytest.approx(max(0.004, 3 * 0.001 + 0.001 + 0.003 / 2**20))

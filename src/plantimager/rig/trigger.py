@@ -138,7 +138,11 @@ class Trigger:
         capture_no, data_code = shots[0].capture_no, shots[0].data_code
         by_camera = {shot.camera: shot for shot in shots}
         live = {name: node for name, node in nodes.items() if name not in reasons}
-        lead = self.lead.lead([node.round_trips.worst() for node in live.values()], len(live))
+        lead = self.lead.lead(
+            [node.round_trips.worst() for node in live.values()],
+            len(live),
+            usual=[node.round_trips.median() for node in live.values()],
+        )
         t0 = time.time() + lead
         if on_instant is not None:
             on_instant(t0)
