@@ -18,7 +18,6 @@ ceiling.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from plantimager.commons.errors import PlantImagerError
 from plantimager.commons.turntabledevice import TurntableClient
 
 from .record import CaptureRecord, Shot
+from .timing import reported_number
 
 __all__ = ["LATE_FACTOR", "MAX_MARGIN_S", "MIN_MARGIN_S", "NextMove", "TurnHold"]
 
@@ -104,9 +104,8 @@ class TurnHold:
 
 def _microseconds(value: object) -> float | None:
     """A frame's duration in microseconds, as seconds; None if it is not a plain finite number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return max(0.0, float(value)) / 1e6
+    number = reported_number(value)
+    return None if number is None else max(0.0, number) / 1e6
 
 
 class NextMove:
