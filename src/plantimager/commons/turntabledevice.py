@@ -29,6 +29,7 @@ __all__ = [
     "TurntableClient",
     "check_angle",
     "check_speed",
+    "check_time",
     "normalise_angle",
     "wait_settled",
 ]
@@ -47,6 +48,11 @@ def normalise_angle(angle: float) -> float:
     return 0.0 if value >= 360.0 else value
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (``bool`` is not one)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def check_angle(angle: Any, what: str = "angle") -> float:
     """Return ``angle`` as a float in ``[0, 360)``.
 
@@ -55,7 +61,7 @@ def check_angle(angle: Any, what: str = "angle") -> float:
     ValidationError
         If it is not a finite real number.
     """
-    if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
+    if not _finite(angle):
         raise ValidationError(f"{what} must be a finite number of degrees, got {angle!r}")
     return normalise_angle(angle)
 
@@ -68,16 +74,26 @@ def check_speed(speed: Any) -> float:
     ValidationError
         If it is not a number in ``(0, MAX_SPEED]``.
     """
-    if (
-        isinstance(speed, bool)
-        or not isinstance(speed, (int, float))
-        or not math.isfinite(speed)
-        or not 0.0 < speed <= MAX_SPEED
-    ):
+    if not _finite(speed) or not 0.0 < speed <= MAX_SPEED:
         raise ValidationError(
             f"speed must be a number of degrees per second in (0, {MAX_SPEED:g}], got {speed!r}"
         )
     return float(speed)
+
+
+def check_time(when: Any) -> float:
+    """Return ``when`` (wall-clock seconds since the epoch, as :meth:`Turntable.position_at` takes it).
+
+    Raises
+    ------
+    ValidationError
+        If it is not a finite real number.
+    """
+    if not _finite(when):
+        raise ValidationError(
+            f"when must be a time: a finite number of seconds since the epoch, got {when!r}"
+        )
+    return float(when)
 
 
 class Turntable(ABC):

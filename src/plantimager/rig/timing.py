@@ -161,10 +161,8 @@ class LeadPolicy:
         capture request when one is sent. Before any readiness is known, the margin times the
         worst round trip and hand-over. A node with no round trip yet counts as 1 ms.
         """
-        worst_rtt = max((rtt if rtt is not None else 0.001 for rtt in round_trips), default=0.001)
-        way = worst_rtt
-        if usual is not None:
-            way = max((rtt if rtt is not None else 0.001 for rtt in usual), default=0.001)
+        worst_rtt = _slowest(round_trips)
+        way = worst_rtt if usual is None else _slowest(usual)
         with self._lock:
             # Before the first capture nothing is known of the hand-over: allow for threads starting.
             dispatch = max(self._dispatch, default=FIRST_DISPATCH_S + 0.0002 * nodes)
@@ -214,6 +212,11 @@ class LeadPolicy:
         late = max(lateness, default=0.0)
         if late > LATE_S:
             logger.debug("a camera fired %.2f ms after t0", late * 1e3)
+
+
+def _slowest(round_trips: Iterable[float | None]) -> float:
+    """The longest of some nodes' round trips, seconds; a node with none yet counts as 1 ms."""
+    return max((rtt if rtt is not None else 0.001 for rtt in round_trips), default=0.001)
 
 
 def skew_ms(captured_ns: Iterable[int]) -> float | None:

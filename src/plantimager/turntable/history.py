@@ -10,14 +10,13 @@ that speed was.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from plantimager.commons.errors import ValidationError
-from plantimager.commons.turntabledevice import normalise_angle
+from plantimager.commons.turntabledevice import check_time, normalise_angle
 
 from .dummy import shortest_turn
 
@@ -61,12 +60,9 @@ class MoveHistory:
         ValidationError
             If ``when`` is not a finite number, or older than the oldest move remembered.
         """
-        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
-            raise ValidationError(
-                f"when must be a time: a finite number of seconds since the epoch, got {when!r}"
-            )
+        when = check_time(when)
         with self._lock:
-            when = min(float(when), self._clock())
+            when = min(when, self._clock())
             if when < self._moves[0][0]:
                 raise ValidationError(
                     f"when={when:.3f} is before the oldest of the {len(self._moves)} moves this "
