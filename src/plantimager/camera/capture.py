@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import queue
 import threading
 import time
@@ -29,6 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from plantimager.commons.errors import RigError, ValidationError
+from plantimager.commons.number import is_finite
 
 from .backend import Frame
 from .exif import exif_bytes, with_exif
@@ -95,7 +95,7 @@ def check_capture_time(at: float | None, max_ahead: float, max_late: float) -> i
     now_ns = time.time_ns()
     if at is None:
         return now_ns
-    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+    if not is_finite(at):
         raise ValidationError(
             f"capture time 'at' must be a finite number of seconds since the epoch, got {at!r}"
         )
@@ -122,7 +122,7 @@ def check_settle_ms(value: float) -> float:
     ValidationError
         If ``value`` is not a finite number in range.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite(value):
         raise ValidationError(f"settle_ms must be a number of milliseconds, got {value!r}")
     if not 0 <= value <= MAX_SETTLE_MS:
         raise ValidationError(f"settle_ms must be between 0 and {MAX_SETTLE_MS:g}, got {value!r}")

@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from plantimager.commons.number import is_finite
+
 __all__ = [
     "CACHE_SECONDS",
     "CHRONYC_TIMEOUT_S",
@@ -317,7 +319,7 @@ def clock_warnings(statuses: Iterable[Mapping[str, Any]], threshold_ms: float = 
     for i, status in enumerate(statuses):
         label = str(status.get("name") or status.get("id") or f"node #{i}")
         offset = status.get("clock_offset_ms")
-        if isinstance(offset, (int, float)) and not isinstance(offset, bool) and math.isfinite(offset):
+        if is_finite(offset):
             known.append((float(offset), label))
         else:
             unknown.append(label)

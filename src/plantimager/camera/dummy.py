@@ -49,6 +49,7 @@ from PIL import Image
 from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.examples.pinhole import VFOV_DEG, camera_pose, fitted_intrinsics
 from plantimager.commons.examples.scene import default_image_dir
+from plantimager.commons.number import is_finite
 from plantimager.commons.security import KeyRing
 
 from .backend import LORES_SIZE, CameraBackend, Frame, clamp_resolution
@@ -198,11 +199,7 @@ class DummyBackend(CameraBackend):
         clock_offset_ms: float | None = None,
         stills_kept: int = 1,
     ) -> None:
-        if clock_offset_ms is not None and (
-            isinstance(clock_offset_ms, bool)
-            or not isinstance(clock_offset_ms, (int, float))
-            or not math.isfinite(clock_offset_ms)
-        ):
+        if clock_offset_ms is not None and not is_finite(clock_offset_ms):
             raise ValidationError(f"clock_offset_ms must be a number of ms, got {clock_offset_ms!r}")
         self._clock_offset_ms = None if clock_offset_ms is None else float(clock_offset_ms)
         if elevation is not None and turntable is None:

@@ -16,11 +16,11 @@ Examples
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.number import is_finite
 
 __all__ = ["SENSORS", "Sensor", "check_focal_mm", "sensor_optics"]
 
@@ -112,11 +112,7 @@ def sensor_optics(
 
 
 def _pair(value: Any) -> bool:
-    return (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in value)
-    )
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(is_finite(v) and v > 0 for v in value)
 
 
 def _active_size(properties: dict[str, Any]) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from .errors import PlantImagerError, ValidationError
+from .number import is_finite
 from .RPC import RPCClient, RPCProperty, RPCSignal
 
 __all__ = [
@@ -48,11 +49,6 @@ def normalise_angle(angle: float) -> float:
     return 0.0 if value >= 360.0 else value
 
 
-def _finite(value: Any) -> bool:
-    """Whether ``value`` is a finite real number (``bool`` is not one)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def check_angle(angle: Any, what: str = "angle") -> float:
     """Return ``angle`` as a float in ``[0, 360)``.
 
@@ -61,7 +57,7 @@ def check_angle(angle: Any, what: str = "angle") -> float:
     ValidationError
         If it is not a finite real number.
     """
-    if not _finite(angle):
+    if not is_finite(angle):
         raise ValidationError(f"{what} must be a finite number of degrees, got {angle!r}")
     return normalise_angle(angle)
 
@@ -74,7 +70,7 @@ def check_speed(speed: Any) -> float:
     ValidationError
         If it is not a number in ``(0, MAX_SPEED]``.
     """
-    if not _finite(speed) or not 0.0 < speed <= MAX_SPEED:
+    if not is_finite(speed) or not 0.0 < speed <= MAX_SPEED:
         raise ValidationError(
             f"speed must be a number of degrees per second in (0, {MAX_SPEED:g}], got {speed!r}"
         )
@@ -89,7 +85,7 @@ def check_time(when: Any) -> float:
     ValidationError
         If it is not a finite real number.
     """
-    if not _finite(when):
+    if not is_finite(when):
         raise ValidationError(
             f"when must be a time: a finite number of seconds since the epoch, got {when!r}"
         )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tomllib
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.number import is_finite
 
 from .geometry import object_pose
 
@@ -80,7 +80,7 @@ def _intrinsics(value: Any, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": "PINHOLE", "source": "calibration"}
     for key in _INTRINSIC_KEYS:
         number = value.get(key)
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        if not is_finite(number):
             raise ValidationError(f"{where}: intrinsics {key} must be a finite number, got {number!r}")
         if key in ("width", "height") and (number < 1 or number != int(number)):
             raise ValidationError(f"{where}: intrinsics {key} must be whole pixels >= 1, got {number!r}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.number import is_finite
 
 from .calibration import Calibration
 from .geometry import image_angle, object_pose, quaternion
@@ -167,7 +167,7 @@ def _image_name(entry: dict[str, Any]) -> str:
 
 def _number(record: dict[str, Any], key: str, what: str) -> float:
     value = record.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite(value):
         raise ValidationError(f"{what}: {key} must be a finite number, got {value!r}")
     return float(value)
 

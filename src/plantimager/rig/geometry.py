@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.number import finite
 
 __all__ = [
     "align_similarity",
@@ -87,9 +88,9 @@ def image_angle(image: dict[str, Any]) -> float | None:
     """
     position = image.get("position") or {}
     for key in ("measured", "angle"):
-        value = position.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        value = finite(position.get(key))
+        if value is not None:
+            return value
     return None
 
 

@@ -23,10 +23,10 @@ import time
 from collections import deque
 
 from plantimager.commons.errors import PlantImagerError
+from plantimager.commons.number import finite
 from plantimager.commons.turntabledevice import TurntableClient
 
 from .record import CaptureRecord, Shot
-from .timing import reported_number
 
 __all__ = ["LATE_FACTOR", "MAX_MARGIN_S", "MIN_MARGIN_S", "NextMove", "TurnHold"]
 
@@ -104,7 +104,7 @@ class TurnHold:
 
 def _microseconds(value: object) -> float | None:
     """A frame's duration in microseconds, as seconds; None if it is not a plain finite number."""
-    number = reported_number(value)
+    number = finite(value)
     return None if number is None else max(0.0, number) / 1e6
 
 

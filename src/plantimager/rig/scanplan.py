@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.number import is_finite
 
 from .dataset import STATE_DIR, Dataset
 from .storage import write_atomically
@@ -98,7 +99,7 @@ def plan_angles(positions: Any, start: float = 0.0) -> tuple[float, ...]:
         If the count is not an int in ``[1, MAX_POSITIONS]``, an angle is not finite, or two
         angles are the same.
     """
-    if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start):
+    if not is_finite(start):
         raise ValidationError(f"start must be a finite angle in degrees, got {start!r}")
     if isinstance(positions, (bool, str, bytes)):
         raise ValidationError(f"positions must be a count or a list of angles, got {positions!r}")
@@ -114,7 +115,7 @@ def plan_angles(positions: Any, start: float = 0.0) -> tuple[float, ...]:
         raise ValidationError(f"a scan needs between 1 and {MAX_POSITIONS} angles, got {len(angles)}")
     out = []
     for angle in angles:
-        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
+        if not is_finite(angle):
             raise ValidationError(f"scan angles must be finite numbers of degrees, got {angle!r}")
         out.append(float(angle) % 360.0)
     if len({round(a, 6) for a in out}) != len(out):

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+
+from plantimager.commons.number import finite
 
 __all__ = [
     "RTT_MAX_AGE_S",
@@ -32,7 +33,6 @@ __all__ = [
     "RoundTrips",
     "clock_flag",
     "clock_offset",
-    "reported_number",
     "skew_ms",
 ]
 
@@ -227,16 +227,9 @@ def skew_ms(captured_ns: Iterable[int]) -> float | None:
     return (max(times) - min(times)) / 1e6
 
 
-def reported_number(value: object) -> float | None:
-    """A number a node reported, as a float, or None if it reported none (or nonsense)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def clock_offset(value: object) -> float | None:
     """A clock offset a node reported, in ms, or None if it reported none (or nonsense)."""
-    return reported_number(value)
+    return finite(value)
 
 
 def clock_flag(offset_ms: float | None, budget_ms: float = SKEW_BUDGET_MS) -> str:

@@ -15,12 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any
 
 from plantimager.commons.errors import RigError
+from plantimager.commons.number import finite
 
 from .dataset import Dataset
 from .node import RigNode, describe_error, is_connection_error
 from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
-from .timing import LeadPolicy, clock_flag, clock_offset, reported_number, skew_ms
+from .timing import LeadPolicy, clock_flag, clock_offset, skew_ms
 
 __all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
@@ -176,7 +177,7 @@ class Trigger:
                 # No answer: the node may have fired all the same, so its images stay owed.
                 (unknown if is_connection_error(exc) else failures).update(dict.fromkeys(keys, text))
                 continue
-            ready = reported_number(answer.get("ready_at"))
+            ready = finite(answer.get("ready_at"))
             if ready is not None:
                 arrival = max(arrival if arrival is not None else 0.0, ready - (t0 - lead))
             clocks[name] = clock_offset(answer.get("clock_offset_ms"))
