@@ -550,9 +550,12 @@ def test_configure_checks_everything_before_applying(remote):
 
 
 def test_camera_properties_validate(remote):
-    _, client = remote
+    server, client = remote
     with pytest.raises(TypeError):
         client.mode = "PANORAMA"
+    with pytest.raises(ValidationError, match="'PANORAMA'"):  # in-process, past the wire's type check
+        server.mode = "PANORAMA"
+    assert client.mode == "STILL"
     with pytest.raises(ValidationError):
         client.rotation = 45
     with pytest.raises(TypeError):

@@ -121,10 +121,7 @@ class PerCameraMembers(Camera):
 
     @mode.setter
     def mode(self, value: CameraMode) -> None:
-        try:
-            mode = CameraMode(value)
-        except ValueError:
-            raise ValidationError(f"mode must be 'STILL' or 'VIDEO', got {value!r}") from None
+        mode = CameraMode.parse(value)
         if mode == self._mode:
             return
         if mode == CameraMode.VIDEO:

@@ -13,7 +13,7 @@ import enum
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
-from .errors import ImageUnavailable
+from .errors import ImageUnavailable, ValidationError
 from .RPC import RPCProperty, RPCSignal
 
 __all__ = ["Camera", "CameraMode", "CameraNode", "Encoding"]
@@ -27,6 +27,20 @@ class CameraMode(enum.StrEnum):
 
     VIDEO = "VIDEO"
     STILL = "STILL"
+
+    @classmethod
+    def parse(cls, value: object) -> CameraMode:
+        """The mode ``value`` names (a ``CameraMode`` or its text).
+
+        Raises
+        ------
+        ValidationError
+            If ``value`` names no mode.
+        """
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValidationError(f"mode must be 'STILL' or 'VIDEO', got {value!r}") from None
 
 
 class Camera(ABC):

@@ -268,10 +268,7 @@ class DummyCamera(Camera, RPCServer):
 
     @mode.setter
     def mode(self, value: CameraMode) -> None:
-        try:
-            mode = CameraMode(value)
-        except ValueError:
-            raise ValidationError(f"mode must be 'STILL' or 'VIDEO', got {value!r}") from None
+        mode = CameraMode.parse(value)
         if mode == self._mode:
             return
         self._mode = mode
