@@ -243,6 +243,10 @@ class Children:
                 child.info = message["ok"]
         return {child.name: child.info or {} for child in self._children}
 
+    def names(self) -> list[str]:
+        """The names of the children started so far, in the order they were started."""
+        return [child.name for child in self._children]
+
     def cpu_time(self, name: str, timeout: float = 5.0) -> float:
         """CPU seconds used so far by the process of child ``name`` (all its threads).
 

@@ -27,8 +27,9 @@ registered with a registry in this process and driven by a :class:`plantimager.r
    takes). Targets: at most 1.3x the durable floor (c) for the 0.5 MB images, 1.1x for the 3 MB
    ones.
    The cost of each step of a download, measured alone on one image, is printed below the table,
-   and so is the CPU time this process spends per download, ours beside the floors': on a
-   machine with few CPUs shared with every node, that is what sets the small images' figure.
+   and so is the CPU time spent per download, ours beside the floors': this process's, and that of
+   the processes serving it meanwhile (the camera nodes, or the raw servers). On a machine with
+   few CPUs shared with every node, that is what sets the small images' figure.
 
 On this machine every simulated node shares the same few CPUs, which a real rig does not: the skew
 rounds use 64x64 images (``--skew-resolution``) so that the CPU a node spends after firing stays
@@ -427,13 +428,20 @@ def bench_download(
     save.mkdir()
     names = list(series)
     cpu: dict[str, list[float]] = {name: [] for name in names}  # this process's CPU seconds
+    # The CPU seconds the servers (the camera nodes, or the raw servers) spent meanwhile.
+    served: dict[str, list[float]] = {name: [] for name in names}
+    nodes = [name for name in children.names() if name.startswith("bench")]
+    raws = [name for name in children.names() if name.startswith("raw")]
     try:
         for round_no in range(downloads):
             shift = round_no % len(names)
             for name in names[shift:] + names[:shift]:
+                if name == "ours":
+                    rig.capture_all()  # not timed, nor its CPU counted
+                servers = nodes if name == "ours" else raws if name != "disk" else []
+                servers_before = sum(children.cpu_time(server) for server in servers)
                 cpu_started = time.process_time()
                 if name == "ours":
-                    rig.capture_all()  # not timed
                     started = time.perf_counter()
                     report = rig.download_all(jobs=JOBS)
                     series[name].append(time.perf_counter() - started)
@@ -453,17 +461,21 @@ def bench_download(
                     )
                     series[name].append(time.perf_counter() - started)
                 cpu[name].append(time.process_time() - cpu_started)
+                served[name].append(sum(children.cpu_time(server) for server in servers) - servers_before)
     finally:
         for pool in sockets.values():
             while not pool.empty():
                 pool.get().close()
     total = statistics.median(sizes)
     raw_total = sum(len(p) for p in payloads)
+
+    def spent(name: str) -> str:
+        mine, theirs = statistics.median(cpu[name]), statistics.median(served[name])
+        return f"{mine * 1e3:.1f} ms + {theirs * 1e3:.1f} ms in the servers"
+
     CPU_LINES.append(
-        f"- {len(payloads)} x {total / len(payloads) / MB:.2f} MB: download_all "
-        f"{statistics.median(cpu['ours']) * 1e3:.1f} ms, (c) raw pyzmq kept durably "
-        f"{statistics.median(cpu['raw+durable']) * 1e3:.1f} ms, (a) raw pyzmq "
-        f"{statistics.median(cpu['raw']) * 1e3:.1f} ms"
+        f"- {len(payloads)} x {total / len(payloads) / MB:.2f} MB: download_all {spent('ours')} "
+        f"(the nodes); (c) raw pyzmq kept durably {spent('raw+durable')}; (a) raw pyzmq {spent('raw')}"
     )
     ours = series["ours"]
     mine = statistics.median(ours)
@@ -607,7 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     header = ["measure", "ours", "floor (same run)", "ours / floor", "target"]
     print(markdown_table(header, rows))
     print("\n" + "\n".join(clock_lines()))
-    print("\nCPU time of the downloading process per download (median; both CPUs counted):\n")
+    print(
+        "\nCPU time per download (medians): the downloading process's, and the serving processes' "
+        "meanwhile (the nodes, or the raw servers); both CPUs counted:\n"
+    )
     print("\n".join(CPU_LINES))
     print("\nCost of each step of a download, measured alone on one image (ms, median of 20):\n")
     print(markdown_table(["step", "ms"], steps))
