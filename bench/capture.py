@@ -438,7 +438,7 @@ def bench_download(
             for name in names[shift:] + names[:shift]:
                 if name == "ours":
                     rig.capture_all()  # not timed, nor its CPU counted
-                servers = nodes if name == "ours" else raws if name != "disk" else []
+                servers = {"ours": nodes, "disk": []}.get(name, raws)  # the raw floors: raw servers
                 servers_before = sum(children.cpu_time(server) for server in servers)
                 cpu_started = time.process_time()
                 if name == "ours":

@@ -18,13 +18,14 @@ import zmq
 
 from plantimager.commons.cameradevice import CameraNode
 from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError
+from plantimager.commons.number import finite
 from plantimager.commons.registry import DeviceInfo
 from plantimager.commons.RPC import RPCClient
 from plantimager.commons.security import KeyRing
 
 from .dataset import UNKNOWN_RESULT_GRACE_S
 from .record import CameraInfo, NodeInfo, camera_key
-from .timing import RoundTrips, clock_flag, clock_offset
+from .timing import RoundTrips, clock_flag
 
 __all__ = ["CallLimits", "NodeClient", "RigNode", "describe_error", "is_connection_error"]
 
@@ -289,7 +290,7 @@ class RigNode:
 
     def note_clock(self, offset_ms: object) -> None:
         """Keep the clock offset the node reported (ms; anything but a number means unknown)."""
-        offset = clock_offset(offset_ms)
+        offset = finite(offset_ms)
         with self._lock:
             before, self.clock_offset_ms = clock_flag(self.clock_offset_ms), offset
         after = clock_flag(offset)

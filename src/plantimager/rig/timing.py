@@ -24,15 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from plantimager.commons.number import finite
-
 __all__ = [
     "RTT_MAX_AGE_S",
     "SKEW_BUDGET_MS",
     "LeadPolicy",
     "RoundTrips",
     "clock_flag",
-    "clock_offset",
     "skew_ms",
 ]
 
@@ -225,11 +222,6 @@ def skew_ms(captured_ns: Iterable[int]) -> float | None:
     if not times:
         return None
     return (max(times) - min(times)) / 1e6
-
-
-def clock_offset(value: object) -> float | None:
-    """A clock offset a node reported, in ms, or None if it reported none (or nonsense)."""
-    return finite(value)
 
 
 def clock_flag(offset_ms: float | None, budget_ms: float = SKEW_BUDGET_MS) -> str:

@@ -21,7 +21,7 @@ from .dataset import Dataset
 from .node import RigNode, describe_error, is_connection_error
 from .record import CaptureRecord, Shot
 from .shot import ShotPlan, ShotState, extension_for
-from .timing import LeadPolicy, clock_flag, clock_offset, skew_ms
+from .timing import LeadPolicy, clock_flag, skew_ms
 
 __all__ = ["FRESH_S", "STRAGGLER_FACTOR", "Trigger"]
 
@@ -180,7 +180,7 @@ class Trigger:
             ready = finite(answer.get("ready_at"))
             if ready is not None:
                 arrival = max(arrival if arrival is not None else 0.0, ready - (t0 - lead))
-            clocks[name] = clock_offset(answer.get("clock_offset_ms"))
+            clocks[name] = finite(answer.get("clock_offset_ms"))
             nodes[name].note_clock(clocks[name])
             for meta in answer.get("cameras", []):
                 results[f"{name}/{meta.get('camera')}"] = {**meta, "clock_offset_ms": clocks[name]}
