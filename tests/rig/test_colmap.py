@@ -22,7 +22,7 @@ from plantimager.rig.colmaprig import rig_layout
 from plantimager.rig.geometry import align_similarity, quaternion, turn
 from plantimager.rig.manifest import MANIFEST_FORMAT, load_manifest
 from plantimager.rig.meshroom import export_meshroom
-from plantimager.rig.reconstruction import reconstruct
+from plantimager.rig.reconstruction import NEIGHBOURS, matching_method, reconstruct
 
 
 def rotation_of(q: tuple[float, float, float, float]) -> np.ndarray:
@@ -343,6 +343,69 @@ def test_a_meshroom_camera_with_oblong_pixels_gets_two_focal_lengths(tmp_path):
     focals = sorted(tuple(float(v) for v in i["pxFocalLength"]) for i in sfm["intrinsics"])
     assert focals == sorted([(oblong["fx"], oblong["fy"]), (1.2 * 64, 1.2 * 64)])
     assert "poses" not in sfm
+
+
+def posed_dataset(root: Path, posed: int, unposed: int = 0) -> Path:
+    """``posed`` images of a camera with a pose at as many table angles, then ``unposed`` without."""
+    pose = {"R": ROTATION.tolist(), "t": TRANSLATION.tolist()}
+    return write_dataset(
+        root,
+        [image(f"p{i}.jpg", capture_no=i + 1, pose=pose, position={"angle": 5.0 * i}) for i in range(posed)]
+        + [image(f"u{i}.jpg", camera="n2/cam0", capture_no=i + 1) for i in range(unposed)],
+    )
+
+
+def test_auto_matching_is_spatial_when_every_image_has_a_pose_and_pairs_can_be_left_out(tmp_path):
+    # With 4 images each has 3 others: 3 neighbours is every pair, 2 leaves pairs out.
+    four = colmap_model(posed_dataset(tmp_path / "four", 4))
+    assert matching_method(four, "auto", 2) == "spatial"
+    assert matching_method(four, "auto", 3) == "exhaustive"
+    assert matching_method(four, "auto") == "exhaustive"  # NEIGHBOURS is far more than 3
+    assert NEIGHBOURS == 50
+    assert matching_method(four, "exhaustive", 1) == "exhaustive"
+    assert matching_method(four, "spatial", 3) == "spatial"  # asked for, even if it pairs all
+    # One image without a pose: no position to match it by, so every pair.
+    mixed = colmap_model(posed_dataset(tmp_path / "mixed", 4, 1))
+    assert matching_method(mixed, "auto", 1) == "exhaustive"
+
+
+@pytest.mark.parametrize(
+    ("matching", "neighbours", "message"),
+    [
+        ("nearest", 5, "matching 'nearest' is not one of auto, exhaustive, spatial"),
+        ("auto", 0, "neighbours must be a whole number of at least 1, not 0"),
+        ("spatial", True, "neighbours must be a whole number of at least 1, not True"),
+        ("auto", 2.5, "neighbours must be a whole number of at least 1, not 2.5"),
+        (
+            "spatial",
+            5,
+            r"spatial matching needs every image's recorded pose: 2 of 5 have none \(u0.jpg, u1.jpg\)",
+        ),
+    ],
+)
+def test_impossible_matchings_are_refused_before_anything_is_made(tmp_path, matching, neighbours, message):
+    root = posed_dataset(tmp_path / "d", 3, 2)
+    with pytest.raises(ValidationError, match=message):
+        matching_method(colmap_model(root), matching, neighbours)
+    with pytest.raises(ValidationError, match=message):
+        reconstruct(root, matching=matching, neighbours=neighbours)
+    assert not (root / "reconstruction").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "code", "message"),
+    [
+        (["--matching", "nearest"], 2, "'nearest' is not one of 'auto', 'exhaustive', 'spatial'"),
+        (["--neighbours", "0"], 2, "0 is not in the range x>=1"),
+        (["--neighbours", "many"], 2, "'many' is not a valid integer"),
+        (["--matching", "spatial"], 1, "spatial matching needs every image's recorded pose: 2 of 5"),
+    ],
+)
+def test_the_cli_refuses_impossible_matchings_naming_them(tmp_path, options, code, message):
+    root = posed_dataset(tmp_path / "d", 3, 2)
+    result = CliRunner().invoke(main, ["dataset", "reconstruct", *options, str(root)])
+    assert result.exit_code == code and message in result.output, result.output
+    assert not (root / "reconstruction").exists()
 
 
 def test_images_that_share_no_features_make_no_model_and_say_why(tmp_path):

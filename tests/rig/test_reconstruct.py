@@ -2,7 +2,8 @@
 
 Two rings of four simulated cameras (25 and 45 degrees up) around the plant on the simulated
 turntable, six table positions: 48 images at 640 x 480. ``plantimager dataset export`` and
-``plantimager dataset reconstruct`` then run as a user runs them.
+``plantimager dataset reconstruct`` then run as a user runs them: first matching each image only
+with its nearest neighbours, then, freely mapped, every pair.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
 
 from plantimager.rig.geometry import camera_centre, image_angle, object_pose
@@ -24,6 +26,8 @@ RINGS = (25.0, 45.0)
 #: object is seen from 24 azimuths 15 degrees apart on each ring, none twice.
 VIEWS = (0, 7, 14, 21)
 POSITIONS = 6
+#: Neighbours of each image in the spatial matching of the first reconstruction (of 47 others).
+NEIGHBOURS = 16
 
 
 def scan_two_rings(spawn, make_rig, dataset: Path) -> None:
@@ -52,6 +56,35 @@ def ply_vertices(path: Path) -> int:
             if line.strip() == b"end_header":
                 break
     raise AssertionError(f"{path} declares no vertices")
+
+
+def check_spatial_pairs(database: Path, images: dict[str, dict], pairs: int) -> None:
+    """Each image's position prior is its camera's true centre, and only near images were matched."""
+    truth = np.array([camera_centre(*object_pose(e["pose"], image_angle(e))) for e in images.values()])
+    db = pycolmap.Database.open(str(database))
+    try:
+        priors = {
+            image.image_id: db.read_pose_prior(image.image_id).position for image in db.read_all_images()
+        }
+        matched = [pycolmap.pair_id_to_image_pair(pair) for pair in db.read_all_matches()[0]]
+    finally:
+        db.close()
+    # The priors are the true centres (each once; the database names the images otherwise).
+    np.testing.assert_allclose(
+        np.array(sorted(map(tuple, priors.values()))), np.array(sorted(map(tuple, truth)))
+    )
+    assert 0 < len(matched) <= pairs  # the pairs that share matches, of those compared
+    # Each matched pair is among the nearest of one of its two images (ties at the last place allowed).
+    ids = sorted(priors)
+    at = np.array([priors[i] for i in ids])
+    distances = np.linalg.norm(at[:, None, :] - at[None, :, :], axis=2)
+    reach = np.sort(distances, axis=1)[:, NEIGHBOURS]  # column 0 is the image itself
+    index = {image_id: row for row, image_id in enumerate(ids)}
+    for first, second in matched:
+        a, b = index[first], index[second]
+        assert distances[a, b] <= max(reach[a], reach[b]) + 1e-9, (first, second)
+    # And no image was left out of the matching.
+    assert {index[i] for pair in matched for i in pair} == set(range(len(ids)))
 
 
 def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
@@ -108,9 +141,12 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
         centre = [float(v) for v in pose_of[view["poseId"]]["center"]]
         np.testing.assert_allclose(centre, camera_centre(truth_r, truth_t), atol=1e-9)
 
-    code, output = run_cli("dataset", "reconstruct", "--json", str(dataset)).finish(240)
+    spatial = ("--matching", "spatial", "--neighbours", str(NEIGHBOURS))
+    code, output = run_cli("dataset", "reconstruct", *spatial, "--json", str(dataset)).finish(240)
     assert code == 0, output
     summary = json.loads(output.splitlines()[-1])
+    assert summary["matching"] == "spatial"
+    assert len(images) * NEIGHBOURS / 2 <= summary["pairs"] <= len(images) * NEIGHBOURS
     assert summary["registered"] == summary["images"] == len(images), summary["unregistered"]
     assert summary["models"] == 1
     assert summary["reprojection_px"] < 1.0
@@ -138,10 +174,13 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     ]
     assert sorted(listed) == sorted(images)
     assert all((reconstruction / "images" / f"c{c:03d}").is_dir() for c in range(1, 9))
+    check_spatial_pairs(reconstruction / "database.db", images, summary["pairs"])
 
     # Cameras that may have moved between captures: every image with a pose of its own.
     code, output = run_cli("dataset", "reconstruct", "--no-rig", "--json", str(dataset)).finish(240)
     assert code == 0, output
     free = json.loads(output.splitlines()[-1])
     assert (free["rig"], free["rig_cameras"]) == (False, 0)
+    # Neighbours are 50 by default: 48 images have fewer, so `auto` matched every pair.
+    assert (free["matching"], free["pairs"]) == ("exhaustive", len(images) * (len(images) - 1) // 2)
     assert free["registered"] == len(images) and free["reprojection_px"] < 1.0

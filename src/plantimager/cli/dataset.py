@@ -24,7 +24,7 @@ from plantimager.commons.errors import PlantImagerError
 from plantimager.rig.calibration import Calibration, load_calibration
 from plantimager.rig.colmap import ColmapExport, export_colmap
 from plantimager.rig.meshroom import MeshroomExport, export_meshroom
-from plantimager.rig.reconstruction import PHASES, ReconstructionSummary, reconstruct
+from plantimager.rig.reconstruction import MATCHINGS, NEIGHBOURS, PHASES, ReconstructionSummary, reconstruct
 
 __all__ = ["dataset"]
 
@@ -110,6 +110,7 @@ def _print_summary(summary: ReconstructionSummary) -> None:
         f"mean reprojection error {summary.reprojection_px:.3f} px"
         + ("" if summary.fixed_intrinsics else " (intrinsics refined)")
     )
+    _console.print(f"features matched between {summary.pairs} pairs of images ({summary.matching})")
     if summary.rig:
         _console.print(f"the {summary.rig_cameras} cameras held as one rig over {summary.frames} captures")
     if summary.max_centre_error is not None:
@@ -138,9 +139,31 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     help="Hold the cameras as one rig, fixed to each other (each capture a frame of it); "
     "--no-rig if cameras were moved between captures.",
 )
+@click.option(
+    "--matching",
+    type=click.Choice(MATCHINGS),
+    default="auto",
+    show_default=True,
+    help="Pairs of images to match: every pair (exhaustive), or each image with the images taken "
+    "nearest to it (spatial, needs every image's pose); auto: spatial when every image has a pose "
+    "and there are more than NEIGHBOURS + 1 images.",
+)
+@click.option(
+    "--neighbours",
+    type=click.IntRange(min=1),
+    default=NEIGHBOURS,
+    show_default=True,
+    help="Images each image is matched with in spatial matching.",
+)
 @_JSON
 def reconstruct_command(
-    folder: Path, out: Path | None, calibration: Path | None, rig: bool, as_json: bool
+    folder: Path,
+    out: Path | None,
+    calibration: Path | None,
+    rig: bool,
+    matching: str,
+    neighbours: int,
+    as_json: bool,
 ) -> None:
     """Reconstruct DATASET with COLMAP: sparse model and PLY point cloud (needs plantimager[sfm])."""
     calibrated = _calibration(calibration)
@@ -158,7 +181,15 @@ def reconstruct_command(
             bars.update(tasks[phase], completed=done, total=total, visible=True)
 
         try:
-            summary = reconstruct(folder, out, progress=show, calibration=calibrated, rig=rig)
+            summary = reconstruct(
+                folder,
+                out,
+                progress=show,
+                calibration=calibrated,
+                rig=rig,
+                matching=matching,
+                neighbours=neighbours,
+            )
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
     if as_json:

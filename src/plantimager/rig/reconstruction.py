@@ -1,7 +1,10 @@
 """Structure from motion on a dataset: a sparse model and a point cloud, with COLMAP (pycolmap).
 
 :func:`reconstruct` extracts SIFT features with each camera's recorded intrinsics (see
-:func:`~.colmap.colmap_model`), matches every pair of images, and runs COLMAP's incremental mapper.
+:func:`~.colmap.colmap_model`), matches pairs of images, and runs COLMAP's incremental mapper.
+Small datasets match every pair; larger ones whose images all have a recorded pose match each image
+only with the :data:`NEIGHBOURS` images taken nearest to it (in the object's frame: a turntable's
+turn moves the cameras around the object), which grows with the images rather than their square.
 Intrinsics that were recorded are held fixed; they are refined only when some camera has none.
 Then, unless told the cameras moved (``rig=False``), it maps again with the cameras held as one
 rig, each capture a frame of it (see :mod:`.colmaprig`), and keeps that model when it registers
@@ -47,12 +50,17 @@ from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
 from .geometry import align_similarity, camera_centre
 
-__all__ = ["PHASES", "ReconstructionSummary", "reconstruct"]
+__all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
 logger = logging.getLogger(__name__)
 
 #: Phases reported to a progress callback, in order.
 PHASES = ("features", "matching", "mapping", "rig", "writing")
+
+#: How :func:`reconstruct` may choose the pairs of images whose features it matches.
+MATCHINGS = ("auto", "exhaustive", "spatial")
+#: Images each image is matched with in spatial matching, nearest first (COLMAP's own default).
+NEIGHBOURS = 50
 
 Progress = Callable[[str, int, int], Any]
 
@@ -95,6 +103,10 @@ class ReconstructionSummary:
         Files of the manifest not given to COLMAP, and why.
     calibration : dict or None
         The calibration in force (file, checksum, cameras), None without one.
+    matching : str
+        How pairs were chosen: ``exhaustive`` (every pair) or ``spatial`` (nearest neighbours).
+    pairs : int
+        Pairs of images whose features were matched.
     """
 
     folder: str
@@ -112,6 +124,8 @@ class ReconstructionSummary:
     centre_errors: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    matching: str = "exhaustive"
+    pairs: int = 0
 
     @property
     def max_centre_error(self) -> float | None:
@@ -166,6 +180,75 @@ def _extract(
         )
         done += len(names)
         progress("features", done, len(model.images))
+
+
+def matching_method(model: ColmapModel, matching: str = "auto", neighbours: int = NEIGHBOURS) -> str:
+    """The pairing :func:`reconstruct` uses for ``model`` when asked for ``matching``.
+
+    Parameters
+    ----------
+    model : ColmapModel
+        The dataset's images (see :func:`~.colmap.colmap_model`).
+    matching : {"auto", "exhaustive", "spatial"}
+        What is asked for; see :func:`reconstruct`.
+    neighbours : int
+        Images each image is matched with in spatial matching.
+
+    Returns
+    -------
+    str
+        ``"exhaustive"`` or ``"spatial"``.
+
+    Raises
+    ------
+    ValidationError
+        If ``matching`` or ``neighbours`` is not a value above, or spatial matching is asked for
+        and an image has no pose (the message names it).
+    """
+    if matching not in MATCHINGS:
+        raise ValidationError(f"matching {matching!r} is not one of {', '.join(MATCHINGS)}")
+    if not isinstance(neighbours, int) or isinstance(neighbours, bool) or neighbours < 1:
+        raise ValidationError(f"neighbours must be a whole number of at least 1, not {neighbours!r}")
+    unposed = [image.name for image in model.images if image.pose is None]
+    if matching == "spatial" and unposed:
+        raise ValidationError(
+            f"spatial matching needs every image's recorded pose: {len(unposed)} of {len(model.images)} "
+            f"have none ({', '.join(unposed[:3])}{', ...' if len(unposed) > 3 else ''}); "
+            "give a calibration with the cameras' poses, or match exhaustively"
+        )
+    if matching == "auto":
+        # Spatial matching leaves pairs out only when an image has more than `neighbours` others.
+        return "spatial" if not unposed and len(model.images) > neighbours + 1 else "exhaustive"
+    return matching
+
+
+def _match(
+    pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, method: str, neighbours: int
+) -> int:
+    """Match features between the pairs ``method`` chooses; returns the pairs matched."""
+    if method == "spatial":
+        # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
+        # it with the images nearest to it, in three dimensions (not only across the ground).
+        centres = {image.name: camera_centre(*image.pose) for image in model.images if image.pose is not None}
+        db = pycolmap.Database.open(str(database))
+        try:
+            for image in db.read_all_images():
+                position = np.asarray(centres[layout.names[image.name]], dtype=float).reshape(3, 1)
+                prior = pycolmap.PosePrior(position, pycolmap.PosePriorCoordinateSystem.CARTESIAN)
+                db.write_pose_prior(image.image_id, prior)
+        finally:
+            db.close()
+        pairing = pycolmap.SpatialPairingOptions(
+            ignore_z=False, max_num_neighbors=neighbours, max_distance=math.inf
+        )
+        pycolmap.match_spatial(str(database), pairing_options=pairing)
+    else:
+        pycolmap.match_exhaustive(str(database))
+    db = pycolmap.Database.open(str(database))
+    try:
+        return int(db.num_matched_image_pairs())
+    finally:
+        db.close()
 
 
 def _map(
@@ -273,6 +356,8 @@ def reconstruct(
     progress: Progress | None = None,
     calibration: Calibration | None = None,
     rig: bool = True,
+    matching: str = "auto",
+    neighbours: int = NEIGHBOURS,
 ) -> ReconstructionSummary:
     """Reconstruct a dataset's sparse model and point cloud with COLMAP.
 
@@ -292,6 +377,15 @@ def reconstruct(
     rig : bool
         Hold the cameras as one rig, fixed to each other during the whole dataset (the images
         of a capture are one frame of it). Give False if cameras were moved between captures.
+    matching : {"auto", "exhaustive", "spatial"}
+        Which pairs of images to match. ``exhaustive`` matches every pair: the surest, but its
+        cost grows with the square of the images (a 36-position scan of 64 cameras is 2.65
+        million pairs). ``spatial`` matches each image with the ``neighbours`` images whose
+        cameras were nearest to its own in the object's frame, and needs every image's recorded
+        (or calibrated) pose. ``auto`` chooses spatial when every image has a pose and there are
+        more than ``neighbours + 1`` images, exhaustive otherwise.
+    neighbours : int
+        Images each image is matched with in spatial matching.
 
     Returns
     -------
@@ -300,7 +394,9 @@ def reconstruct(
     Raises
     ------
     ValidationError
-        If ``dataset`` is not a dataset or holds fewer than two images COLMAP can read.
+        If ``dataset`` is not a dataset or holds fewer than two images COLMAP can read, if
+        ``matching`` or ``neighbours`` is not one of the values above, or if spatial matching is
+        asked for and an image has no pose (the message names it).
     PlantImagerError
         If pycolmap is not installed, or COLMAP could not build any model.
     """
@@ -310,6 +406,7 @@ def reconstruct(
         raise ValidationError(
             f"{model.root} holds {len(model.images)} usable image(s): reconstruction needs 2"
         )
+    method = matching_method(model, matching, neighbours)
     pycolmap = _pycolmap()
     report: Progress = progress or (lambda phase, done, total: None)
     folder = Path(out) if out is not None else model.root / "reconstruction"
@@ -325,7 +422,7 @@ def reconstruct(
     with _colmap_log(pycolmap):
         _extract(pycolmap, model, layout, database, report)
         report("matching", 0, 1)
-        pycolmap.match_exhaustive(str(database))
+        pairs = _match(pycolmap, model, layout, database, method, neighbours)
         report("matching", 1, 1)
         models = _map(pycolmap, layout, database, work / "free", fixed, "mapping", report)
         if not models:
@@ -373,6 +470,8 @@ def reconstruct(
         centre_errors=errors,
         skipped=model.skipped,
         calibration=model.calibration,
+        matching=method,
+        pairs=pairs,
     )
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
