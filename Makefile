@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/spool_memory.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/matching.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
