@@ -106,7 +106,8 @@ class ReconstructionSummary:
     matching : str
         How pairs were chosen: ``exhaustive`` (every pair) or ``spatial`` (nearest neighbours).
     pairs : int
-        Pairs of images whose features were matched.
+        Pairs of images compared (each image's features matched against the other's), whether
+        or not they turned out to share any.
     """
 
     folder: str
@@ -225,7 +226,7 @@ def matching_method(model: ColmapModel, matching: str = "auto", neighbours: int 
 def _match(
     pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, method: str, neighbours: int
 ) -> int:
-    """Match features between the pairs ``method`` chooses; returns the pairs matched."""
+    """Match features between the pairs ``method`` chooses; returns how many pairs were compared."""
     if method == "spatial":
         # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
         # it with the images nearest to it, in three dimensions (not only across the ground).
