@@ -61,14 +61,11 @@ def ply_vertices(path: Path) -> int:
 def check_spatial_pairs(database: Path, images: dict[str, dict], pairs: int) -> None:
     """Each image's position prior is its camera's true centre, and only near images were matched."""
     truth = np.array([camera_centre(*object_pose(e["pose"], image_angle(e))) for e in images.values()])
-    db = pycolmap.Database.open(str(database))
-    try:
+    with pycolmap.Database.open(str(database)) as db:
         priors = {
             image.image_id: db.read_pose_prior(image.image_id).position for image in db.read_all_images()
         }
         matched = [pycolmap.pair_id_to_image_pair(pair) for pair in db.read_all_matches()[0]]
-    finally:
-        db.close()
     # The priors are the true centres (each once; the database names the images otherwise).
     np.testing.assert_allclose(
         np.array(sorted(map(tuple, priors.values()))), np.array(sorted(map(tuple, truth)))

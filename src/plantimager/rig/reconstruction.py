@@ -231,25 +231,19 @@ def _match(
         # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
         # it with the images nearest to it, in three dimensions (not only across the ground).
         centres = {image.name: camera_centre(*image.pose) for image in model.images if image.pose is not None}
-        db = pycolmap.Database.open(str(database))
-        try:
+        with pycolmap.Database.open(str(database)) as db:
             for image in db.read_all_images():
                 position = np.asarray(centres[layout.names[image.name]], dtype=float).reshape(3, 1)
                 prior = pycolmap.PosePrior(position, pycolmap.PosePriorCoordinateSystem.CARTESIAN)
                 db.write_pose_prior(image.image_id, prior)
-        finally:
-            db.close()
         pairing = pycolmap.SpatialPairingOptions(
             ignore_z=False, max_num_neighbors=neighbours, max_distance=math.inf
         )
         pycolmap.match_spatial(str(database), pairing_options=pairing)
     else:
         pycolmap.match_exhaustive(str(database))
-    db = pycolmap.Database.open(str(database))
-    try:
+    with pycolmap.Database.open(str(database)) as db:
         return int(db.num_matched_image_pairs())
-    finally:
-        db.close()
 
 
 def _map(
@@ -311,12 +305,9 @@ def _map_rig(
     if config is None:
         return None
     try:
-        db = pycolmap.Database.open(str(database))
-        try:
+        with pycolmap.Database.open(str(database)) as db:
             # The cameras' places in the rig, measured on a copy of the first model.
             pycolmap.apply_rig_config([config], db, pycolmap.Reconstruction(first))
-        finally:
-            db.close()
         models = _map(pycolmap, layout, database, work, fixed, "rig", progress)
     except (RuntimeError, ValueError) as exc:
         logger.warning("mapping with the cameras as one rig failed (%s): keeping the model without it", exc)
