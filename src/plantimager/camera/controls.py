@@ -6,16 +6,15 @@ Errors name the control and its valid range; enumerated controls also accept the
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.number import is_finite
 
-__all__ = ["ENUM_CONTROLS", "check_control", "is_int", "is_number", "plain"]
+__all__ = ["ENUM_CONTROLS", "check_control", "is_int", "plain"]
 
 
 def _names(*names: str) -> dict[str, int]:
@@ -40,10 +39,6 @@ _ARRAY_CONTROLS = {
 }
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -54,7 +49,7 @@ def _whole(*bounds: Any) -> bool:
 
 
 def _check_number(name: str, value: Any, low: Any, high: Any, whole: bool, where: str) -> float:
-    if not is_number(value):
+    if not is_finite(value):
         raise ValidationError(f"{where}, got {value!r}")
     number = float(value)
     if (low is not None and number < low) or (high is not None and number > high):
@@ -130,7 +125,7 @@ def _check_rectangle(name: str, value: Any, low: Any, high: Any) -> tuple[int, i
     if (
         not isinstance(value, (list, tuple))
         or len(value) != 4
-        or not all(is_number(v) and float(v) == int(v) for v in value)
+        or not all(is_finite(v) and float(v) == int(v) for v in value)
     ):
         raise ValidationError(f"{where}, got {value!r}")
     x, y, width, height = (int(v) for v in value)

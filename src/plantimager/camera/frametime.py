@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .controls import is_number
+from plantimager.commons.number import is_finite
 
 __all__ = [
     "SENSOR_CLOCKS",
@@ -81,7 +81,7 @@ def wall_time(
 def exposure_ns(metadata: Mapping[str, Any]) -> int:
     """The frame's exposure time in ns (0 when unknown)."""
     exposure = metadata.get("ExposureTime")
-    return round(float(exposure) * 1000) if is_number(exposure) else 0
+    return round(float(exposure) * 1000) if is_finite(exposure) else 0
 
 
 def exposure_start(metadata: Mapping[str, Any]) -> int | None:

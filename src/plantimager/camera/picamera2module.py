@@ -6,8 +6,9 @@ import importlib
 from typing import Any
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
+from plantimager.commons.number import is_finite
 
-from .controls import is_int, is_number
+from .controls import is_int
 from .frametime import SENSOR_CLOCKS
 from .pixels import STILL_FORMATS
 
@@ -90,7 +91,7 @@ def check_options(
         raise ValidationError(f"still_format must be one of {list(STILL_FORMATS)}, got {still_format!r}")
     if sensor_clock not in SENSOR_CLOCKS:
         raise ValidationError(f"sensor_clock must be 'monotonic' or 'boottime', got {sensor_clock!r}")
-    if not (is_number(capture_timeout) and capture_timeout > 0):
+    if not (is_finite(capture_timeout) and capture_timeout > 0):
         raise ValidationError(f"capture_timeout must be > 0 seconds, got {capture_timeout!r}")
     if not (isinstance(hflip, bool) and isinstance(vflip, bool)):
         raise ValidationError(f"hflip and vflip must be true or false, got {hflip!r}, {vflip!r}")

@@ -9,19 +9,25 @@ a number goes through here, so that they all accept and refuse the same things.
 from __future__ import annotations
 
 import math
+import numbers
 
 __all__ = ["finite", "is_finite"]
 
 
 def is_finite(value: object) -> bool:
-    """Whether ``value`` is a finite real number: an ``int`` or ``float``, not a ``bool``, NaN or infinite.
+    """Whether ``value`` is a finite real number, not a ``bool``, NaN or infinite.
+
+    Any real number counts (``int``, ``float``, and NumPy's scalars, which camera libraries
+    return), but not a ``bool`` (an ``int`` in Python) nor a string that looks like a number.
 
     Examples
     --------
     >>> is_finite(3), is_finite(2.5), is_finite(True), is_finite(float("nan")), is_finite("4")
     (True, True, False, False, False)
     """
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    return (
+        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
+    )
 
 
 def finite(value: object) -> float | None:

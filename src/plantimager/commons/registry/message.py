@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 
 from ..errors import ProtocolError, RegistryError
+from ..number import is_finite
 from ..rpc.sockets import SocketOptions, make_socket
 from ..rpc.wire import decode_object, encode
 from ..security import KeyRing
@@ -36,7 +37,6 @@ __all__ = [
     "client_options",
     "describe",
     "error_message",
-    "is_number",
     "is_text",
     "make_message",
     "normalise_url",
@@ -133,14 +133,9 @@ def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def is_number(value: Any) -> bool:
-    """Tell whether ``value`` is an int or a float (a bool is not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def valid_timeout(value: Any) -> bool:
     """Tell whether ``value`` is a finite, positive number of seconds."""
-    return is_number(value) and math.isfinite(value) and value > 0
+    return is_finite(value) and value > 0
 
 
 def make_message(event: EventType, **payload: Any) -> dict[str, Any]:
