@@ -8,14 +8,19 @@ with its nearest neighbours, then, freely mapped, every pair.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
 import pycolmap
 import pytest
 
+from plantimager.commons.examples.scene import TURNTABLE_RADIUS
+from plantimager.rig.alignment import to_object_frame
+from plantimager.rig.colmap import colmap_model
 from plantimager.rig.geometry import camera_centre, image_angle, object_pose
 from plantimager.rig.node import CallLimits
 
@@ -82,6 +87,42 @@ def check_spatial_pairs(database: Path, images: dict[str, dict], pairs: int) -> 
         assert distances[a, b] <= max(reach[a], reach[b]) + 1e-9, (first, second)
     # And no image was left out of the matching.
     assert {index[i] for pair in matched for i in pair} == set(range(len(ids)))
+
+
+def check_object_frame(dataset: Path, sparse: Path, images: dict[str, dict]) -> None:
+    """The written model is in the object's frame and the rig's units, as is, with no alignment.
+
+    Every camera centre within 2% of its ring's radius of its true place; the points on the
+    turntable (printed dots on its top at z = 0 and on its 2 cm edge) and the plant it carries.
+    """
+    model = pycolmap.Reconstruction(str(sparse))
+    rings = []
+    for image_id in model.reg_image_ids():
+        image = model.images[image_id]
+        truth = camera_centre(*object_pose(images[image.name]["pose"], image_angle(images[image.name])))
+        ring = math.hypot(truth[0], truth[1])
+        rings.append(ring)
+        assert np.linalg.norm(np.asarray(image.projection_center()) - truth) < 0.02 * ring, image.name
+    points = np.array([point.xyz for point in model.points3D.values()])
+    # Nearly all of them: a few points triangulated from a blurred view may stray.
+    assert np.percentile(np.hypot(points[:, 0], points[:, 1]), 95) < 1.2 * TURNTABLE_RADIUS
+    assert np.percentile(points[:, 2], 5) > -0.03
+
+    # Recorded poses that no similarity can match (shuffled among the images): not moved at all.
+    before = {i: np.asarray(model.images[i].projection_center()) for i in model.reg_image_ids()}
+    recorded = colmap_model(dataset)
+    shuffled = [image.pose for image in recorded.images]
+    random.Random(7).shuffle(shuffled)
+    scrambled = dataclasses.replace(
+        recorded,
+        images=[
+            dataclasses.replace(image, pose=pose)
+            for image, pose in zip(recorded.images, shuffled, strict=True)
+        ],
+    )
+    assert to_object_frame(pycolmap, scrambled, model) is None
+    for image_id, centre in before.items():
+        np.testing.assert_array_equal(np.asarray(model.images[image_id].projection_center()), centre)
 
 
 def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
@@ -159,6 +200,8 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
         assert error < 0.02 * ring, (name, error, ring)
     reconstruction = dataset / "reconstruction"
     assert ply_vertices(reconstruction / "points.ply") == summary["points"] > 500
+    check_object_frame(dataset, reconstruction / "sparse", images)
+    assert (summary["frame"], summary["aligned"]) == ("object", len(images))
     assert {"cameras.bin", "images.bin", "points3D.bin", "cameras.txt"} <= {
         p.name for p in (reconstruction / "sparse").iterdir()
     }
@@ -181,3 +224,5 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     # Neighbours are 50 by default: 48 images have fewer, so `auto` matched every pair.
     assert (free["matching"], free["pairs"]) == ("exhaustive", len(images) * (len(images) - 1) // 2)
     assert free["registered"] == len(images) and free["reprojection_px"] < 1.0
+    assert (free["frame"], free["aligned"]) == ("object", len(images))
+    check_object_frame(dataset, dataset / "reconstruction" / "sparse", images)

@@ -124,6 +124,16 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     if summary.models > 1:
         _console.print(f"COLMAP made {summary.models} separate models; the largest is kept")
     _console.print(f"model in {summary.folder}/sparse, point cloud {summary.folder}/points.ply")
+    if summary.frame == "object":
+        _console.print(
+            f"both in the object's frame, in metres (z up the turntable's axis): moved onto the "
+            f"recorded poses of {summary.aligned} images"
+        )
+    else:
+        _console.print(
+            "both in COLMAP's own frame and scale: too few registered images have a pose, "
+            "or their poses do not fit the model"
+        )
 
 
 @dataset.command("reconstruct")

@@ -19,9 +19,12 @@ as many images. It writes, under ``<dataset>/reconstruction`` by default:
 - ``points.ply``: its points, coloured;
 - ``summary.json``: :meth:`ReconstructionSummary.to_dict`.
 
-When the dataset records ground-truth poses (the simulated rig does), the model's camera centres
-are aligned to them by the best similarity and the distance of each from its true place is
-reported: a check that the images reconstruct to the right shape, not only to a model.
+COLMAP's model comes out in a frame and scale of its own. When the images have recorded (or
+calibrated) poses, the model is moved onto them before it is written (:mod:`.alignment`):
+``sparse/`` and ``points.ply`` are then in the object's frame and in metres, so that a plant's
+height can be read off its points. When the poses are ground truth (the simulated rig records
+them), the distance of each camera centre from its true place is reported too: a check that the
+images reconstruct to the right shape, not only to a model.
 
 pycolmap is an optional dependency: ``pip install 'plantimager[sfm]'``.
 """
@@ -45,10 +48,11 @@ import numpy as np
 
 from plantimager.commons.errors import PlantImagerError, ValidationError
 
+from .alignment import centre_errors, to_object_frame
 from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
-from .geometry import align_similarity, camera_centre
+from .geometry import camera_centre
 
 __all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
@@ -108,6 +112,13 @@ class ReconstructionSummary:
     pairs : int
         Pairs of images compared (each image's features matched against the other's), whether
         or not they turned out to share any.
+    frame : str
+        The frame the model is written in: ``object`` (moved onto the images' recorded or
+        calibrated poses: the object's frame, their units) or ``colmap`` (COLMAP's own, of
+        arbitrary scale: too few registered images have a pose, or their poses do not fit it).
+    aligned : int
+        Images whose camera centre agreed with its recorded place in that move (0 in COLMAP's
+        frame).
     """
 
     folder: str
@@ -127,6 +138,8 @@ class ReconstructionSummary:
     calibration: dict[str, Any] | None = None
     matching: str = "exhaustive"
     pairs: int = 0
+    frame: str = "colmap"
+    aligned: int = 0
 
     @property
     def max_centre_error(self) -> float | None:
@@ -318,29 +331,6 @@ def _map_rig(
     return _largest(models), len(config.cameras)
 
 
-def _compare(model: ColmapModel, reconstruction: Any) -> tuple[float | None, dict[str, float]]:
-    """Align the model's centres to the ground truth; the ring radius and each image's error."""
-    truth = {image.name: camera_centre(*image.pose) for image in model.posed}
-    found = {}
-    for image_id in reconstruction.reg_image_ids():
-        image = reconstruction.images[image_id]
-        if image.name in truth:
-            found[image.name] = np.asarray(image.projection_center(), dtype=float)
-    names = sorted(found)
-    if len(names) < 3:
-        return None, {}
-    source = np.array([found[name] for name in names])
-    target = np.array([truth[name] for name in names])
-    try:
-        scale, rotation, shift = align_similarity(source, target)
-    except ValidationError:
-        return None, {}
-    aligned = scale * source @ rotation.T + shift
-    errors = np.linalg.norm(aligned - target, axis=1)
-    radius = float(np.median(np.hypot(target[:, 0], target[:, 1])))
-    return radius, {name: float(error) for name, error in zip(names, errors, strict=True)}
-
-
 def reconstruct(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -437,6 +427,7 @@ def reconstruct(
     for image_id in best.reg_image_ids():  # the dataset's names, for the model and the comparison
         best.images[image_id].name = layout.names[best.images[image_id].name]
 
+    aligned = to_object_frame(pycolmap, model, best)
     report("writing", 0, 1)
     sparse.mkdir()
     best.write(str(sparse))
@@ -444,7 +435,7 @@ def reconstruct(
     best.export_PLY(str(folder / "points.ply"))
     shutil.rmtree(work)
     registered = {best.images[image_id].name for image_id in best.reg_image_ids()}
-    radius, errors = _compare(model, best)
+    radius, errors = centre_errors(model, best)
     reprojection = float(best.compute_mean_reprojection_error())
     summary = ReconstructionSummary(
         folder=str(folder),
@@ -464,6 +455,8 @@ def reconstruct(
         calibration=model.calibration,
         matching=method,
         pairs=pairs,
+        frame="colmap" if aligned is None else "object",
+        aligned=aligned or 0,
     )
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
