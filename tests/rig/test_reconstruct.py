@@ -19,7 +19,7 @@ import pycolmap
 import pytest
 
 from plantimager.commons.examples.scene import TURNTABLE_RADIUS
-from plantimager.rig.alignment import to_object_frame
+from plantimager.rig.alignment import ALIGN_TOLERANCE, to_object_frame
 from plantimager.rig.colmap import colmap_model
 from plantimager.rig.geometry import camera_centre, image_angle, object_pose
 from plantimager.rig.node import CallLimits
@@ -51,6 +51,16 @@ def scan_two_rings(spawn, make_rig, dataset: Path) -> None:
     assert rig.wait_for_cameras(len(started), 30)
     assert rig.scan(positions=POSITIONS, turntable="table").complete
     assert not rig.download_all().failures
+
+
+def ply_points(path: Path) -> np.ndarray:
+    """The x, y, z of COLMAP's binary PLY (floats, then red, green and blue bytes)."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    assert b"format binary_little_endian" in data[:end]
+    vertex = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")])
+    points = np.frombuffer(data, vertex, ply_vertices(path), end)
+    return np.stack([points["x"], points["y"], points["z"]], axis=1).astype(float)
 
 
 def ply_vertices(path: Path) -> int:
@@ -89,11 +99,11 @@ def check_spatial_pairs(database: Path, images: dict[str, dict], pairs: int) -> 
     assert {index[i] for pair in matched for i in pair} == set(range(len(ids)))
 
 
-def check_object_frame(dataset: Path, sparse: Path, images: dict[str, dict]) -> None:
-    """The written model is in the object's frame and the rig's units, as is, with no alignment.
+def check_object_frame(dataset: Path, sparse: Path, images: dict[str, dict], tolerance: float) -> None:
+    """The written model and points.ply are in the object's frame and the rig's units, as they are.
 
-    Every camera centre within 2% of its ring's radius of its true place; the points on the
-    turntable (printed dots on its top at z = 0 and on its 2 cm edge) and the plant it carries.
+    Every camera centre within ``tolerance`` of its ring's radius of its true place; the points on
+    the turntable (printed dots on its top at z = 0 and on its 2 cm edge) and the plant it carries.
     """
     model = pycolmap.Reconstruction(str(sparse))
     rings = []
@@ -102,8 +112,12 @@ def check_object_frame(dataset: Path, sparse: Path, images: dict[str, dict]) -> 
         truth = camera_centre(*object_pose(images[image.name]["pose"], image_angle(images[image.name])))
         ring = math.hypot(truth[0], truth[1])
         rings.append(ring)
-        assert np.linalg.norm(np.asarray(image.projection_center()) - truth) < 0.02 * ring, image.name
+        assert np.linalg.norm(np.asarray(image.projection_center()) - truth) < tolerance * ring, image.name
     points = np.array([point.xyz for point in model.points3D.values()])
+    # points.ply holds the same points, in the same frame.
+    np.testing.assert_allclose(
+        np.sort(ply_points(sparse.parent / "points.ply"), axis=0), np.sort(points, axis=0), atol=1e-5
+    )
     # Nearly all of them: a few points triangulated from a blurred view may stray.
     assert np.percentile(np.hypot(points[:, 0], points[:, 1]), 95) < 1.2 * TURNTABLE_RADIUS
     assert np.percentile(points[:, 2], 5) > -0.03
@@ -200,7 +214,7 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
         assert error < 0.02 * ring, (name, error, ring)
     reconstruction = dataset / "reconstruction"
     assert ply_vertices(reconstruction / "points.ply") == summary["points"] > 500
-    check_object_frame(dataset, reconstruction / "sparse", images)
+    check_object_frame(dataset, reconstruction / "sparse", images, 0.02)
     assert (summary["frame"], summary["aligned"]) == ("object", len(images))
     assert {"cameras.bin", "images.bin", "points3D.bin", "cameras.txt"} <= {
         p.name for p in (reconstruction / "sparse").iterdir()
@@ -225,4 +239,6 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     assert (free["matching"], free["pairs"]) == ("exhaustive", len(images) * (len(images) - 1) // 2)
     assert free["registered"] == len(images) and free["reprojection_px"] < 1.0
     assert (free["frame"], free["aligned"]) == ("object", len(images))
-    check_object_frame(dataset, dataset / "reconstruction" / "sparse", images)
+    # Mapped freely the model is less exact (1-2.5% of the ring's radius seen here): 5%, as the
+    # move onto the poses allows.
+    check_object_frame(dataset, dataset / "reconstruction" / "sparse", images, ALIGN_TOLERANCE)
