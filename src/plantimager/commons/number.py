@@ -25,9 +25,9 @@ def is_finite(value: object) -> bool:
     >>> is_finite(3), is_finite(2.5), is_finite(True), is_finite(float("nan")), is_finite("4")
     (True, True, False, False, False)
     """
-    return (
-        isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
-    )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return math.isfinite(value)
 
 
 def finite(value: object) -> float | None:
