@@ -43,8 +43,19 @@ __all__ = ["main"]
 
 HOST = "127.0.0.1"
 TABLE = "table"
-#: The figures of one reconstruction, as printed.
-FIGURES = ("pairs", "features s", "matching s", "total s", "registered", "models", "worst centre %")
+#: The figures of one reconstruction, in the table's order, and how each is printed.
+FORMATS = {
+    "pairs": "{:.0f}",
+    "features s": "{:.1f}",
+    "matching s": "{:.1f}",
+    "total s": "{:.1f}",
+    "registered": "{:.0f} / {images}",
+    "models": "{:.0f}",
+    "worst centre %": "{:.2f}",
+}
+FIGURES = tuple(FORMATS)
+#: The figures compared as spatial / exhaustive in the table's last row.
+RATIOS = ("matching s", "total s")
 
 
 def scan(folder: Path, cameras: int, positions: int, resolution: tuple[int, int]) -> Path:
@@ -131,37 +142,16 @@ def main(argv: list[str] | None = None) -> int:
 
     images = args.cameras * args.positions
     medians = {name: {key: statistics.median(v) for key, v in f.items()} for name, f in figures.items()}
-    rows = []
-    for name, label in (
-        ("exhaustive", "exhaustive, every pair (floor)"),
-        ("spatial", f"spatial, {args.neighbours} nearest"),
-    ):
-        m = medians[name]
-        rows.append(
-            [
-                label,
-                f"{m['pairs']:.0f}",
-                f"{m['features s']:.1f}",
-                f"{m['matching s']:.1f}",
-                f"{m['total s']:.1f}",
-                f"{m['registered']:.0f} / {images}",
-                f"{m['models']:.0f}",
-                f"{m['worst centre %']:.2f}",
-            ]
-        )
-    ratio = {key: medians["spatial"][key] / medians["exhaustive"][key] for key in ("matching s", "total s")}
-    rows.append(
-        [
-            "spatial / exhaustive",
-            "",
-            "",
-            f"{ratio['matching s']:.2f}x",
-            f"{ratio['total s']:.2f}x",
-            "",
-            "",
-            "",
-        ]
-    )
+    labels = {
+        "exhaustive": "exhaustive, every pair (floor)",
+        "spatial": f"spatial, {args.neighbours} nearest",
+    }
+    rows = [
+        [label, *(FORMATS[key].format(medians[name][key], images=images) for key in FIGURES)]
+        for name, label in labels.items()
+    ]
+    ratio = {key: medians["spatial"][key] / medians["exhaustive"][key] for key in RATIOS}
+    rows.append(["spatial / exhaustive", *(f"{ratio[key]:.2f}x" if key in ratio else "" for key in FIGURES)])
     extra = {"pycolmap": pycolmap.__version__, "images": str(images), "rounds": str(args.rounds)}
     print(machine_info(extra))
     print(f"{args.cameras} cameras x {args.positions} positions at {width}x{height}; medians:")

@@ -21,7 +21,7 @@ import numpy as np
 from plantimager.commons.errors import ValidationError
 
 from .colmap import ColmapModel
-from .geometry import align_similarity, camera_centre
+from .geometry import align_similarity
 
 __all__ = ["ALIGN_TOLERANCE", "centre_errors", "to_object_frame"]
 
@@ -34,7 +34,7 @@ ALIGN_TOLERANCE = 0.05
 
 def _centres(model: ColmapModel, reconstruction: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Registered images with a recorded pose (sorted names), their model centres, their recorded ones."""
-    truth = {image.name: camera_centre(*image.pose) for image in model.posed}
+    truth = model.centres()
     found = {}
     for image_id in reconstruction.reg_image_ids():
         image = reconstruction.images[image_id]
@@ -72,7 +72,7 @@ def to_object_frame(pycolmap: ModuleType, model: ColmapModel, reconstruction: An
         the model was not moved (too few registered images with a pose, or poses that no
         similarity fits: logged as a warning).
     """
-    names, _, places = _centres(model, reconstruction)
+    names, centres, places = _centres(model, reconstruction)
     if len(names) < 3:
         return None
     spread = float(np.median(np.linalg.norm(places - places.mean(axis=0), axis=1)))
@@ -95,7 +95,8 @@ def to_object_frame(pycolmap: ModuleType, model: ColmapModel, reconstruction: An
         )
         return None
     reconstruction.transform(moved)
-    _, centres, _ = _centres(model, reconstruction)
+    matrix = np.asarray(moved.matrix())  # [scale * R | t]: where the move took each centre
+    centres = centres @ matrix[:, :3].T + matrix[:, 3]
     return int(np.count_nonzero(np.linalg.norm(centres - places, axis=1) <= limit))
 
 

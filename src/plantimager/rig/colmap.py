@@ -28,7 +28,7 @@ from plantimager.commons.errors import ValidationError
 from plantimager.commons.number import is_finite
 
 from .calibration import Calibration
-from .geometry import image_angle, object_pose, quaternion
+from .geometry import camera_centre, image_angle, object_pose, quaternion
 from .manifest import load_manifest
 from .storage import write_atomically
 
@@ -137,6 +137,10 @@ class ColmapModel:
     def posed(self) -> list[ColmapImage]:
         """The images whose pose is known."""
         return [image for image in self.images if image.pose is not None]
+
+    def centres(self) -> dict[str, np.ndarray]:
+        """Image name -> the centre of the camera that took it, in the object's frame (posed images)."""
+        return {image.name: camera_centre(*image.pose) for image in self.images if image.pose is not None}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,6 @@ from .alignment import centre_errors, to_object_frame
 from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
-from .geometry import camera_centre
 
 __all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
@@ -243,7 +242,7 @@ def _match(
     if method == "spatial":
         # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
         # it with the images nearest to it, in three dimensions (not only across the ground).
-        centres = {image.name: camera_centre(*image.pose) for image in model.images if image.pose is not None}
+        centres = model.centres()
         with pycolmap.Database.open(str(database)) as db:
             for image in db.read_all_images():
                 position = np.asarray(centres[layout.names[image.name]], dtype=float).reshape(3, 1)
