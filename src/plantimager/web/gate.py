@@ -78,6 +78,7 @@ _OPEN_PATHS = ("/login", "/static/")
 _ACTIONS = (
     ("/api/capture", "capture"),
     ("/api/download", "download"),
+    ("/api/scan", "scan"),
     ("/api/settings", "change camera settings"),
     ("/api/session", "start a new session"),
     ("/api/shutdown", "shut down the camera nodes"),
