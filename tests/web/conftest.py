@@ -158,6 +158,17 @@ def download_done(client: httpx.Client) -> dict[str, Any]:
     raise AssertionError("the event stream ended before the download was done")
 
 
+def log_in_page(page: Any, url: str, name: str, password: str) -> None:
+    """Open the dashboard at ``url`` in ``page``: sent to the login form, log in as ``name``."""
+    from playwright.sync_api import expect
+
+    page.goto(url + "/")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2F$"))
+    page.fill("#login-account", name)
+    page.fill("#login-password", password)
+    page.click("#login-submit")
+
+
 @pytest.fixture(scope="session")
 def make_rigging() -> Callable[..., contextlib.AbstractContextManager[Rigging]]:
     """``with make_rigging(home, ["node1", ...]) as bundle:`` a served rig (see :func:`rigging`)."""

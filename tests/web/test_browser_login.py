@@ -15,11 +15,13 @@ from playwright.sync_api import expect
 from plantimager.web.accounts import AccountStore
 from plantimager.web.gate import WebAuth
 
+from .conftest import log_in_page
+
 pytestmark = pytest.mark.timeout(90)
 
 PASSWORDS = {"vera": "viewer-password-1", "otto": "operator-password-1"}
 CAMERAS = ("web1/cam0", "web2/cam0")
-ACTIONS = ("#capture-all", "#download-all", "#open-settings", "#shutdown-all")
+ACTIONS = ("#capture-all", "#download-all", "#scan-start", "#open-settings", "#shutdown-all")
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +39,7 @@ def rig(tmp_path_factory, make_rigging, auth):
 
 
 def log_in(page, url, name, password=None):
-    page.goto(url + "/")
-    expect(page).to_have_url(re.compile(r"/login\?next=%2F$"))
-    page.fill("#login-account", name)
-    page.fill("#login-password", password or PASSWORDS[name])
-    page.click("#login-submit")
+    log_in_page(page, url, name, password or PASSWORDS[name])
 
 
 def wait_frames(page, key, count):

@@ -78,6 +78,21 @@ def log_in(http: httpx.Client, name: str, password: str | None = None) -> str:
     return match.group(1)
 
 
+#: The page's action buttons: the toolbar's and each camera card's (the card template's too).
+ACTION_BUTTON = re.compile(
+    r'<button type="button" (?:id="(capture-all|download-all|scan-start|open-settings|shutdown-all)"'
+    r'|class="(capture-one|settings-one)")[^>]*>'
+)
+
+
+def action_buttons(page: str) -> list[str]:
+    """Every action button's opening tag in ``page``, checking that each action is there."""
+    tags = [match.group(0) for match in ACTION_BUTTON.finditer(page)]
+    names = {match.group(1) or match.group(2) for match in ACTION_BUTTON.finditer(page)}
+    assert len(names) == 7 and len(tags) >= 9, tags  # 5 in the toolbar, 2 per card (and the template)
+    return tags
+
+
 def refused(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     return response.json()["error"]
@@ -242,6 +257,7 @@ def test_another_sessions_token_is_refused(client, rig):
         ("/api/capture", {}, "capture"),
         (f"/api/cameras/{CAMERA}/capture", {}, "capture"),
         ("/api/download", {}, "download"),
+        ("/api/scan", {"positions": 2}, "scan"),
         ("/api/settings", {"rotation": 180}, "change camera settings"),
         (f"/api/cameras/{CAMERA}/settings", {"rotation": 180}, "change camera settings"),
         ("/api/session", {}, "start a new session"),
@@ -265,9 +281,19 @@ def test_a_viewer_reads_the_rig_and_watches_previews(client, rig):
     frame = client.get(f"/cameras/{CAMERA}/snapshot.jpg")
     assert frame.status_code == 200 and frame.content[:2] == b"\xff\xd8"
     page = client.get("/", headers={"Accept": "text/html"}).text
-    assert re.search(r'id="capture-all" class="primary" disabled', page)
-    assert re.search(r'id="shutdown-all" class="danger" disabled', page)
+    for tag in action_buttons(page):
+        assert " disabled" in tag and 'data-locked title="needs the operator role"' in tag, tag
     assert 'data-role="viewer"' in page
+
+
+def test_an_operators_actions_come_disabled_until_the_pages_script_wires_them(client):
+    # A click before the script has wired a button would do nothing at all; the script enables
+    # each button once its handler is in place (tests/web/test_browser_login.py sees it happen).
+    log_in(client, "otto")
+    page = client.get("/", headers={"Accept": "text/html"}).text
+    for tag in action_buttons(page):
+        assert " disabled" in tag and "data-locked" not in tag and "needs the operator role" not in tag, tag
+    assert 'data-role="operator"' in page
 
 
 # -- the end of a session ----------------------------------------------------------------------------

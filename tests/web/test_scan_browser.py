@@ -1,4 +1,8 @@
-"""The Scan control in a real browser: a scan of a simulated turntable with its progress, and bad input."""
+"""The Scan control in a real browser: a scan of a simulated turntable with its progress, and bad input.
+
+The page is served with accounts, as on a shared lab network: the operator's scan carries the
+session's CSRF token, and a viewer follows the scan with the Scan button disabled.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,31 @@ from playwright.sync_api import expect
 from plantimager.testing import serve_in_thread
 from plantimager.turntable.dummy import DummyTurntable
 from plantimager.turntable.server import TurntableServer
+from plantimager.web.accounts import AccountStore
+from plantimager.web.gate import WebAuth
 
-from .conftest import Rigging
+from .conftest import Rigging, log_in_page
 
 pytestmark = pytest.mark.timeout(120)
 
 ON_TABLE = ("--backend-option", "turntable=table", "--backend-option", "render_size=[160,120]")
+PASSWORDS = {"otto": "operator-password-1", "vera": "viewer-password-1"}
 
 
 @pytest.fixture(scope="module")
 def scan_rig(tmp_path_factory) -> Iterator[Rigging]:
-    """Two simulated cameras on a simulated turntable (60 deg/s: a third of a turn takes 2 s), served."""
+    """Two simulated cameras on a simulated turntable (60 deg/s: a third of a turn takes 2 s), served
+    with a login for an operator (otto) and a viewer (vera)."""
     bundle = Rigging(tmp_path_factory.mktemp("scan-browser"))
+    store = AccountStore(bundle.home / "web-accounts.json")
+    store.set_password("otto", PASSWORDS["otto"], "operator")
+    store.set_password("vera", PASSWORDS["vera"], "viewer")
     table = TurntableServer(bundle.ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=60.0)
     try:
         with serve_in_thread(table):
             assert table.register_to_registry("turntable", "table", bundle.registry.url) == "table"
             bundle.spawn("node1", "node2", extra=ON_TABLE)
-            yield bundle.serve(2)
+            yield bundle.serve(2, WebAuth(store))
     finally:
         bundle.close()
         table.close()
@@ -36,7 +47,7 @@ def scan_rig(tmp_path_factory) -> Iterator[Rigging]:
 
 def test_a_bad_plan_is_refused_with_its_reason_and_nothing_is_captured(scan_rig, new_page):
     page = new_page()
-    page.goto(scan_rig.url + "/")
+    log_in_page(page, scan_rig.url, "otto", PASSWORDS["otto"])
     page.fill("#scan-positions", "0")
     page.click("#scan-start")
     expect(page.locator("#messages .message.error")).to_contain_text(
@@ -49,7 +60,7 @@ def test_a_bad_plan_is_refused_with_its_reason_and_nothing_is_captured(scan_rig,
 
 def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_rig, new_page):
     page = new_page()
-    page.goto(scan_rig.url + "/")
+    log_in_page(page, scan_rig.url, "otto", PASSWORDS["otto"])
     page.fill("#scan-positions", "3")
     page.click("#scan-start")
     text = page.locator("#scan-text")
@@ -66,7 +77,9 @@ def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_
         sorted(image["position"]["angle"] for image in manifest["images"])
         == [0.0] * 2 + [120.0] * 2 + [240.0] * 2
     )
-    # A second page opened later shows the finished scan too.
+    # A viewer's page opened later shows the finished scan too, with the Scan button disabled.
     other = new_page()
-    other.goto(scan_rig.url + "/")
+    log_in_page(other, scan_rig.url, "vera", PASSWORDS["vera"])
     expect(other.locator("#scan-text")).to_contain_text("Scan 1 complete")
+    expect(other.locator("#scan-start")).to_be_disabled()
+    expect(other.locator("#scan-start")).to_have_attribute("title", "needs the operator role")

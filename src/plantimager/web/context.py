@@ -56,6 +56,10 @@ class WebContext:
         self.stream_urls = {cam["key"]: cam.get("stream_url", "") for cam in snapshot["cameras"]}
         self.previews.set_cameras(self.stream_urls)
 
+    def scan_state(self) -> dict[str, Any]:
+        """The current or last scan's state, as ``GET /api/scan`` and the dashboard give it."""
+        return self.scan.as_dict() if self.scan is not None else {"state": "idle"}
+
     async def close(self) -> None:
         """End every event stream and preview relay (the app keeps answering other requests)."""
         await self.events.close()

@@ -30,6 +30,7 @@ async def dashboard(request: Request) -> Response:
         "snapshot": snapshot,
         "gallery": gallery,
         "download": web.download.as_dict(),
+        "scan": web.scan_state(),
         "capture": web.events.state.get("capture"),
         "encodings": ENCODINGS,
         "rotations": ROTATIONS,

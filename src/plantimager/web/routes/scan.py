@@ -52,8 +52,7 @@ async def scan_start(request: Request) -> Response:
 
 async def scan_state(request: Request) -> Response:
     """``GET /api/scan``: the state of the current or last scan."""
-    job = context_of(request).scan
-    return JSONResponse(job.as_dict() if job is not None else {"state": "idle"})
+    return JSONResponse(context_of(request).scan_state())
 
 
 routes = [

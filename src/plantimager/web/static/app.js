@@ -118,6 +118,7 @@
     $(".preview", card).addEventListener("click", () => openViewer(card.dataset.key));
     $(".capture-one", card).addEventListener("click", (event) => captureOne(card.dataset.key, event.currentTarget));
     $(".settings-one", card).addEventListener("click", () => openSettings(card.dataset.key));
+    for (const button of card.querySelectorAll(".card-actions button")) button.disabled = !canOperate;
   }
 
   function fillCard(card, cam) {
@@ -560,17 +561,20 @@
   });
 
   // -- live updates ------------------------------------------------------------------------------------
+  // One event stream per page; the page's other scripts subscribe through `plantimager.on`.
+  const source = new EventSource("/api/events");
+  function on(name, handler) {
+    source.addEventListener(name, (event) => {
+      try {
+        handler(JSON.parse(event.data));
+      } catch (error) {
+        console.error(name, error);
+      }
+    });
+  }
+
   function connectEvents() {
     const conn = $("#conn-state");
-    const source = new EventSource("/api/events");
-    const on = (name, handler) =>
-      source.addEventListener(name, (event) => {
-        try {
-          handler(JSON.parse(event.data));
-        } catch (error) {
-          console.error(name, error);
-        }
-      });
     source.addEventListener("open", () => {
       conn.textContent = "live";
       conn.className = "conn ok";
@@ -602,6 +606,8 @@
   }
 
   // -- start -------------------------------------------------------------------------------------------
+  // Every button is wired by now: the actions may be used (by an operator; a viewer's stay disabled).
+  for (const id of ["#capture-all", "#download-all", "#open-settings", "#shutdown-all"]) $(id).disabled = !canOperate;
   for (const card of grid.querySelectorAll(".card")) {
     cards.set(card.dataset.key, card);
     wireCard(card);
@@ -612,4 +618,7 @@
   showGallery(initial.gallery);
   connectEvents();
   runPreviews();
+  // What the page's other scripts (scan.js) share: one way to call the controller, to show a
+  // message and to follow the event stream.
+  window.plantimager = Object.freeze({ api, message, on, canOperate });
 })();

@@ -1,27 +1,22 @@
 // The Scan control: start a scan of N turntable positions and follow its progress (scan events).
+// It calls the controller and follows the event stream through what app.js shares (`plantimager`),
+// so a scan carries the session's CSRF token and an ended session leads back to the login.
 "use strict";
 
 (() => {
   const $ = (selector) => document.querySelector(selector);
+  const { api, message, on, canOperate } = window.plantimager;
   const button = $("#scan-start");
   const input = $("#scan-positions");
   const bar = $("#scan-progress");
   const text = $("#scan-text");
   let last = { run: "", seq: 0 };
 
-  function fail(textOf) {
-    const box = document.createElement("div");
-    box.className = "message error";
-    box.setAttribute("role", "alert");
-    box.textContent = textOf;
-    $("#messages").prepend(box);
-  }
-
   function show(job) {
     // The answer to Scan and the events race each other: never go back to an older state.
     if (!job || (job.run === last.run && job.seq < last.seq)) return;
     last = { run: job.run, seq: job.seq };
-    button.disabled = job.state === "running";
+    button.disabled = !canOperate || job.state === "running";
     if (job.state === "idle") {
       bar.hidden = true;
       text.textContent = "No scan yet.";
@@ -40,31 +35,20 @@
       text.textContent = `Scan ${r.scan} ${r.complete ? "complete" : "stopped"}: ${r.taken + r.already} of ${r.total} positions${before}, ${job.downloaded} images downloaded into ${r.dataset}`;
     } else if (job.state === "failed") {
       text.textContent = `Scan failed: ${job.error}`;
-      fail(`scan failed: ${job.error}`);
+      message(`scan failed: ${job.error}`);
     }
   }
 
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      const response = await fetch("/api/scan", {
-        method: "POST",
-        headers: { Accept: "application/json", "Content-Type": "application/json" },
-        body: JSON.stringify({ positions: Number(input.value) }),
-      });
-      const data = await response.json().catch(() => null);
-      if (!response.ok) throw new Error(data && data.error ? data.error : `the controller answered ${response.status}`);
-      show(data);
+      show(await api("POST", "/api/scan", { positions: Number(input.value) }));
     } catch (error) {
-      fail(error.message);
-      button.disabled = false;
+      message(error.message);
+      button.disabled = !canOperate;
     }
   });
 
-  const source = new EventSource("/api/events");
-  source.addEventListener("scan", (event) => show(JSON.parse(event.data)));
-  fetch("/api/scan", { headers: { Accept: "application/json" } })
-    .then((response) => response.json())
-    .then(show)
-    .catch(() => {});
+  on("scan", show);
+  show(JSON.parse($("#initial-state").textContent).scan); // wired: usable now (by an operator)
 })();
