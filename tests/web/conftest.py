@@ -199,8 +199,11 @@ def browser() -> Iterator[Any]:
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. `make test` "
             "installs it (apt-get install chromium); or run `make browsers` once."
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait as long as actions do (new_page's 15 s): a loaded CI machine is slow, and a
+    # wait ends as soon as the page is right.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
