@@ -98,7 +98,9 @@ def reconstruct_once(dataset: Path, out: Path, matching: str, neighbours: int) -
         started.setdefault(phase, time.perf_counter())
 
     t0 = time.perf_counter()
-    summary = reconstruct(dataset, out, progress=progress, matching=matching, neighbours=neighbours)
+    summary = reconstruct(
+        dataset, out, progress=progress, matching=matching, neighbours=neighbours, fresh=True
+    )
     total = time.perf_counter() - t0
     worst = summary.max_centre_error
     return {

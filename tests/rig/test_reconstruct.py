@@ -197,7 +197,7 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     code, output = run_cli("dataset", "reconstruct", *spatial, "--json", str(dataset)).finish(240)
     assert code == 0, output
     summary = json.loads(output.splitlines()[-1])
-    assert summary["matching"] == "spatial"
+    assert (summary["matching"], summary["reused"]) == ("spatial", [])
     assert len(images) * NEIGHBOURS / 2 <= summary["pairs"] <= len(images) * NEIGHBOURS
     assert summary["registered"] == summary["images"] == len(images), summary["unregistered"]
     assert summary["models"] == 1
@@ -235,8 +235,10 @@ def test_a_scan_of_the_simulated_rig_reconstructs_to_its_true_shape(
     assert code == 0, output
     free = json.loads(output.splitlines()[-1])
     assert (free["rig"], free["rig_cameras"]) == (False, 0)
-    # Neighbours are 50 by default: 48 images have fewer, so `auto` matched every pair.
+    # Neighbours are 50 by default: 48 images have fewer, so `auto` matched every pair, with the
+    # features of the run before (the same images and cameras).
     assert (free["matching"], free["pairs"]) == ("exhaustive", len(images) * (len(images) - 1) // 2)
+    assert free["reused"] == ["features"]
     assert free["registered"] == len(images) and free["reprojection_px"] < 1.0
     assert (free["frame"], free["aligned"]) == ("object", len(images))
     # Mapped freely the model is less exact (1-2.5% of the ring's radius seen here): 5%, as the

@@ -111,6 +111,8 @@ def _print_summary(summary: ReconstructionSummary) -> None:
         + ("" if summary.fixed_intrinsics else " (intrinsics refined)")
     )
     _console.print(f"features matched between {summary.pairs} pairs of images ({summary.matching})")
+    if summary.reused:
+        _console.print(f"reused the {' and '.join(summary.reused)} of the previous run (--fresh redoes them)")
     if summary.rig:
         _console.print(f"the {summary.rig_cameras} cameras held as one rig over {summary.frames} captures")
     if summary.max_centre_error is not None:
@@ -165,6 +167,12 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     show_default=True,
     help="Images each image is matched with in spatial matching.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Extract and match features again, even where the previous run's still fit "
+    "(they are reused while the images, cameras and matching are the same).",
+)
 @_JSON
 def reconstruct_command(
     folder: Path,
@@ -173,6 +181,7 @@ def reconstruct_command(
     rig: bool,
     matching: str,
     neighbours: int,
+    fresh: bool,
     as_json: bool,
 ) -> None:
     """Reconstruct DATASET with COLMAP: sparse model and PLY point cloud (needs plantimager[sfm])."""
@@ -199,6 +208,7 @@ def reconstruct_command(
                 rig=rig,
                 matching=matching,
                 neighbours=neighbours,
+                fresh=fresh,
             )
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None

@@ -13,7 +13,8 @@ as many images. It writes, under ``<dataset>/reconstruction`` by default:
 - ``images/``: the dataset's images linked under the names COLMAP's rig needs (hard links: no
   second copy of the bytes where the file system allows them);
 - ``database.db``: COLMAP's features and matches (open it in the COLMAP GUI with ``images/`` as
-  the image folder);
+  the image folder), and ``database.json``, what they were made from: the next run reuses them
+  while its images, cameras and matching are the same (see :mod:`.featuredatabase`);
 - ``sparse/``: the largest model, in COLMAP's binary and text formats, its images named as in the
   dataset;
 - ``points.ply``: its points, coloured;
@@ -52,6 +53,7 @@ from .alignment import centre_errors, to_object_frame
 from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
+from .featuredatabase import FEATURES, MATCHES, FeatureDatabase, features_record, matches_record
 
 __all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
@@ -118,6 +120,9 @@ class ReconstructionSummary:
     aligned : int
         Images whose camera centre agreed with its recorded place in that move (0 in COLMAP's
         frame).
+    reused : list of str
+        What was reused of the previous run in the same folder: ``features``, and ``matches``
+        when the matching was the same too; empty when everything was made afresh.
     """
 
     folder: str
@@ -139,6 +144,7 @@ class ReconstructionSummary:
     pairs: int = 0
     frame: str = "colmap"
     aligned: int = 0
+    reused: list[str] = field(default_factory=list)
 
     @property
     def max_centre_error(self) -> float | None:
@@ -237,8 +243,8 @@ def matching_method(model: ColmapModel, matching: str = "auto", neighbours: int 
 
 def _match(
     pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, method: str, neighbours: int
-) -> int:
-    """Match features between the pairs ``method`` chooses; returns how many pairs were compared."""
+) -> None:
+    """Match features between the pairs ``method`` chooses."""
     if method == "spatial":
         # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
         # it with the images nearest to it, in three dimensions (not only across the ground).
@@ -254,8 +260,6 @@ def _match(
         pycolmap.match_spatial(str(database), pairing_options=pairing)
     else:
         pycolmap.match_exhaustive(str(database))
-    with pycolmap.Database.open(str(database)) as db:
-        return int(db.num_matched_image_pairs())
 
 
 def _map(
@@ -339,6 +343,7 @@ def reconstruct(
     rig: bool = True,
     matching: str = "auto",
     neighbours: int = NEIGHBOURS,
+    fresh: bool = False,
 ) -> ReconstructionSummary:
     """Reconstruct a dataset's sparse model and point cloud with COLMAP.
 
@@ -348,7 +353,8 @@ def reconstruct(
         The dataset folder.
     out : path, optional
         Where to write; ``<dataset>/reconstruction`` by default. A previous reconstruction there
-        is replaced.
+        is replaced; its features, and its matches when the matching is the same, are reused
+        while the images and cameras are the same (see :mod:`.featuredatabase`).
     progress : callable, optional
         Called with ``(phase, done, total)`` as the work goes on; phases are ``features``,
         ``matching``, ``mapping``, ``rig`` (mapping with the rig) and ``writing``.
@@ -367,6 +373,8 @@ def reconstruct(
         more than ``neighbours + 1`` images, exhaustive otherwise.
     neighbours : int
         Images each image is matched with in spatial matching.
+    fresh : bool
+        Extract and match again even when the previous run's features and matches fit.
 
     Returns
     -------
@@ -392,18 +400,29 @@ def reconstruct(
     report: Progress = progress or (lambda phase, done, total: None)
     folder = Path(out) if out is not None else model.root / "reconstruction"
     folder.mkdir(parents=True, exist_ok=True)
-    database, work, sparse = folder / "database.db", folder / ".models", folder / "sparse"
-    for stale in (database, work, sparse, folder / "points.ply", folder / "summary.json"):
+    work, sparse = folder / ".models", folder / "sparse"
+    for stale in (work, sparse, folder / "points.ply", folder / "summary.json"):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
     layout = rig_layout(model, folder / "images")
+    store = FeatureDatabase(folder)
+    database = store.path
+    priors = model.centres() if method == "spatial" else None
+    made_of = matches_record(features_record(pycolmap, model, layout), method, neighbours, priors)
+    reused = store.keep(pycolmap, made_of, fresh=fresh)
 
     with _colmap_log(pycolmap):
-        _extract(pycolmap, model, layout, database, report)
+        if FEATURES in reused:
+            report("features", len(model.images), len(model.images))
+        else:
+            _extract(pycolmap, model, layout, database, report)
         report("matching", 0, 1)
-        pairs = _match(pycolmap, model, layout, database, method, neighbours)
+        if MATCHES not in reused:
+            _match(pycolmap, model, layout, database, method, neighbours)
+            store.record(made_of)
+        pairs = store.pairs(pycolmap)
         report("matching", 1, 1)
         models = _map(pycolmap, layout, database, work / "free", fixed, "mapping", report)
         if not models:
@@ -413,7 +432,10 @@ def reconstruct(
                 "too few features match between them (more texture, overlap or resolution helps)"
             )
         best = _largest(models)
-        rigged = _map_rig(pycolmap, layout, best, database, work / "rig", fixed, report) if rig else None
+        rigged = None
+        if rig:  # on a copy: the rig changes the database, which the next run may reuse
+            copy = store.copy(work / "rig.db")
+            rigged = _map_rig(pycolmap, layout, best, copy, work / "rig", fixed, report)
     rig_cameras = 0
     if rigged is not None and rigged[0].num_reg_images() >= best.num_reg_images():
         best, rig_cameras = rigged
@@ -456,6 +478,7 @@ def reconstruct(
         pairs=pairs,
         frame="colmap" if aligned is None else "object",
         aligned=aligned or 0,
+        reused=list(reused),
     )
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
