@@ -26,6 +26,9 @@ from helpers.keys import RigKeys
 from helpers.process import LAUNCH, WAIT, Child, dummy_node_args
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.rig import CallLimits, Rig
+from plantimager.testing import serve_in_thread
+from plantimager.turntable.dummy import DummyTurntable
+from plantimager.turntable.server import TurntableServer
 from plantimager.web import WebServer, create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -149,13 +152,48 @@ def rigging(
         rig.close()
 
 
-def download_done(client: httpx.Client) -> dict[str, Any]:
-    """Follow the event stream until a download is done; its final state."""
+def job_ended(client: httpx.Client, kind: str) -> dict[str, Any]:
+    """Follow the event stream until the ``kind`` job (download, scan) is done or failed; that state.
+
+    The stream sends each job's current state first, so a job that ended before is seen too.
+    """
+    name = ""
     with client.stream("GET", "/api/events") as events:
         for line in events.iter_lines():
-            if line.startswith("data: ") and '"state":"done"' in line:
-                return json.loads(line[6:])
-    raise AssertionError("the event stream ended before the download was done")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name == kind:
+                state = json.loads(line[6:])
+                if state["state"] in ("done", "failed"):
+                    return state
+    raise AssertionError(f"the event stream ended before the {kind} ended")
+
+
+def download_done(client: httpx.Client) -> dict[str, Any]:
+    """Follow the event stream until a download is done; its final state."""
+    state = job_ended(client, "download")
+    assert state["state"] == "done", state
+    return state
+
+
+#: The simulated cameras' options to stand on the simulated turntable ``table``, small frames.
+ON_TABLE = ("--backend-option", "turntable=table", "--backend-option", "render_size=[160,120]")
+
+
+@contextlib.contextmanager
+def scan_rigging(home: Path, auth: Any = None) -> Iterator[Rigging]:
+    """Two simulated cameras (node1, node2) on a simulated turntable at 60 deg/s (a third of a turn
+    takes 2 s), served (with a login if ``auth``); everything stopped afterwards."""
+    bundle = Rigging(home)
+    table = TurntableServer(bundle.ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=60.0)
+    try:
+        with serve_in_thread(table):
+            assert table.register_to_registry("turntable", "table", bundle.registry.url) == "table"
+            bundle.spawn("node1", "node2", extra=ON_TABLE)
+            yield bundle.serve(2, auth)
+    finally:
+        bundle.close()
+        table.close()
 
 
 def log_in_page(page: Any, url: str, name: str, password: str) -> None:

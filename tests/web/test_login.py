@@ -80,8 +80,8 @@ def log_in(http: httpx.Client, name: str, password: str | None = None) -> str:
 
 #: The page's action buttons: the toolbar's and each camera card's (the card template's too).
 ACTION_BUTTON = re.compile(
-    r'<button type="button" (?:id="(capture-all|download-all|scan-start|open-settings|shutdown-all)"'
-    r'|class="(capture-one|settings-one)")[^>]*>'
+    r'<button type="button" (?:id="(capture-all|download-all|scan-start|scan-stop|open-settings'
+    r'|shutdown-all)"|class="(capture-one|settings-one)")[^>]*>'
 )
 
 
@@ -89,7 +89,7 @@ def action_buttons(page: str) -> list[str]:
     """Every action button's opening tag in ``page``, checking that each action is there."""
     tags = [match.group(0) for match in ACTION_BUTTON.finditer(page)]
     names = {match.group(1) or match.group(2) for match in ACTION_BUTTON.finditer(page)}
-    assert len(names) == 7 and len(tags) >= 9, tags  # 5 in the toolbar, 2 per card (and the template)
+    assert len(names) == 8 and len(tags) >= 10, tags  # 6 in the toolbar, 2 per card (and the template)
     return tags
 
 
@@ -258,6 +258,7 @@ def test_another_sessions_token_is_refused(client, rig):
         (f"/api/cameras/{CAMERA}/capture", {}, "capture"),
         ("/api/download", {}, "download"),
         ("/api/scan", {"positions": 2}, "scan"),
+        ("/api/scan/stop", {}, "stop the scan"),
         ("/api/settings", {"rotation": 180}, "change camera settings"),
         (f"/api/cameras/{CAMERA}/settings", {"rotation": 180}, "change camera settings"),
         ("/api/session", {}, "start a new session"),

@@ -7,42 +7,32 @@ session's CSRF token, and a viewer follows the scan with the Scan button disable
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
 
-from plantimager.testing import serve_in_thread
-from plantimager.turntable.dummy import DummyTurntable
-from plantimager.turntable.server import TurntableServer
 from plantimager.web.accounts import AccountStore
 from plantimager.web.gate import WebAuth
 
-from .conftest import Rigging, log_in_page
+from .conftest import Rigging, log_in_page, scan_rigging
 
 pytestmark = pytest.mark.timeout(120)
 
-ON_TABLE = ("--backend-option", "turntable=table", "--backend-option", "render_size=[160,120]")
 PASSWORDS = {"otto": "operator-password-1", "vera": "viewer-password-1"}
 
 
 @pytest.fixture(scope="module")
 def scan_rig(tmp_path_factory) -> Iterator[Rigging]:
-    """Two simulated cameras on a simulated turntable (60 deg/s: a third of a turn takes 2 s), served
-    with a login for an operator (otto) and a viewer (vera)."""
-    bundle = Rigging(tmp_path_factory.mktemp("scan-browser"))
-    store = AccountStore(bundle.home / "web-accounts.json")
+    """The scan rig (see :func:`~.conftest.scan_rigging`) with a login for an operator (otto) and a
+    viewer (vera)."""
+    home = tmp_path_factory.mktemp("scan-browser")
+    store = AccountStore(home / "web-accounts.json")
     store.set_password("otto", PASSWORDS["otto"], "operator")
     store.set_password("vera", PASSWORDS["vera"], "viewer")
-    table = TurntableServer(bundle.ctx, "tcp://127.0.0.1:0", backend=DummyTurntable(), speed=60.0)
-    try:
-        with serve_in_thread(table):
-            assert table.register_to_registry("turntable", "table", bundle.registry.url) == "table"
-            bundle.spawn("node1", "node2", extra=ON_TABLE)
-            yield bundle.serve(2, WebAuth(store))
-    finally:
-        bundle.close()
-        table.close()
+    with scan_rigging(home, WebAuth(store)) as bundle:
+        yield bundle
 
 
 def test_a_bad_plan_is_refused_with_its_reason_and_nothing_is_captured(scan_rig, new_page):
@@ -83,3 +73,23 @@ def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_
     expect(other.locator("#scan-text")).to_contain_text("Scan 1 complete")
     expect(other.locator("#scan-start")).to_be_disabled()
     expect(other.locator("#scan-start")).to_have_attribute("title", "needs the operator role")
+
+
+def test_a_scan_stopped_from_the_page_goes_on_with_scan(scan_rig, new_page):
+    page = new_page()
+    log_in_page(page, scan_rig.url, "otto", PASSWORDS["otto"])
+    stop, text = page.locator("#scan-stop"), page.locator("#scan-text")
+    expect(stop).to_be_hidden()
+    page.fill("#scan-positions", "4")  # another plan than the scan before: scan 2
+    page.click("#scan-start")
+    expect(text).to_contain_text("Scanning:")  # each move takes 1.5 s
+    page.click("#scan-stop")
+    expect(text).to_contain_text(re.compile(r"Scan 2 stopped: [0-3] of 4 positions"), timeout=60_000)
+    expect(text).to_contain_text("; Scan goes on from there")
+    expect(stop).to_be_hidden()
+    stopped = int(re.search(r"stopped: (\d) of", text.inner_text()).group(1))
+    page.click("#scan-start")
+    expect(text).to_contain_text(
+        f"Scan 2 complete: 4 of 4 positions ({stopped} taken before)" if stopped else "Scan 2 complete",
+        timeout=60_000,
+    )

@@ -103,6 +103,8 @@ def create_app(
         finally:
             await web.close()
             await web.download.wait(5.0)
+            if web.scan.running:
+                web.scan.stop()  # after the position under way; the rest stays to be done
             await web.scan.wait(5.0)
 
     middleware = []

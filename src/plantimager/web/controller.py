@@ -189,10 +189,19 @@ class WebController:
             return download_result(partial)
         return download_result(report)
 
-    def scan(self, positions: int, turntable: str | None, progress: Callable[[Any], Any]) -> dict[str, Any]:
-        """Run (or finish) a scan into the session's dataset; its report (see ``Rig.scan``)."""
+    def scan(
+        self,
+        positions: int,
+        turntable: str | None,
+        progress: Callable[[Any], Any],
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Run (or finish) a scan into the session's dataset; its report (see ``Rig.scan``).
+
+        Setting ``stop`` ends it after the position under way.
+        """
         self._open_dataset(create=True)
-        report = self.rig.scan(positions, turntable, progress=progress)
+        report = self.rig.scan(positions, turntable, progress=progress, stop=stop)
         return {
             "scan": report.scan,
             "total": len(report.angles),

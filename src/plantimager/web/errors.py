@@ -21,6 +21,7 @@ from plantimager.commons.errors import PlantImagerError, RigError, ValidationErr
 __all__ = [
     "MAX_BODY",
     "ApiError",
+    "check_fields",
     "error_handlers",
     "read_json_object",
     "rig_error",
@@ -51,6 +52,25 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.extra = extra
+
+
+def check_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse a request body with a field the endpoint does not take.
+
+    Raises
+    ------
+    ApiError
+        422 naming the unknown fields (at most five) and the ones the endpoint takes.
+    """
+    unknown = [str(k)[:40] for k in body if k not in allowed]
+    if unknown:
+        listing = ", ".join(allowed) if allowed else "no field"
+        raise ApiError(
+            422,
+            f"unknown field(s) {', '.join(map(repr, unknown[:5]))}; this endpoint takes {listing}",
+            field=unknown[0],
+            allowed=list(allowed),
+        )
 
 
 async def read_json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:

@@ -79,6 +79,7 @@ _ACTIONS = (
     ("/api/capture", "capture"),
     ("/api/download", "download"),
     ("/api/scan", "scan"),
+    ("/api/scan/stop", "stop the scan"),
     ("/api/settings", "change camera settings"),
     ("/api/session", "start a new session"),
     ("/api/shutdown", "shut down the camera nodes"),

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..context import context_of
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError, check_fields, read_json_object
 from ..events import to_json
 from ..mjpegstream import pack_frame
 from ..settings import parse_settings
@@ -33,18 +33,6 @@ class _JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         """The body: compact JSON, non-finite numbers as null."""
         return to_json(content).encode("utf-8")
-
-
-def _check_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = [str(k)[:40] for k in body if k not in allowed]
-    if unknown:
-        listing = ", ".join(allowed) if allowed else "no field"
-        raise ApiError(
-            422,
-            f"unknown field(s) {', '.join(map(repr, unknown[:5]))}; this endpoint takes {listing}",
-            field=unknown[0],
-            allowed=list(allowed),
-        )
 
 
 # -- the live rig ------------------------------------------------------------------------------------
@@ -77,6 +65,9 @@ async def events(request: Request) -> Response:
 # -- capture and download ----------------------------------------------------------------------------
 async def _capture(request: Request, cameras: list[str] | None) -> Response:
     web = context_of(request)
+    if web.scan is not None and web.scan.running:
+        # A capture between its positions would join the scan's dataset at no known angle.
+        raise ApiError(409, "a scan is running: it captures at each position (stop it, or wait for its end)")
     result = await run_in_threadpool(web.controller.capture, cameras)
     web.events.publish("capture", result)
     return _JSON(result)
@@ -85,7 +76,7 @@ async def _capture(request: Request, cameras: list[str] | None) -> Response:
 async def capture_all(request: Request) -> Response:
     """``POST /api/capture``: fire every camera (or ``{"cameras": [...]}``) at one instant."""
     body = await read_json_object(request, optional=True)
-    _check_fields(body, ("cameras",))
+    check_fields(body, ("cameras",))
     chosen = body.get("cameras")
     if chosen is not None:
         if (
@@ -115,7 +106,7 @@ async def capture_one(request: Request) -> Response:
 async def download_start(request: Request) -> Response:
     """``POST /api/download``: start downloading what the cameras owe (202; progress as events)."""
     web = context_of(request)
-    _check_fields(await read_json_object(request, optional=True), ())
+    check_fields(await read_json_object(request, optional=True), ())
     job = web.download
     if job.running:
         raise ApiError(409, f"a download is already running ({job.done} of {job.total} images)")
@@ -139,9 +130,11 @@ async def gallery(request: Request) -> Response:
 async def new_session(request: Request) -> Response:
     """``POST /api/session``: start a new dataset folder under the captures folder."""
     web = context_of(request)
-    _check_fields(await read_json_object(request, optional=True), ())
+    check_fields(await read_json_object(request, optional=True), ())
     if web.download.running:
         raise ApiError(409, "wait for the download to finish before starting a new session")
+    if web.scan is not None and web.scan.running:
+        raise ApiError(409, "a scan is running into this session's dataset: stop it, or wait for its end")
     result = await run_in_threadpool(web.controller.new_session)
     web.events.state.pop("capture", None)
     web.events.poke()
@@ -190,7 +183,7 @@ async def shutdown(request: Request) -> Response:
     """``POST /api/shutdown`` with ``{"confirm": true}``: ask every camera node to stop."""
     web = context_of(request)
     body = await read_json_object(request)
-    _check_fields(body, ("confirm",))
+    check_fields(body, ("confirm",))
     if body.get("confirm") is not True:
         raise ApiError(
             422,

@@ -17,7 +17,7 @@ from plantimager.commons.errors import ValidationError
 from plantimager.rig.scan import check_scan
 
 from ..context import context_of
-from ..errors import ApiError, read_json_object
+from ..errors import ApiError, check_fields, read_json_object
 
 __all__ = ["routes"]
 
@@ -26,11 +26,7 @@ async def scan_start(request: Request) -> Response:
     """``POST /api/scan``: check the plan, then start the scan in the background (202)."""
     web = context_of(request)
     body = await read_json_object(request)
-    unknown = [str(k)[:40] for k in body if k not in ("positions", "turntable")]
-    if unknown:
-        raise ApiError(
-            422, f"unknown field {unknown[0]!r}; this endpoint takes positions, turntable", field=unknown[0]
-        )
+    check_fields(body, ("positions", "turntable"))
     positions, turntable = body.get("positions"), body.get("turntable")
     if isinstance(positions, bool) or not isinstance(positions, int):
         raise ApiError(422, f"positions must be a whole number, got {positions!r}", field="positions")
@@ -50,6 +46,15 @@ async def scan_start(request: Request) -> Response:
     return JSONResponse(job.start(positions, name), status_code=202)
 
 
+async def scan_stop(request: Request) -> Response:
+    """``POST /api/scan/stop``: stop the running scan after the position under way (409 if none)."""
+    web = context_of(request)
+    check_fields(await read_json_object(request, optional=True), ())
+    if web.scan is None or not web.scan.running:
+        raise ApiError(409, "no scan is running")
+    return JSONResponse(web.scan.stop())
+
+
 async def scan_state(request: Request) -> Response:
     """``GET /api/scan``: the state of the current or last scan."""
     return JSONResponse(context_of(request).scan_state())
@@ -58,4 +63,5 @@ async def scan_state(request: Request) -> Response:
 routes = [
     Route("/api/scan", scan_start, methods=["POST"]),
     Route("/api/scan", scan_state, methods=["GET"]),
+    Route("/api/scan/stop", scan_stop, methods=["POST"]),
 ]

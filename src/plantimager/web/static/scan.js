@@ -7,6 +7,7 @@
   const $ = (selector) => document.querySelector(selector);
   const { api, message, on, canOperate } = window.plantimager;
   const button = $("#scan-start");
+  const stopButton = $("#scan-stop");
   const input = $("#scan-positions");
   const bar = $("#scan-progress");
   const text = $("#scan-text");
@@ -17,6 +18,8 @@
     if (!job || (job.run === last.run && job.seq < last.seq)) return;
     last = { run: job.run, seq: job.seq };
     button.disabled = !canOperate || job.state === "running";
+    stopButton.hidden = job.state !== "running";
+    stopButton.disabled = !canOperate || Boolean(job.stopping);
     if (job.state === "idle") {
       bar.hidden = true;
       text.textContent = "No scan yet.";
@@ -28,11 +31,13 @@
     const angle = job.angle === null ? "" : ` at ${job.angle.toFixed(1)}°`;
     if (job.state === "running") {
       const doing = job.phase === "moving" ? `turning to position ${job.index + 1}${angle}` : `position ${job.index + 1}${angle} captured`;
-      text.textContent = `Scanning: ${job.taken} of ${job.total} positions, ${job.downloaded} images downloaded (${doing})…`;
+      const what = job.stopping ? `stopping after position ${job.index + 1}` : doing;
+      text.textContent = `Scanning: ${job.taken} of ${job.total} positions, ${job.downloaded} images downloaded (${what})…`;
     } else if (job.state === "done") {
       const r = job.result;
       const before = r.already ? ` (${r.already} taken before)` : "";
-      text.textContent = `Scan ${r.scan} ${r.complete ? "complete" : "stopped"}: ${r.taken + r.already} of ${r.total} positions${before}, ${job.downloaded} images downloaded into ${r.dataset}`;
+      const rest = r.complete ? "" : "; Scan goes on from there";
+      text.textContent = `Scan ${r.scan} ${r.complete ? "complete" : "stopped"}: ${r.taken + r.already} of ${r.total} positions${before}, ${job.downloaded} images downloaded into ${r.dataset}${rest}`;
     } else if (job.state === "failed") {
       text.textContent = `Scan failed: ${job.error}`;
       message(`scan failed: ${job.error}`);
@@ -46,6 +51,16 @@
     } catch (error) {
       message(error.message);
       button.disabled = !canOperate;
+    }
+  });
+
+  stopButton.addEventListener("click", async () => {
+    stopButton.disabled = true;
+    try {
+      show(await api("POST", "/api/scan/stop", {}));
+    } catch (error) {
+      message(error.message);
+      stopButton.disabled = !canOperate;
     }
   });
 
