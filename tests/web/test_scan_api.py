@@ -82,3 +82,11 @@ def test_a_running_scan_refuses_what_would_mix_into_it_and_stops_and_goes_on(cli
     assert len(list(dataset.rglob("*.jpeg"))) == 6  # 3 positions, 2 cameras, each once
     # Once it has ended, captures are the operator's again.
     assert client.post("/api/capture", json={}).status_code == 200
+
+
+def test_stopping_the_web_server_asks_a_running_scan_to_stop(tmp_path):
+    with scan_rigging(tmp_path) as bundle, httpx.Client(base_url=bundle.url, timeout=30) as http:
+        assert http.post("/api/scan", json={"positions": 3}).status_code == 202
+        assert bundle.web.scan.running and not bundle.web.scan.stopping
+        bundle.server.stop()
+        assert bundle.web.scan.stopping  # it ends after the position under way, not after all
