@@ -73,6 +73,8 @@ def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_
     expect(other.locator("#scan-text")).to_contain_text("Scan 1 complete")
     expect(other.locator("#scan-start")).to_be_disabled()
     expect(other.locator("#scan-start")).to_have_attribute("title", "needs the operator role")
+    expect(other.locator("#scan-positions")).to_be_disabled()
+    expect(other.locator("#scan-stop")).to_be_hidden()
 
 
 def test_a_scan_stopped_from_the_page_goes_on_with_scan(scan_rig, new_page):
