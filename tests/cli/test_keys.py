@@ -56,13 +56,12 @@ def test_trust_list_and_revoke(tmp_path):
         and trusted.output.startswith("trusted pi-07 (")
         and "as device" in trusted.output
     )
-    assert (
-        run("keys", "--keys", controller, "trust", alice, "--role", "viewer", "--name", "alice").exit_code
-        == 0
-    )
-    nameless = run("keys", "--keys", controller, "trust", zmq.curve_keypair()[0].decode(), "--role", "viewer")
+    # Z85 text goes after "--", as documented: one key in 85 starts with "-".
+    trust = ("keys", "--keys", controller, "trust")
+    assert run(*trust, "--role", "viewer", "--name", "alice", "--", alice).exit_code == 0
+    nameless = run(*trust, "--role", "viewer", "--", zmq.curve_keypair()[0].decode())
     assert nameless.exit_code == 1 and "give the key a name with --name" in nameless.output
-    bad_role = run("keys", "--keys", controller, "trust", alice, "--role", "admin")
+    bad_role = run(*trust, "--role", "admin", "--", alice)
     assert (
         bad_role.exit_code == 2 and "'admin' is not one of 'viewer', 'device', 'operator'" in bad_role.output
     )
@@ -93,3 +92,15 @@ def test_the_installed_command_makes_keys_with_mode_0600(tmp_path):
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(os.stat(tmp_path / "k" / "host.key_secret").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "k" / "host.key").st_mode) == 0o644
+
+
+def test_a_key_starting_with_a_dash_is_refused_saying_to_put_it_after_the_double_dash(tmp_path):
+    controller = str(tmp_path / "controller")
+    run("keys", "--keys", controller, "init")
+    dashed = "-" + zmq.curve_keypair()[0].decode()[1:]  # Z85 text starting with "-": a valid key
+    misread = run("keys", "--keys", controller, "trust", dashed, "--role", "viewer", "--name", "dash")
+    assert misread.exit_code == 2, misread.output
+    assert 'a key starting with "-" goes after "--"' in misread.output
+    after = run("keys", "--keys", controller, "trust", "--role", "viewer", "--name", "dash", "--", dashed)
+    assert after.exit_code == 0, after.output
+    assert f"dash\tviewer\t{dashed}" in run("keys", "--keys", controller, "list").output.splitlines()

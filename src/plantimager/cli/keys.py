@@ -77,7 +77,19 @@ def show(ctx: click.Context, bare: bool) -> None:
     click.echo(f"file:       {ring.folder / 'host.key'}")
 
 
-@keys.command("trust")
+class _TrustCommand(click.Command):
+    """``trust``, whose usage error for a key read as an option says how to give it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            # One Z85 key in 85 starts with "-": click then reads it as an unknown option.
+            exc.message += '; a key starting with "-" goes after "--": trust --role viewer --name vera -- KEY'
+            raise
+
+
+@keys.command("trust", cls=_TrustCommand)
 @click.argument("key", metavar="FILE|KEY")
 @click.option("--role", type=click.Choice(_ROLES), required=True, help="What the key may do.")
 @click.option("--name", default=None, help="Its name (default: the file's name without .key).")
