@@ -56,11 +56,17 @@ def test_a_scan_shows_its_progress_and_ends_with_every_position_downloaded(scan_
     text = page.locator("#scan-text")
     expect(text).to_contain_text("Scanning:")  # the table takes seconds between positions
     expect(page.locator("#scan-start")).to_be_disabled()
+    # What the server refuses during a scan waits for its end, saying why.
+    for action in ("#capture-all", "#download-all", ".card .capture-one >> nth=0"):
+        expect(page.locator(action)).to_be_disabled()
+        expect(page.locator(action)).to_have_attribute("title", re.compile("^a scan is running"))
     expect(text).to_contain_text(
         "Scan 1 complete: 3 of 3 positions, 6 images downloaded into", timeout=60_000
     )
     expect(page.locator("#scan-progress")).to_have_attribute("value", "3")
     expect(page.locator("#scan-start")).to_be_enabled()
+    for action in ("#capture-all", "#download-all", ".card .capture-one >> nth=0"):
+        expect(page.locator(action)).to_be_enabled()
     dataset = scan_rig.rig.dataset.root
     manifest = json.loads((dataset / "manifest.json").read_text())
     assert (

@@ -86,6 +86,7 @@
   async function busy(button, label, action) {
     const text = button.textContent;
     button.disabled = true;
+    button.dataset.busy = "1";
     button.textContent = label;
     try {
       return await action();
@@ -93,8 +94,25 @@
       message(error.message);
       return null;
     } finally {
+      delete button.dataset.busy;
       button.disabled = !canOperate;
       button.textContent = text;
+      refreshActions();
+    }
+  }
+
+  // An operator's captures and downloads wait while a scan runs (the server refuses them: the
+  // scan's dataset holds only its positions), and a download while one runs.
+  let scanning = initial.scan.state === "running";
+  let downloading = initial.download.state === "running";
+  const SCANNING = "a scan is running: it captures at each position";
+
+  function refreshActions() {
+    if (!canOperate) return; // a viewer's stay disabled, with their own tooltip
+    for (const button of document.querySelectorAll("#capture-all, .capture-one, #download-all")) {
+      if (button.dataset.busy) continue;
+      button.disabled = scanning || (button.id === "download-all" && downloading);
+      button.title = scanning ? SCANNING : "";
     }
   }
 
@@ -119,6 +137,7 @@
     $(".capture-one", card).addEventListener("click", (event) => captureOne(card.dataset.key, event.currentTarget));
     $(".settings-one", card).addEventListener("click", () => openSettings(card.dataset.key));
     for (const button of card.querySelectorAll(".card-actions button")) button.disabled = !canOperate;
+    refreshActions();
   }
 
   function fillCard(card, cam) {
@@ -362,7 +381,8 @@
     bar.hidden = false;
     bar.max = Math.max(job.total, 1);
     bar.value = job.state === "done" && !job.total ? 1 : job.done;
-    $("#download-all").disabled = !canOperate || job.state === "running";
+    downloading = job.state === "running";
+    refreshActions();
     if (job.state === "running") {
       text.textContent = `Downloading ${job.done} of ${job.total || "?"} images (${size(job.bytes)})…`;
     } else if (job.state === "done") {
@@ -402,6 +422,7 @@
     } catch (error) {
       message(error.message);
       button.disabled = !canOperate;
+      refreshActions();
     }
   });
 
@@ -587,6 +608,10 @@
     on("cameras", applySnapshot);
     on("capture", (result) => showCapture(result));
     on("download", onDownload);
+    on("scan", (job) => {
+      scanning = job.state === "running";
+      refreshActions();
+    });
     on("rig", (event) => {
       if (event.kind === "node_failed") message(`camera node ${event.node}: ${event.detail}`);
     });
@@ -608,6 +633,7 @@
   // -- start -------------------------------------------------------------------------------------------
   // Every button is wired by now: the actions may be used (by an operator; a viewer's stay disabled).
   for (const id of ["#capture-all", "#download-all", "#open-settings", "#shutdown-all"]) $(id).disabled = !canOperate;
+  refreshActions();
   for (const card of grid.querySelectorAll(".card")) {
     cards.set(card.dataset.key, card);
     wireCard(card);
