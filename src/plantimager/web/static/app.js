@@ -107,9 +107,9 @@
   let downloading = initial.download.state === "running";
   const SCANNING = "a scan is running: it captures at each position";
 
-  function refreshActions() {
+  function refreshActions(root = document) {
     if (!canOperate) return; // a viewer's stay disabled, with their own tooltip
-    for (const button of document.querySelectorAll("#capture-all, .capture-one, #download-all")) {
+    for (const button of root.querySelectorAll("#capture-all, .capture-one, #download-all")) {
       if (button.dataset.busy) continue;
       button.disabled = scanning || (button.id === "download-all" && downloading);
       button.title = scanning ? SCANNING : "";
@@ -137,7 +137,7 @@
     $(".capture-one", card).addEventListener("click", (event) => captureOne(card.dataset.key, event.currentTarget));
     $(".settings-one", card).addEventListener("click", () => openSettings(card.dataset.key));
     for (const button of card.querySelectorAll(".card-actions button")) button.disabled = !canOperate;
-    refreshActions();
+    refreshActions(card); // a card may be made before it is on the page
   }
 
   function fillCard(card, cam) {
