@@ -242,16 +242,21 @@ def matching_method(model: ColmapModel, matching: str = "auto", neighbours: int 
 
 
 def _match(
-    pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, method: str, neighbours: int
+    pycolmap: ModuleType,
+    layout: RigLayout,
+    database: Path,
+    method: str,
+    neighbours: int,
+    priors: dict[str, Any] | None,
 ) -> None:
-    """Match features between the pairs ``method`` chooses."""
+    """Match features between the pairs ``method`` chooses (spatial: by the images' ``priors``)."""
     if method == "spatial":
         # Each image's camera centre in the object's frame is its position prior: COLMAP pairs
         # it with the images nearest to it, in three dimensions (not only across the ground).
-        centres = model.centres()
+        assert priors is not None  # spatial matching is chosen only when every image has a pose
         with pycolmap.Database.open(str(database)) as db:
             for image in db.read_all_images():
-                position = np.asarray(centres[layout.names[image.name]], dtype=float).reshape(3, 1)
+                position = np.asarray(priors[layout.names[image.name]], dtype=float).reshape(3, 1)
                 prior = pycolmap.PosePrior(position, pycolmap.PosePriorCoordinateSystem.CARTESIAN)
                 db.write_pose_prior(image.image_id, prior)
         pairing = pycolmap.SpatialPairingOptions(
@@ -420,7 +425,7 @@ def reconstruct(
             _extract(pycolmap, model, layout, database, report)
         report("matching", 0, 1)
         if MATCHES not in reused:
-            _match(pycolmap, model, layout, database, method, neighbours)
+            _match(pycolmap, layout, database, method, neighbours, priors)
             store.record(made_of)
         pairs = store.pairs(pycolmap)
         report("matching", 1, 1)
