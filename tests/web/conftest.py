@@ -152,6 +152,15 @@ def rigging(
         rig.close()
 
 
+def error_of(response: httpx.Response, status: int) -> str:
+    """The error message of an API answer that must have ``status``: JSON, a non-empty text."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    message = response.json()["error"]
+    assert isinstance(message, str) and message
+    return message
+
+
 def job_ended(client: httpx.Client, kind: str) -> dict[str, Any]:
     """Follow the event stream until the ``kind`` job (download, scan) is done or failed; that state.
 

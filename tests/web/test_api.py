@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import download_done
+from .conftest import download_done, error_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,14 +33,6 @@ def still_working(client) -> None:
     response = client.get("/api/cameras")
     assert response.status_code == 200
     assert [c["key"] for c in response.json()["cameras"]] == CAMERAS
-
-
-def error_of(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    message = response.json()["error"]
-    assert isinstance(message, str) and message
-    return message
 
 
 def test_the_live_rig(client):

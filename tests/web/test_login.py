@@ -17,6 +17,8 @@ from plantimager.web.accounts import AccountStore
 from plantimager.web.gate import CSRF_HEADER, RECHECK, WebAuth
 from plantimager.web.throttle import LoginThrottle
 
+from .conftest import error_of as refused
+
 pytestmark = pytest.mark.timeout(120)
 
 PASSWORDS = {"vera": "viewer-password-1", "otto": "operator-password-1"}
@@ -91,11 +93,6 @@ def action_buttons(page: str) -> list[str]:
     names = {match.group(1) or match.group(2) for match in ACTION_BUTTON.finditer(page)}
     assert len(names) == 8 and len(tags) >= 10, tags  # 6 in the toolbar, 2 per card (and the template)
     return tags
-
-
-def refused(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 def capture_count(http: httpx.Client) -> int | None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .conftest import Rigging, job_ended, scan_rigging
+from .conftest import Rigging, error_of, job_ended, scan_rigging
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,11 +23,6 @@ def scan_rig(tmp_path_factory) -> Iterator[Rigging]:
 def client(scan_rig) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=scan_rig.url, timeout=30) as http:
         yield http
-
-
-def error_of(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    return response.json()["error"]
 
 
 @pytest.mark.parametrize(
