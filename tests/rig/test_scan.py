@@ -131,6 +131,55 @@ def test_an_unfinished_scan_with_another_plan_is_refused(make_rig, spawn, table,
     assert finished.complete and finished.already == [0] and sorted(finished.captured) == [1, 2]
 
 
+def test_while_a_scan_runs_other_threads_can_neither_capture_into_it_nor_move_its_dataset(
+    make_rig, spawn, table, pending_of, tmp_path
+):
+    nodes = nodes_on_table(spawn, 2)
+    rig = make_rig(dataset=tmp_path / "scan")
+    assert rig.wait_for_cameras(2, 20)
+    inside, go_on = threading.Event(), threading.Event()
+    outcome: list = []
+
+    def hold_after_the_first(step) -> None:  # runs on the scan's own thread
+        if step.phase == "captured" and not inside.is_set():
+            inside.set()
+            go_on.wait(60)
+
+    def scan() -> None:
+        try:
+            outcome.append(rig.scan(positions=3, turntable="table", progress=hold_after_the_first))
+        except BaseException as exc:  # reported by the assertions below
+            outcome.append(exc)
+
+    scanner = threading.Thread(target=scan, name="the-scan")
+    scanner.start()
+    try:
+        assert inside.wait(60)
+        refusals = [
+            ("capture", lambda: rig.capture_all()),
+            ("capture", lambda: rig.capture(["n1"])),
+            ("start a scan", lambda: rig.scan(positions=3, turntable="table")),
+            ("change the dataset", lambda: rig.use_dataset(tmp_path / "elsewhere")),
+        ]
+        for action, attempt in refusals:
+            with pytest.raises(PlantImagerError, match=f"cannot {action}: a scan is running .*'the-scan'"):
+                attempt()
+        assert len(rig.dataset.manifest()["captures"]) == 1  # the scan's first position, nothing else
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        go_on.set()
+        scanner.join(60)
+    assert not scanner.is_alive()
+    report = outcome[0]
+    assert not isinstance(report, BaseException), report
+    assert report.complete and sorted(report.captured) == [0, 1, 2]
+    check_complete(tmp_path / "scan", 3, 2)  # each position once, and no capture at no position
+    record = rig.capture_all()  # the scan over, the rig is free again
+    assert record.capture_no == 4 and len(rig.download_all().files) == 2
+    assert rig.use_dataset(tmp_path / "elsewhere").root == tmp_path / "elsewhere"
+    assert pending_of(nodes) == {"n1": {}, "n2": {}}
+
+
 def test_a_scan_killed_mid_way_finishes_on_a_second_run_losing_and_repeating_nothing(
     run_cli, spawn, table, registry, pending_of, tmp_path
 ):

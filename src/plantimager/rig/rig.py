@@ -34,7 +34,7 @@ from .record import (
     split_camera_key,
 )
 from .roster import Roster
-from .scan import ScanReport, run_scan
+from .scan import ScanClaim, ScanReport, run_scan
 from .session import prepare_folder
 from .settings import check_settings
 from .template import NameTemplate
@@ -133,6 +133,7 @@ class Rig:
         self._trigger = Trigger(self._executor, self.lead, straggler)
         self._capture_lock = threading.Lock()
         self._dataset_lock = threading.Lock()
+        self._scan = ScanClaim()
         self._started = self._closed = False
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -255,9 +256,10 @@ class Rig:
         """Send the next captures to another dataset (a new session); returns it, opened.
 
         The dataset the rig already uses is returned as it is (reopened if ``template`` differs
-        from its template).
+        from its template). Refused (PlantImagerError) while a scan runs in another thread.
         """
         root = Path(path).expanduser().absolute()
+        self._scan.check("change the dataset")
         with self._dataset_lock:
             current = self._dataset
             if current is not None and current.root == root:
@@ -311,12 +313,13 @@ class Rig:
             Before anything is fired: unknown camera names, a dataset folder that cannot be
             written, a file-name template that gives an unusable or taken name.
         PlantImagerError
-            If the rig has no camera, or another controller uses the dataset.
+            If the rig has no camera, another controller uses the dataset, or a scan runs elsewhere.
         RigError
             If some cameras failed; ``failures`` maps each to its reason, and its ``record``
             attribute holds the CaptureRecord of the others.
         """
         self._check_running()
+        self._scan.check("capture")
         wanted = self._select(cameras)
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
@@ -326,8 +329,13 @@ class Rig:
     def scan(
         self, positions: int | Sequence[float] = 1, turntable: str | None = None, **options: Any
     ) -> ScanReport:
-        """Capture every camera at each position of a turntable; resumable. See :func:`~.scan.run_scan`."""
-        return run_scan(self, positions, turntable, **options)
+        """Capture every camera at each position of a turntable; resumable. See :func:`~.scan.run_scan`.
+
+        One scan at a time: until it ends, captures and :meth:`use_dataset` from other threads are
+        refused (PlantImagerError), so nothing mixes into it.
+        """
+        with self._scan.hold():
+            return run_scan(self, positions, turntable, **options)
 
     def _select(self, cameras: Iterable[str] | None) -> dict[str, set[str]]:
         """Node name -> the camera keys wanted on it (see :func:`~plantimager.rig.fanout.select_cameras`)."""
@@ -413,7 +421,8 @@ class Rig:
         """
         settings = check_settings(resolution, encoding, rotation, quality, controls)
         self._check_running()
-        return self._configure({name: None for name in self._roster.ready_nodes()}, settings)
+        targets: dict[str, int | None] = dict.fromkeys(self._select(None))  # refuses a rig with no camera
+        return configure_nodes(self._roster, self._executor, targets, settings)
 
     def configure(
         self,
@@ -437,16 +446,7 @@ class Rig:
         index = None
         if node is not None and camera != name:
             index = next(c.index for c in node.cameras() if c.key in keys)
-        return self._configure({name: index}, settings)
-
-    def _configure(
-        self, targets: Mapping[str, int | None], settings: dict[str, Any]
-    ) -> dict[str, dict[str, Any]]:
-        if not targets:
-            raise PlantImagerError(
-                f"the rig has no camera: no camera node is registered with {self.registry_url}"
-            )
-        return configure_nodes(self._roster, self._executor, targets, settings)
+        return configure_nodes(self._roster, self._executor, {name: index}, settings)
 
     def shutdown_all(self) -> list[str]:
         """Ask every camera node to stop; returns the names of those that agreed.

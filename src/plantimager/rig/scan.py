@@ -14,10 +14,11 @@ Without a turntable a scan has one position: a plain capture, recorded as positi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ from .scanplan import ScanPlan, load_plans, plan_angles, position_states, save_p
 
 __all__ = [
     "DOUBT_GRACE_S",
+    "ScanClaim",
     "ScanProgress",
     "ScanReport",
     "ScanningRig",
@@ -68,6 +70,51 @@ class ScanningRig(Protocol):
     ) -> CaptureRecord: ...
 
     def download_all(self, *, progress: Any = None) -> DownloadReport: ...
+
+
+class ScanClaim:
+    """Which thread runs a rig's scan: no other thread may capture into it or move its dataset.
+
+    A capture from elsewhere during a scan would join the scan's dataset at no known position,
+    and a new dataset would take the rest of the scan elsewhere. The scan's own thread passes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Claim the rig for a scan in the calling thread, for the ``with`` block.
+
+        Raises
+        ------
+        PlantImagerError
+            If a scan already runs on the rig.
+        """
+        with self._lock:
+            self.check("start a scan")
+            self._owner = threading.current_thread()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._owner = None
+
+    def check(self, action: str) -> None:
+        """Refuse ``action`` if a scan runs in another thread (or any scan, for a new one).
+
+        Raises
+        ------
+        PlantImagerError
+            Naming the action and the scan's thread.
+        """
+        owner = self._owner
+        if owner is not None and (owner is not threading.current_thread() or action == "start a scan"):
+            raise PlantImagerError(
+                f"cannot {action}: a scan is running on this rig (thread {owner.name!r}) and captures at"
+                " each position; stop it (its stop event) or wait for its end"
+            )
 
 
 #: A capture whose outcome the controller never learnt is taken as never fired after this long
