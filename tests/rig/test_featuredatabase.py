@@ -10,6 +10,7 @@ import numpy as np
 import pycolmap
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from plantimager.cli.main import main
 from plantimager.commons.errors import PlantImagerError
@@ -18,7 +19,7 @@ from plantimager.rig.colmaprig import rig_layout
 from plantimager.rig.featuredatabase import FeatureDatabase, features_record, matches_record
 from plantimager.rig.reconstruction import reconstruct
 
-from .test_colmap import image, posed_dataset, write_dataset
+from .test_colmap import ROTATION, TRANSLATION, image, posed_dataset, write_dataset
 
 
 def records(root, method="exhaustive", neighbours=50):
@@ -40,6 +41,22 @@ def made_database(store: FeatureDatabase) -> None:
         db.write_matches(first, second, np.array([[0, 1]], dtype=np.uint32))
         prior = pycolmap.PosePrior(np.zeros((3, 1)), pycolmap.PosePriorCoordinateSystem.CARTESIAN)
         db.write_pose_prior(first, prior)
+
+
+def grow(root, entries: list[dict], texture: np.random.Generator | None = None) -> None:
+    """Add images to a dataset as a resumed scan does: new files and entries, the others untouched."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    for entry in entries:
+        pixels = texture.integers(0, 256, (240, 320), dtype=np.uint8) if texture else np.full((48, 64), 90)
+        Image.fromarray(pixels.astype(np.uint8)).convert("RGB").save(root / entry["file"])
+    manifest["images"] += entries
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def posed(index: int) -> dict:
+    """The ``index``-th image of :func:`posed_dataset`."""
+    pose = {"R": ROTATION.tolist(), "t": TRANSLATION.tolist()}
+    return image(f"p{index}.jpg", capture_no=index + 1, pose=pose, position={"angle": 5.0 * index})
 
 
 def contents(store: FeatureDatabase) -> tuple[int, int, int, int]:
@@ -141,3 +158,77 @@ def test_a_second_run_reuses_features_and_matches_and_a_fresh_one_does_not(tmp_p
     assert result.exit_code == 1 and "could not start a model" in result.output, result.output
     result = runner.invoke(main, ["dataset", "reconstruct", "--fresh", str(root)])
     assert isinstance(result.exception, AssertionError) and "made again" in str(result.exception)
+
+
+def test_a_dataset_that_only_gained_images_keeps_the_features_of_those_it_had(tmp_path):
+    root = posed_dataset(tmp_path / "d", 4)
+    store = FeatureDatabase(root / "reconstruction")
+    made_database(store)
+    store.record(records(root))
+    grow(root, [posed(4), posed(5)])  # two more positions of the same camera
+    assert store.keep(pycolmap, records(root)) == ("features",)
+    assert contents(store) == (2, 3, 0, 0)  # the features stay; the matches and priors go
+    assert not store.record_path.exists()  # until matching has run again
+
+    # Lost an image, or one of them changed: not a dataset that only grew; everything again.
+    for change in ("lose", "rewrite"):
+        store.path.unlink(missing_ok=True)
+        made_database(store)
+        store.record(records(root))
+        manifest = json.loads((root / "manifest.json").read_text())
+        if change == "lose":
+            manifest["images"] = [entry for entry in manifest["images"] if entry["file"] != "p1.jpg"]
+            (root / "manifest.json").write_text(json.dumps(manifest))
+        else:
+            stat = (root / "p2.jpg").stat()
+            os.utime(root / "p2.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        grow(root, [posed(6 if change == "lose" else 7)])
+        assert store.keep(pycolmap, records(root)) == (), change
+        assert not store.path.exists()
+
+
+def test_only_the_new_images_features_are_extracted_each_into_its_cameras_entry(tmp_path, monkeypatch):
+    # Two cameras, two captures; images of noise (features, but nothing to map: the run ends there).
+    texture = np.random.default_rng(5)
+    root = write_dataset(tmp_path / "d", [])
+    grow(root, [image(f"{cam}{no}.jpg", f"{cam}/cam0", no) for cam in ("a", "b") for no in (1, 2)], texture)
+    with pytest.raises(PlantImagerError, match="could not start a model"):
+        reconstruct(root)
+    store = FeatureDatabase(root / "reconstruction")
+    with pycolmap.Database.open(str(store.path)) as db:
+        before = {im.name: (im.camera_id, db.read_keypoints(im.image_id)) for im in db.read_all_images()}
+    assert len(before) == 4 and len({camera for camera, _ in before.values()}) == 2
+
+    grow(root, [image(f"{cam}3.jpg", f"{cam}/cam0", 3) for cam in ("a", "b")], texture)  # a third capture
+    extracted, steps, real = [], [], pycolmap.extract_features
+
+    def spy(database, folder, *, image_names, **options):
+        extracted.append(list(image_names))
+        return real(database, folder, image_names=image_names, **options)
+
+    monkeypatch.setattr(pycolmap, "extract_features", spy)
+    with pytest.raises(PlantImagerError, match="could not start a model"):
+        reconstruct(root, progress=lambda *step: steps.append(step))
+    layout = rig_layout(colmap_model(root), tmp_path / "layout")
+    new = sorted(name for name, source in layout.names.items() if source in ("a3.jpg", "b3.jpg"))
+    assert sorted(name for names in extracted for name in names) == new  # one call per camera
+    assert [s for s in steps if s[0] == "features"] == [
+        ("features", 4, 6),
+        ("features", 5, 6),
+        ("features", 6, 6),
+    ]
+    with pycolmap.Database.open(str(store.path)) as db:
+        after = {im.name: (im.camera_id, db.read_keypoints(im.image_id)) for im in db.read_all_images()}
+        assert db.num_cameras() == 2 and len(after) == 6
+        for name, (camera, keypoints) in before.items():  # untouched
+            assert after[name][0] == camera
+            np.testing.assert_array_equal(after[name][1], keypoints)
+        for name in new:  # on the camera of the same folder's (the same camera's) earlier images
+            siblings = {before[other][0] for other in before if other.split("/")[0] == name.split("/")[0]}
+            assert siblings == {after[name][0]} and len(after[name][1]) > 0
+    assert json.loads(store.record_path.read_text())["images"] == records(root)["images"]
+
+    extracted.clear()
+    with pytest.raises(PlantImagerError, match="could not start a model"):
+        reconstruct(root)  # nothing new: nothing extracted
+    assert extracted == []

@@ -112,7 +112,9 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     )
     _console.print(f"features matched between {summary.pairs} pairs of images ({summary.matching})")
     if summary.reused:
-        _console.print(f"reused the {' and '.join(summary.reused)} of the previous run (--fresh redoes them)")
+        new = f"; features of {summary.extracted} new image(s) extracted" if summary.extracted else ""
+        what = " and ".join(summary.reused)
+        _console.print(f"reused the {what} of the previous run{new} (--fresh redoes them)")
     if summary.rig:
         _console.print(f"the {summary.rig_cameras} cameras held as one rig over {summary.frames} captures")
     if summary.max_centre_error is not None:
@@ -171,7 +173,8 @@ def _print_summary(summary: ReconstructionSummary) -> None:
     "--fresh",
     is_flag=True,
     help="Extract and match features again, even where the previous run's still fit "
-    "(they are reused while the images, cameras and matching are the same).",
+    "(they are reused while the images, cameras and matching are the same; of a dataset that "
+    "gained images, only the new images' features are extracted).",
 )
 @_JSON
 def reconstruct_command(

@@ -12,10 +12,13 @@ was made from (``database.json``):
   priors it paired images by.
 
 A run whose features record is the one kept reuses the features; whose matches record is too,
-the matches. Anything else starts again from the images. The record is written only once matching
-has finished, and removed before anything is redone, so a run interrupted half way leaves no record
-and the next one starts afresh. The mapping with the cameras held as one rig changes the database
-(:func:`pycolmap.apply_rig_config`), so it works on a copy (:meth:`FeatureDatabase.copy`).
+the matches. A dataset that only gained images since (a scan resumed, more positions taken) keeps
+the features of the images it had, and only the new images' are extracted (into their cameras'
+entries of the database); the matching is done again. Anything else starts again from the
+images. The record is written only once matching has finished, and removed before anything is
+redone, so a run interrupted half way leaves no record and the next one starts afresh. The
+mapping with the cameras held as one rig changes the database (:func:`pycolmap.apply_rig_config`),
+so it works on a copy (:meth:`FeatureDatabase.copy`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -122,7 +126,8 @@ class FeatureDatabase:
         Returns
         -------
         tuple of str
-            What is reused: ``()``, ``("features",)`` or ``("features", "matches")``.
+            What is reused: ``()``, ``("features",)`` (of every image, or of those the dataset
+            had: :meth:`extract` adds the others) or ``("features", "matches")``.
         """
         kept = None if fresh else self._read_record()
         wanted = _plain(matches)
@@ -130,7 +135,7 @@ class FeatureDatabase:
             logger.info("reusing the features and matches of %s", self.path)
             return (FEATURES, MATCHES)
         self.record_path.unlink(missing_ok=True)  # from here on the database is being redone
-        if kept is not None and _features_of(kept) == _features_of(wanted):
+        if kept is not None and _grown(_features_of(kept), _features_of(wanted)):
             logger.info("reusing the features of %s; matching again", self.path)
             with pycolmap.Database.open(str(self.path)) as db:
                 db.clear_matches()
@@ -140,6 +145,73 @@ class FeatureDatabase:
         for stale in _sqlite_files(self.path):
             stale.unlink(missing_ok=True)
         return ()
+
+    def extract(
+        self,
+        pycolmap: ModuleType,
+        model: ColmapModel,
+        layout: RigLayout,
+        progress: Callable[[str, int, int], Any],
+    ) -> int:
+        """Extract the features of the images the database does not hold yet; returns how many.
+
+        Each camera's images are read with its own intrinsics, into the camera entry its images
+        already in the database have, if any. Nothing is extracted (pycolmap is not called) when
+        every image's features are there.
+
+        Parameters
+        ----------
+        pycolmap : module
+            pycolmap.
+        model : ColmapModel
+            The dataset's images and cameras.
+        layout : RigLayout
+            The names COLMAP sees the images under, and where they are.
+        progress : callable
+            Called with ``("features", done, total)``.
+
+        Returns
+        -------
+        int
+            Images whose features were extracted now.
+        """
+        held: dict[str, int] = {}  # name -> its camera's id in the database
+        if self.path.exists():
+            with pycolmap.Database.open(str(self.path)) as db:
+                held = {
+                    image.name: image.camera_id
+                    for image in db.read_all_images()
+                    if db.exists_keypoints(image.image_id) and db.exists_descriptors(image.image_id)
+                }
+        total = len(model.images)
+        missing = {
+            cam.camera_id: [n for n in layout.cameras[cam.camera_id] if n not in held]
+            for cam in model.cameras
+        }
+        extracted = sum(len(names) for names in missing.values())
+        done = total - extracted
+        progress("features", done, total)
+        for camera in model.cameras:
+            names = missing[camera.camera_id]
+            if not names:
+                continue
+            reader = pycolmap.ImageReaderOptions()
+            reader.camera_model = camera.model
+            reader.camera_params = ",".join(repr(float(p)) for p in camera.params)
+            known = [held[name] for name in layout.cameras[camera.camera_id] if name in held]
+            if known:
+                reader.existing_camera_id = known[0]
+            pycolmap.extract_features(
+                str(self.path),
+                str(layout.folder),
+                image_names=names,
+                camera_mode=pycolmap.CameraMode.SINGLE,
+                camera_model=camera.model,
+                reader_options=reader,
+            )
+            done += len(names)
+            progress("features", done, total)
+        return extracted
 
     def record(self, matches: dict[str, Any]) -> None:
         """Note that the database now holds the features and matches of ``matches``'s record."""
@@ -177,6 +249,14 @@ def _plain(record: dict[str, Any]) -> Any:
 
 def _features_of(matches: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in matches.items() if key != "pairing"}
+
+
+def _grown(kept: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether the kept features are of the wanted images, or of some of them, as they are now."""
+    if {**kept, "images": None} != {**wanted, "images": None}:  # pycolmap, the cameras
+        return False
+    now = {tuple(entry) for entry in wanted["images"]}
+    return all(tuple(entry) in now for entry in kept["images"])
 
 
 def _sqlite_files(path: Path) -> list[Path]:

@@ -14,7 +14,8 @@ as many images. It writes, under ``<dataset>/reconstruction`` by default:
   second copy of the bytes where the file system allows them);
 - ``database.db``: COLMAP's features and matches (open it in the COLMAP GUI with ``images/`` as
   the image folder), and ``database.json``, what they were made from: the next run reuses them
-  while its images, cameras and matching are the same (see :mod:`.featuredatabase`);
+  while its images, cameras and matching are the same, and the features of the images it had
+  when the dataset only gained some (see :mod:`.featuredatabase`);
 - ``sparse/``: the largest model, in COLMAP's binary and text formats, its images named as in the
   dataset;
 - ``points.ply``: its points, coloured;
@@ -53,7 +54,7 @@ from .alignment import centre_errors, to_object_frame
 from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
-from .featuredatabase import FEATURES, MATCHES, FeatureDatabase, features_record, matches_record
+from .featuredatabase import MATCHES, FeatureDatabase, features_record, matches_record
 
 __all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
@@ -121,8 +122,11 @@ class ReconstructionSummary:
         Images whose camera centre agreed with its recorded place in that move (0 in COLMAP's
         frame).
     reused : list of str
-        What was reused of the previous run in the same folder: ``features``, and ``matches``
-        when the matching was the same too; empty when everything was made afresh.
+        What was reused of the previous run in the same folder: ``features`` (of every image, or
+        of those it had), and ``matches`` when the matching was the same too; empty when
+        everything was made afresh.
+    extracted : int
+        Images whose features were extracted in this run (the others' were reused).
     """
 
     folder: str
@@ -145,6 +149,7 @@ class ReconstructionSummary:
     frame: str = "colmap"
     aligned: int = 0
     reused: list[str] = field(default_factory=list)
+    extracted: int = 0
 
     @property
     def max_centre_error(self) -> float | None:
@@ -176,29 +181,6 @@ def _colmap_log(pycolmap: ModuleType) -> Iterator[None]:
         yield
     finally:
         pycolmap.logging.minloglevel = before
-
-
-def _extract(
-    pycolmap: ModuleType, model: ColmapModel, layout: RigLayout, database: Path, progress: Progress
-) -> None:
-    """Features of every image, each camera's with its own intrinsics."""
-    done = 0
-    progress("features", done, len(model.images))
-    for camera in model.cameras:
-        names = layout.cameras[camera.camera_id]
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = camera.model
-        reader.camera_params = ",".join(repr(float(p)) for p in camera.params)
-        pycolmap.extract_features(
-            str(database),
-            str(layout.folder),
-            image_names=names,
-            camera_mode=pycolmap.CameraMode.SINGLE,
-            camera_model=camera.model,
-            reader_options=reader,
-        )
-        done += len(names)
-        progress("features", done, len(model.images))
 
 
 def matching_method(model: ColmapModel, matching: str = "auto", neighbours: int = NEIGHBOURS) -> str:
@@ -359,7 +341,8 @@ def reconstruct(
     out : path, optional
         Where to write; ``<dataset>/reconstruction`` by default. A previous reconstruction there
         is replaced; its features, and its matches when the matching is the same, are reused
-        while the images and cameras are the same (see :mod:`.featuredatabase`).
+        while the images and cameras are the same (see :mod:`.featuredatabase`); of a dataset
+        grown since, only the new images' features are extracted.
     progress : callable, optional
         Called with ``(phase, done, total)`` as the work goes on; phases are ``features``,
         ``matching``, ``mapping``, ``rig`` (mapping with the rig) and ``writing``.
@@ -419,10 +402,7 @@ def reconstruct(
     reused = store.keep(pycolmap, made_of, fresh=fresh)
 
     with _colmap_log(pycolmap):
-        if FEATURES in reused:
-            report("features", len(model.images), len(model.images))
-        else:
-            _extract(pycolmap, model, layout, database, report)
+        extracted = store.extract(pycolmap, model, layout, report)
         report("matching", 0, 1)
         if MATCHES not in reused:
             _match(pycolmap, layout, database, method, neighbours, priors)
@@ -484,6 +464,7 @@ def reconstruct(
         frame="colmap" if aligned is None else "object",
         aligned=aligned or 0,
         reused=list(reused),
+        extracted=extracted,
     )
     (folder / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     report("writing", 1, 1)
