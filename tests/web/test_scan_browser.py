@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from plantimager.web.accounts import AccountStore
 from plantimager.web.gate import WebAuth
 
-from .conftest import Rigging, log_in_page, scan_rigging
+from .conftest import ON_TABLE, Rigging, log_in_page, scan_rigging
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,3 +101,37 @@ def test_a_scan_stopped_from_the_page_goes_on_with_scan(scan_rig, new_page):
         f"Scan 2 complete: 4 of 4 positions ({stopped} taken before)" if stopped else "Scan 2 complete",
         timeout=60_000,
     )
+
+
+def test_a_camera_that_arrives_during_a_scan_shows_its_capture_disabled_until_the_end(scan_rig, new_page):
+    # Last in the module: it adds a third camera to the rig.
+    page = new_page()
+    log_in_page(page, scan_rig.url, "otto", PASSWORDS["otto"])
+    text = page.locator("#scan-text")
+    page.fill("#scan-positions", "30")  # scan 3: longer than a node takes to start and be found
+    page.click("#scan-start")
+    expect(text).to_contain_text("Scanning:")
+    # Each card's Capture as the card enters the page (before any later event could change it).
+    page.evaluate(
+        """() => {
+          window.arrivals = [];
+          new MutationObserver((records) => {
+            for (const record of records) for (const card of record.addedNodes) {
+              const button = card.querySelector && card.querySelector(".capture-one");
+              if (button) window.arrivals.push([card.dataset.key, button.disabled, button.title]);
+            }
+          }).observe(document.querySelector("#grid"), { childList: true });
+        }"""
+    )
+    scan_rig.spawn("node3", extra=ON_TABLE)
+    capture = page.locator('.card[data-key^="node3/"] .capture-one')
+    expect(capture).to_have_count(1)
+    expect(text).to_contain_text("Scanning:")  # the card came while the scan ran
+    [arrival] = page.evaluate("window.arrivals")
+    key, disabled, title = arrival
+    assert key.startswith("node3/") and disabled and title.startswith("a scan is running"), arrival
+    expect(capture).to_be_disabled()
+    page.click("#scan-stop")
+    expect(text).to_contain_text(re.compile(r"Scan \d stopped: \d+ of 30 positions"), timeout=60_000)
+    expect(capture).to_be_enabled()
+    expect(capture).not_to_have_attribute("title", re.compile("scan"))
