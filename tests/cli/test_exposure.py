@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from helpers.process import LAUNCH, Child
 from plantimager.cli.main import main
+from plantimager.commons.security import default_bind
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,7 +22,7 @@ def run(*args: str, env: dict[str, str] | None = None):
     [
         (["camera", "--bind", "tcp://*:0", "--registry", ""], "camera node on tcp://*:0"),
         (["camera", "--bind", "tcp://0.0.0.0:0", "--registry", ""], "camera node on tcp://0.0.0.0:0"),
-        (["registry", "--bind", "tcp://*:0"], "registry on tcp://*"),
+        (["registry", "--bind", "tcp://*:0"], "registry on tcp://*:0"),
         (["turntable", "--bind", "tcp://*:0", "--registry", ""], "turntable on tcp://*:0"),
     ],
 )
@@ -29,6 +31,31 @@ def test_a_server_without_keys_refuses_every_interface(args, what, tmp_path):
     assert result.exit_code == 1
     assert f"refusing to start the {what} without keys" in result.output
     assert "plantimager keys init" in result.output and "--insecure" in result.output
+
+
+@pytest.mark.parametrize("server", ["camera", "turntable"])
+def test_a_server_given_no_keys_and_no_address_listens_on_loopback(server, tmp_path):
+    args = [server, "--registry", ""]
+    if server == "camera":
+        args += ["--spool", str(tmp_path / "spool"), "--state-dir", str(tmp_path / "state")]
+    child = Child([*LAUNCH, *args], env={"PLANTIMAGER_KEYS": ""})
+    try:
+        host, port = child.wait_for(r"listening on (?:tcp://)?(\S+):(\d+)$").groups()
+        assert host == "127.0.0.1" and int(port) > 0
+    finally:
+        child.kill()
+    assert "refusing" not in "\n".join(child.seen)
+
+
+def test_the_default_address_is_every_interface_only_with_keys_or_insecure():
+    assert default_bind(5555, secured=False) == "tcp://127.0.0.1:5555"
+    assert default_bind(0, secured=True) == default_bind(0, secured=False, insecure=True) == "tcp://*:0"
+
+
+@pytest.mark.parametrize("port", ["65536", "99999"])
+def test_a_registry_port_out_of_range_is_refused(port):
+    result = run("registry", "--bind", f"tcp://127.0.0.1:{port}")
+    assert result.exit_code == 2 and f"port {port} is out of range (0 to 65535)" in result.output
 
 
 def test_the_web_page_refuses_every_interface_without_a_login(tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 import zmq
 
 from plantimager.commons.errors import ValidationError
-from plantimager.commons.security import KeyRing, check_exposure
+from plantimager.commons.security import KeyRing, check_exposure, default_bind
 
 from .backend import CameraBackend, get_backend_factory
 from .capture import DEFAULT_SETTLE_MS, FIRE_PRIORITY
@@ -20,14 +20,12 @@ from .names import validate_name
 from .node import DEFAULT_POWEROFF_COMMAND, MAX_LATE_S, CameraNodeServer
 from .spool import Spool
 
-__all__ = ["DEFAULT_BIND", "DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
+__all__ = ["DEFAULT_REGISTRY_URL", "default_spool_dir", "run_node"]
 
 logger = logging.getLogger(__name__)
 
 #: Where a node looks for the device registry by default.
 DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
-#: Where a node listens by default: every interface, a port picked by the system.
-DEFAULT_BIND = "tcp://*:0"
 
 
 def default_spool_dir() -> Path:
@@ -45,7 +43,7 @@ def run_node(
     backend: str = "dummy",
     cameras: int = 1,
     registry: str | None = DEFAULT_REGISTRY_URL,
-    bind: str = DEFAULT_BIND,
+    bind: str | None = None,
     stream_port: int | None = 0,
     state_dir: str | os.PathLike[str] | None = None,
     allow_poweroff: bool = False,
@@ -78,8 +76,9 @@ def run_node(
         How many cameras of that backend the node serves.
     registry : str or None
         URL of the device registry; None registers nowhere.
-    bind : str
-        Where the node listens, ``tcp://host:port``.
+    bind : str, optional
+        Where the node listens, ``tcp://host:port``; by default a port picked by the system, on
+        every interface with keys (or ``insecure``), else on loopback only.
     stream_port : int or None
         Port of the MJPEG previews (0: picked by the system); None runs no previews.
     state_dir : path, optional
@@ -147,6 +146,8 @@ def run_node(
         for index in range(cameras):
             backends.append(factory(index, **options))
         # Checked once the options are known good, before anything listens.
+        if bind is None:
+            bind = default_bind(0, secured=keys is not None, insecure=insecure)
         check_exposure(bind, secured=keys is not None, insecure=insecure, what="camera node")
         spool = Spool(Path(spool_dir).expanduser() if spool_dir is not None else default_spool_dir())
         node = CameraNodeServer(

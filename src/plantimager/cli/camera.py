@@ -21,7 +21,7 @@ from plantimager.camera.backend import available_backends
 from plantimager.camera.capture import DEFAULT_SETTLE_MS, MAX_SETTLE_MS
 from plantimager.camera.names import validate_name
 from plantimager.camera.node import MAX_LATE_S, CameraNodeServer
-from plantimager.camera.runner import DEFAULT_BIND, DEFAULT_REGISTRY_URL, default_spool_dir, run_node
+from plantimager.camera.runner import DEFAULT_REGISTRY_URL, default_spool_dir, run_node
 from plantimager.cli.options import key_options, keyring_of, parse_resolution
 from plantimager.commons import systemd
 from plantimager.commons.errors import PlantImagerError, ValidationError
@@ -84,8 +84,8 @@ def _parse_backend_options(
 )
 @click.option(
     "--bind",
-    default=DEFAULT_BIND,
-    show_default=True,
+    default=None,
+    show_default="tcp://*:0 with keys or --insecure, else tcp://127.0.0.1:0",
     metavar="tcp://HOST:PORT",
     help="Where the node listens (port 0: picked by the system).",
 )
@@ -153,7 +153,7 @@ def camera(
     cameras: int,
     registry: str,
     spool_dir: Path,
-    bind: str,
+    bind: str | None,
     stream_port: int,
     state_dir: Path | None,
     allow_poweroff: bool,
@@ -168,7 +168,8 @@ def camera(
 
     With keys (--keys DIR, --secure or PLANTIMAGER_KEYS), everything travels over CurveZMQ: only keys
     this host trusts connect, a viewer key may only list, read and watch previews, an operator key
-    may do everything. Without keys the node listens on loopback only, unless --insecure.
+    may do everything. Without keys the node listens on 127.0.0.1 (by default) or another loopback
+    address, unless --insecure.
     """
     keys = keyring_of()
     stop = threading.Event()

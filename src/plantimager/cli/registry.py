@@ -14,7 +14,7 @@ from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons import systemd
 from plantimager.commons.errors import RegistryError, ValidationError
 from plantimager.commons.registry import DEFAULT_REGISTRY_PORT, DeviceRegistry
-from plantimager.commons.security import check_exposure
+from plantimager.commons.security import check_exposure, default_bind
 
 __all__ = ["registry"]
 
@@ -31,6 +31,8 @@ def _parse_bind(value: str) -> tuple[str, str]:
     host, sep, port = rest.rpartition(":")
     if scheme != "tcp" or not sep or not host or not (port.isdigit() or port == "*"):
         raise click.BadParameter(f"expected tcp://HOST:PORT, got {value!r}", param_hint="--bind")
+    if port.isdigit() and int(port) > 65535:
+        raise click.BadParameter(f"port {port} is out of range (0 to 65535)", param_hint="--bind")
     return f"{scheme}://{host}", port
 
 
@@ -38,8 +40,8 @@ def _parse_bind(value: str) -> tuple[str, str]:
 @click.option(
     "--bind",
     "bind",
-    default=f"tcp://*:{DEFAULT_REGISTRY_PORT}",
-    show_default=True,
+    default=None,
+    show_default=f"tcp://*:{DEFAULT_REGISTRY_PORT} with keys or --insecure, else tcp://127.0.0.1:{DEFAULT_REGISTRY_PORT}",
     metavar="tcp://HOST:PORT",
     help="Where devices and controllers reach the registry (port 0: picked by the OS).",
 )
@@ -56,17 +58,19 @@ def _parse_bind(value: str) -> tuple[str, str]:
     help="Listen beyond loopback without keys: anyone on the network could register devices and list "
     "them (logged as a warning at every start).",
 )
-def registry(bind: str, events_port: int | None, insecure: bool) -> None:
+def registry(bind: str | None, events_port: int | None, insecure: bool) -> None:
     """Run a device registry, logging devices as they come and go, until Ctrl-C or SIGTERM.
 
     With keys (--keys DIR, --secure or PLANTIMAGER_KEYS) it talks CurveZMQ: only keys it trusts connect,
     viewers list and follow devices, device (or operator) keys register. Without keys it listens on
-    loopback only, unless --insecure.
+    127.0.0.1 (by default) or another loopback address, unless --insecure.
     """
-    addr, port = _parse_bind(bind)
     keys = keyring_of()
+    if bind is None:
+        bind = default_bind(DEFAULT_REGISTRY_PORT, secured=keys is not None, insecure=insecure)
+    addr, port = _parse_bind(bind)
     try:
-        check_exposure(addr, secured=keys is not None, insecure=insecure, what="registry")
+        check_exposure(bind, secured=keys is not None, insecure=insecure, what="registry")
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()

@@ -15,7 +15,7 @@ from plantimager.commons.errors import PlantImagerError, ValidationError
 from plantimager.commons.turntabledevice import MAX_SPEED
 from plantimager.turntable.backend import available_backends
 from plantimager.turntable.dummy import DEFAULT_SPEED
-from plantimager.turntable.runner import DEFAULT_BIND, DEFAULT_NAME, DEFAULT_REGISTRY_URL, run_turntable
+from plantimager.turntable.runner import DEFAULT_NAME, DEFAULT_REGISTRY_URL, run_turntable
 from plantimager.turntable.server import TurntableServer
 
 __all__ = ["turntable"]
@@ -55,8 +55,8 @@ def _check_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 )
 @click.option(
     "--bind",
-    default=DEFAULT_BIND,
-    show_default=True,
+    default=None,
+    show_default="tcp://*:0 with keys or --insecure, else tcp://127.0.0.1:0",
     metavar="tcp://HOST:PORT",
     help="Where the turntable listens (port 0: picked by the system).",
 )
@@ -74,11 +74,12 @@ def _check_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str
     help="Listen beyond loopback without keys: anyone on the network could drive it "
     "(logged as a warning at every start).",
 )
-def turntable(backend: str, speed: float, registry: str, bind: str, name: str, insecure: bool) -> None:
+def turntable(backend: str, speed: float, registry: str, bind: str | None, name: str, insecure: bool) -> None:
     """Serve a turntable: moves on request, its angle and its settling as signals.
 
     With keys (--keys DIR, --secure or PLANTIMAGER_KEYS) it talks CurveZMQ: viewers read and follow it,
-    operators move it. Without keys it listens on loopback only, unless --insecure.
+    operators move it. Without keys it listens on 127.0.0.1 (by default) or another loopback address,
+    unless --insecure.
     """
     keys = keyring_of()
     stop = threading.Event()

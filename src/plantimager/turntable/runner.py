@@ -9,21 +9,19 @@ from typing import Any
 
 import zmq
 
-from plantimager.commons.security import KeyRing, check_exposure
+from plantimager.commons.security import KeyRing, check_exposure, default_bind
 from plantimager.commons.turntabledevice import DEVICE_TYPE
 
 from .backend import get_backend_factory
 from .dummy import DEFAULT_SPEED
 from .server import TurntableServer
 
-__all__ = ["DEFAULT_BIND", "DEFAULT_NAME", "DEFAULT_REGISTRY_URL", "run_turntable"]
+__all__ = ["DEFAULT_NAME", "DEFAULT_REGISTRY_URL", "run_turntable"]
 
 logger = logging.getLogger(__name__)
 
 #: Where a turntable looks for the device registry by default.
 DEFAULT_REGISTRY_URL = "tcp://127.0.0.1:5555"
-#: Where a turntable listens by default: every interface, a port picked by the system.
-DEFAULT_BIND = "tcp://*:0"
 #: Name a turntable proposes to the registry by default.
 DEFAULT_NAME = "turntable"
 
@@ -33,7 +31,7 @@ def run_turntable(
     backend: str = "dummy",
     speed: float = DEFAULT_SPEED,
     registry: str | None = DEFAULT_REGISTRY_URL,
-    bind: str = DEFAULT_BIND,
+    bind: str | None = None,
     name: str = DEFAULT_NAME,
     backend_options: Mapping[str, Any] | None = None,
     stop: threading.Event | None = None,
@@ -55,8 +53,9 @@ def run_turntable(
         Turning speed in degrees per second.
     registry : str or None
         URL of the device registry; None registers nowhere.
-    bind : str
-        Where to listen, ``tcp://host:port``.
+    bind : str, optional
+        Where to listen, ``tcp://host:port``; by default a port picked by the system, on every
+        interface with keys (or ``insecure``), else on loopback only.
     name : str
         Name proposed to the registry; taken over from a stale registration (``overwrite``).
     backend_options : mapping, optional
@@ -78,6 +77,8 @@ def run_turntable(
         If the backend, the speed or a backend option is not acceptable, or ``bind`` is not a
         loopback address while there are no keys and ``insecure`` is false.
     """
+    if bind is None:
+        bind = default_bind(0, secured=keys is not None, insecure=insecure)
     check_exposure(bind, secured=keys is not None, insecure=insecure, what="turntable")
     factory = get_backend_factory(backend)
     stop = stop if stop is not None else threading.Event()

@@ -15,7 +15,7 @@ This package sits below :mod:`plantimager.commons.rpc` and imports nothing else 
 """
 
 from .curve import Curve
-from .exposure import check_exposure, is_loopback
+from .exposure import check_exposure, default_bind, is_loopback
 from .keyring import KEYS_ENV, KeyRing, TrustEntry, default_keys_dir, key_id, keys_dir
 from .roles import Role
 
@@ -26,6 +26,7 @@ __all__ = [
     "Role",
     "TrustEntry",
     "check_exposure",
+    "default_bind",
     "default_keys_dir",
     "is_loopback",
     "key_id",

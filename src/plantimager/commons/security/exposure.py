@@ -13,7 +13,7 @@ import logging
 
 from ..errors import ValidationError
 
-__all__ = ["bind_host", "check_exposure", "guard_exposure", "is_loopback"]
+__all__ = ["bind_host", "check_exposure", "default_bind", "guard_exposure", "is_loopback"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def default_bind(port: int, *, secured: bool, insecure: bool = False) -> str:
+    """Where a server listens when not told: every interface with keys (or ``insecure``), else loopback.
+
+    So a server started without keys and without an address runs (on this machine only) instead of
+    being refused, and one given keys is reachable by the rig at once.
+
+    Parameters
+    ----------
+    port : int
+        The port (0: picked by the system).
+    secured : bool
+        Whether the server has keys.
+    insecure : bool
+        Whether plaintext beyond loopback was asked for.
+
+    Returns
+    -------
+    str
+        ``tcp://*:PORT`` or ``tcp://127.0.0.1:PORT``.
+    """
+    return f"tcp://{'*' if secured or insecure else '127.0.0.1'}:{port}"
 
 
 def bind_host(address: str) -> str:
