@@ -510,3 +510,26 @@ def test_bad_calibration_files_are_refused_naming_what_is_wrong(tmp_path, text, 
 def test_a_calibration_file_that_cannot_be_read_is_named(tmp_path):
     with pytest.raises(ValidationError, match=r"calibration .*missing.toml cannot be read"):
         load_calibration(tmp_path / "missing.toml")
+
+
+def test_in_a_dataset_with_scans_a_plain_captures_image_is_given_without_a_pose(tmp_path, caplog):
+    pose = {"R": ROTATION.tolist(), "t": TRANSLATION.tolist()}
+    scanned = [
+        image(f"s{i}.jpg", capture_no=i, pose=pose, position={"scan": 1, "index": i, "angle": 90.0 * i})
+        for i in (1, 2)
+    ]
+    # The table stood wherever the scan left it: the object's turn at this capture is unknown.
+    plain = image("plain.jpg", capture_no=3, pose=pose, position=None)
+    root = write_dataset(tmp_path / "mixed", [*scanned, plain])
+    with caplog.at_level("WARNING", logger="plantimager.rig.colmap"):
+        model = colmap_model(root)
+    assert [i.name for i in model.images] == ["s1.jpg", "s2.jpg", "plain.jpg"]
+    assert [i.name for i in model.posed] == ["s1.jpg", "s2.jpg"]
+    assert "1 image(s) taken outside a scan, the turntable's angle unknown" in caplog.text
+    assert "given without a pose (plain.jpg)" in caplog.text
+    export_colmap(root)
+    listed = (root / "colmap" / "images.txt").read_text()
+    assert "s1.jpg" in listed and "plain.jpg" not in listed
+    # Without any scan the object never turned: a plain capture's pose is its camera's.
+    alone = write_dataset(tmp_path / "plain", [image("p.jpg", pose=pose, position=None)])
+    assert [i.name for i in colmap_model(alone).posed] == ["p.jpg"]

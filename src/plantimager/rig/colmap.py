@@ -221,6 +221,11 @@ def _calibrated(entry: dict[str, Any], path: Path, calibration: Calibration | No
 def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | None = None) -> ColmapModel:
     """The cameras and images of the dataset in ``dataset``, as COLMAP needs them.
 
+    An image's pose in the object's frame is its camera's pose turned by the turntable's angle at
+    its capture. In a dataset where some captures have a turntable angle (scans), an image whose
+    capture has none (a plain capture, with the table wherever it was) has no known place
+    relative to the object: it is given without a pose.
+
     Parameters
     ----------
     dataset : path
@@ -247,6 +252,8 @@ def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | Non
         (e for e in manifest["images"] if isinstance(e, dict)),
         key=lambda e: (e.get("capture_no") or 0, str(e.get("camera"))),
     )
+    turned = any(image_angle(entry) is not None for entry in entries)
+    unplaced: list[str] = []
     for entry in entries:
         name = _image_name(entry)
         path = root / name
@@ -267,7 +274,9 @@ def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | Non
         if key not in cameras:
             cameras[key] = ColmapCamera(len(cameras) + 1, camera, model, width, height, params)
         pose = None
-        if isinstance(entry.get("pose"), dict):
+        if isinstance(entry.get("pose"), dict) and turned and image_angle(entry) is None:
+            unplaced.append(name)
+        elif isinstance(entry.get("pose"), dict):
             try:
                 pose = object_pose(entry["pose"], image_angle(entry))
             except ValidationError as exc:
@@ -277,6 +286,14 @@ def colmap_model(dataset: str | os.PathLike[str], calibration: Calibration | Non
         images.append(ColmapImage(len(images) + 1, name, cameras[key].camera_id, camera, pose, capture))
     if skipped:
         logger.warning("dataset %s: %d image(s) left out: %s", root, len(skipped), skipped)
+    if unplaced:
+        logger.warning(
+            "dataset %s: %d image(s) taken outside a scan, the turntable's angle unknown: given without a "
+            "pose (%s)",
+            root,
+            len(unplaced),
+            ", ".join(unplaced[:5]) + (", ..." if len(unplaced) > 5 else ""),
+        )
     record = calibration.record() if calibration is not None else None
     return ColmapModel(root, list(cameras.values()), images, skipped, record)
 
