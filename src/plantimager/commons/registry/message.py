@@ -197,9 +197,14 @@ def request(
         except zmq.ZMQError as exc:
             raise RegistryError(f"cannot dial the registry at {url!r}: {exc}") from exc
         deadline = time.monotonic() + max(0, timeout_ms) / 1000
-        if not wait_for(sock, zmq.POLLOUT, deadline, stop):
-            return None
-        sock.send(encode(message), zmq.NOBLOCK)
+        while True:
+            if not wait_for(sock, zmq.POLLOUT, deadline, stop):
+                return None
+            try:
+                sock.send(encode(message), zmq.NOBLOCK)
+                break
+            except zmq.Again:  # the connection went between the poll and the send (a refused handshake)
+                continue
         if not wait_for(sock, zmq.POLLIN, deadline, stop):
             return None
         frames = sock.recv_multipart(zmq.NOBLOCK)
