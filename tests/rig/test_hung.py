@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 from collections.abc import Iterator
 
@@ -147,3 +148,30 @@ def test_without_a_straggler_wait_a_node_hung_in_a_capture_is_reported_at_the_ca
     assert [s.camera for s in caught.value.record.shots] == ["a/cam0", "c/cam0"]
     assert rig.wait_for(lambda r: state_of(r, "b")[0] == "ready", WAIT)
     assert not rig.download_all().failures  # b fired late once resumed: its image is fetched
+
+
+def test_a_node_the_rig_could_not_connect_to_is_reported_by_a_capture_of_every_camera(
+    spawn, make_rig, run_cli, registry, tmp_path
+):
+    nodes = {name: spawn(name) for name in "ab"}
+    for node in nodes.values():
+        node.ready()
+    with resumed_after(nodes["b"].pid):
+        os.kill(nodes["b"].pid, signal.SIGSTOP)  # registered, but it never answers this rig
+        rig = make_rig(dataset=tmp_path / "session")
+        assert rig.wait_ready(WAIT) and state_of(rig, "b")[0] == "failed"
+        with pytest.raises(RigError) as caught:
+            rig.capture_all()
+        assert list(caught.value.failures) == ["b"]
+        assert caught.value.failures["b"].startswith("not connected: ")
+        assert [shot.camera for shot in caught.value.record.shots] == ["a/cam0"]
+        assert rig.capture(["a"]).failures == {}  # cameras named: only those are asked for
+        # The command line says so too, with the partial exit status, instead of a plain success.
+        args = ["rig", "capture", "--registry", registry.url, "--dataset", str(tmp_path / "cli")]
+        code, output = run_cli(*args, "--wait", "10").finish(60)
+        assert code == 3, output
+        assert "capture 1: 1 image(s)" in output and "capture: 1 camera(s) failed" in output, output
+        assert re.search(r"\bb\W+not connected: no answer in time", output), output
+    # Resumed, it is connected again and fires with the others.
+    assert rig.wait_for(lambda r: state_of(r, "b")[0] == "ready", WAIT)
+    assert len(rig.capture_all().shots) == 2

@@ -315,8 +315,8 @@ class Rig:
         PlantImagerError
             If the rig has no camera, another controller uses the dataset, or a scan runs elsewhere.
         RigError
-            If some cameras failed; ``failures`` maps each to its reason, and its ``record``
-            attribute holds the CaptureRecord of the others.
+            If some cameras failed; ``failures`` maps each to its reason (and, for all cameras, each
+            node the rig could not connect to), and ``record`` holds the CaptureRecord of the others.
         """
         self._check_running()
         self._scan.check("capture")
@@ -324,7 +324,8 @@ class Rig:
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
             nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
-            return self._trigger.capture(dataset, nodes, wanted, position, on_instant)
+            absent = self._roster.unconnected() if cameras is None else None  # "every camera" missed them
+            return self._trigger.capture(dataset, nodes, wanted, position, on_instant, absent)
 
     def scan(
         self, positions: int | Sequence[float] = 1, turntable: str | None = None, **options: Any
@@ -486,10 +487,8 @@ class Rig:
         """
         self._check_running()
         infos = node_statuses(self._roster, self._executor)
-        summary = None
-        if self._dataset is not None:
-            summary = self._dataset.summary()
-        elif self._dataset_path is not None and (self._dataset_path / STATE_DIR).is_dir():
+        summary = self._dataset.summary() if self._dataset is not None else None
+        if summary is None and self._dataset_path is not None and (self._dataset_path / STATE_DIR).is_dir():
             with Dataset(self._dataset_path, readonly=True) as dataset:
                 summary = dataset.summary()
         return {

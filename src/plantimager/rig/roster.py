@@ -157,6 +157,11 @@ class Roster:
                 )
         return sorted(infos, key=lambda n: n.name)
 
+    def unconnected(self) -> dict[str, str]:
+        """Node name -> why, for the camera nodes of the registry the rig tried and failed to connect to."""
+        with self._cond:
+            return {name: f"not connected: {a.error}" for name, a in self._attempts.items() if a.error}
+
     def settled(self) -> bool:
         """Whether the registry answered and every node it lists was tried at least once."""
         with self._cond:

@@ -64,6 +64,7 @@ class Trigger:
         wanted: Mapping[str, set[str]],
         position: Mapping[str, Any] | None = None,
         on_instant: Callable[[float], Any] | None = None,
+        absent: Mapping[str, str] | None = None,
     ) -> CaptureRecord:
         """Fire every camera of ``nodes`` at one instant; record and return the capture.
 
@@ -79,6 +80,9 @@ class Trigger:
             Where the object stood, recorded with the capture.
         on_instant : callable, optional
             Called with ``t0`` (wall clock, seconds) once it is chosen, before any node is told.
+        absent : mapping, optional
+            Node name -> why, for nodes that should have fired but are not connected: reported
+            among the failures.
 
         Raises
         ------
@@ -102,7 +106,7 @@ class Trigger:
             for cam in node.cameras()
         ]
         shots = dataset.begin_capture(plans, position=position)
-        return self._fire(dataset, nodes, reasons, shots, on_instant)
+        return self._fire(dataset, nodes, reasons, shots, on_instant, absent or {})
 
     def _preflight(self, nodes: Mapping[str, RigNode]) -> dict[str, str]:
         """Ping the nodes not heard from lately; name -> why it cannot fire (absent when it can).
@@ -134,7 +138,8 @@ class Trigger:
         nodes: Mapping[str, RigNode],
         reasons: Mapping[str, str],
         shots: list[ShotState],
-        on_instant: Callable[[float], Any] | None = None,
+        on_instant: Callable[[float], Any] | None,
+        absent: Mapping[str, str],
     ) -> CaptureRecord:
         capture_no, data_code = shots[0].capture_no, shots[0].data_code
         by_camera = {shot.camera: shot for shot in shots}
@@ -206,7 +211,7 @@ class Trigger:
         self.lead.observe(late, dispatch, lead, arrival)
         extra = [by_camera[key] for key in results if not by_camera[key].wanted]
         self._release_unwanted(dataset, live, data_code, extra)
-        reported = {k: v for k, v in {**failures, **unknown}.items() if by_camera[k].wanted}
+        reported = {k: v for k, v in {**failures, **unknown}.items() if by_camera[k].wanted} | dict(absent)
         taken = sorted(
             (
                 self._shot(by_camera[key], meta, files.get(key, by_camera[key].file), t0)
