@@ -89,3 +89,33 @@ def test_an_unreachable_registry_is_reported(run_cli, tmp_path):
     code, output = run_cli("rig", "list", "--registry", "tcp://127.0.0.1:9", "--wait", "0.5").finish()
     assert code == 1
     assert "the registry at tcp://127.0.0.1:9 did not answer within 0.5 s" in output
+
+
+def test_a_command_refused_with_new_session_leaves_the_sessions_as_they_were(
+    spawn, registry, run_cli, tmp_path
+):
+    spawn("n1").ready()
+    captures = tmp_path / "captures"
+
+    def rig(*args: str) -> tuple[int, str]:
+        common = ("--registry", registry.url, "--expect", "1", "--wait", "20", "--captures", str(captures))
+        return run_cli("-q", "rig", args[0], *common, *args[1:]).finish()
+
+    code, output = rig("capture")
+    assert code == 0, output
+    current = (captures / ".session").read_text()
+    refused = [
+        (("capture", "--new-session", "--template", "{nope}.{ext}"), "unknown field"),
+        (("capture", "nope", "--new-session"), "unknown camera(s): 'nope'"),
+        (("scan", "--positions", "3", "--turntable", "nope", "--new-session"), "no turntable named 'nope'"),
+    ]
+    for args, reason in refused:
+        code, output = rig(*args)
+        assert code == 1 and reason in output, output
+        # No empty session left behind, and the one before is still the current one.
+        assert sorted(p.name for p in captures.iterdir()) == [".session", current.strip()]
+        assert (captures / ".session").read_text() == current
+    code, output = rig("status")
+    assert code == 0 and "1 capture(s)" in output, output
+    code, output = rig("capture", "--new-session")  # accepted: the new session stays
+    assert code == 0 and len([p for p in captures.iterdir() if p.is_dir()]) == 2, output

@@ -35,10 +35,11 @@ from plantimager.cli.rigcommon import (
     ms,
     open_rig,
     rig_options,
+    session_of,
 )
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import CaptureRecord, DownloadProgress, Rig
-from plantimager.rig.session import current_session, session_folder
+from plantimager.rig.session import current_session
 from plantimager.rig.settings import ROTATIONS
 
 __all__ = ["PAUSE_ENV", "rig"]
@@ -125,33 +126,30 @@ def capture(
 
     Each capture gets the next number of the dataset; `plantimager rig download` fetches the images.
     """
-    try:
-        folder = dataset if dataset is not None else session_folder(captures, new=new_session)
-    except PlantImagerError as exc:
-        raise click.ClickException(str(exc)) from None
-    failed: RigError | None = None
-    with open_rig(registry, wait, expect, dataset=folder, template=template) as the_rig:
-        records = []
-        for number in range(count):
-            if number:
-                time.sleep(interval)  # the user's pace between captures
-            try:
-                record = the_rig.capture(list(cameras) or None)
-            except RigError as exc:
-                failed = exc
-                record = getattr(exc, "record", None)
-            except PlantImagerError as exc:
-                raise click.ClickException(str(exc)) from None
-            if record is not None:
-                records.append(record)
-                if not as_json:
-                    _print_capture(record)
-        if as_json:
-            echo_json([r.as_dict() for r in records])
-        if then_download:
-            _download(the_rig, jobs=None, quiet=as_json)
-    if failed is not None:
-        fail_partial(failed, "capture")
+    with session_of(dataset, captures, new_session) as folder:
+        failed: RigError | None = None
+        with open_rig(registry, wait, expect, dataset=folder, template=template) as the_rig:
+            records = []
+            for number in range(count):
+                if number:
+                    time.sleep(interval)  # the user's pace between captures
+                try:
+                    record = the_rig.capture(list(cameras) or None)
+                except RigError as exc:
+                    failed = exc
+                    record = getattr(exc, "record", None)
+                except PlantImagerError as exc:
+                    raise click.ClickException(str(exc)) from None
+                if record is not None:
+                    records.append(record)
+                    if not as_json:
+                        _print_capture(record)
+            if as_json:
+                echo_json([r.as_dict() for r in records])
+            if then_download:
+                _download(the_rig, jobs=None, quiet=as_json)
+        if failed is not None:
+            fail_partial(failed, "capture")
 
 
 def _print_capture(record: CaptureRecord) -> None:

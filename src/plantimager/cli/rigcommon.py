@@ -16,7 +16,7 @@ from rich.table import Table
 from plantimager.cli.options import key_options, keyring_of
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig import DEFAULT_REGISTRY_URL, Rig
-from plantimager.rig.session import DEFAULT_CAPTURES
+from plantimager.rig.session import DEFAULT_CAPTURES, session_for
 
 __all__ = [
     "EXIT_PARTIAL",
@@ -27,6 +27,7 @@ __all__ = [
     "ms",
     "open_rig",
     "rig_options",
+    "session_of",
 ]
 
 #: Exit status when some cameras failed and the others completed.
@@ -111,6 +112,21 @@ def open_rig(registry: str, wait: float, expect: int, **kwargs: Any) -> Iterator
         raise
     except PlantImagerError as exc:  # ValidationError, a dataset in use...
         raise click.ClickException(str(exc)) from None
+
+
+@contextlib.contextmanager
+def session_of(dataset: Path | None, captures: Path, new: bool) -> Iterator[Path]:
+    """The folder a command works on: ``--dataset``, else the session under ``--captures`` (a new one
+    with ``--new-session``), removed again if the command is refused before capturing into it."""
+    if dataset is not None:
+        yield dataset
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = stack.enter_context(session_for(captures, new=new))
+        except PlantImagerError as exc:
+            raise click.ClickException(str(exc)) from None
+        yield folder
 
 
 def fail_partial(error: RigError, what: str) -> None:

@@ -21,11 +21,17 @@ from types import FrameType
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plantimager.cli.rigcommon import EXIT_PARTIAL, console, dataset_options, open_rig, rig_options
+from plantimager.cli.rigcommon import (
+    EXIT_PARTIAL,
+    console,
+    dataset_options,
+    open_rig,
+    rig_options,
+    session_of,
+)
 from plantimager.commons.errors import PlantImagerError, RigError
 from plantimager.rig.scan import ScanProgress
 from plantimager.rig.scanplan import MAX_POSITIONS
-from plantimager.rig.session import session_folder
 
 __all__ = ["EXIT_PARTIAL", "scan"]
 
@@ -76,69 +82,66 @@ def scan(
     Resumable: the plan is kept in the dataset; the same command again continues from the first
     position not yet taken.
     """
-    try:
-        folder = dataset if dataset is not None else session_folder(captures, new=new_session)
-    except PlantImagerError as exc:
-        raise click.ClickException(str(exc)) from None
-    stop = threading.Event()
+    with session_of(dataset, captures, new_session) as folder:
+        stop = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():  # a second Ctrl-C: stop at once (what is recorded stays resumable)
-            signal.signal(signum, signal.default_int_handler)
-            raise KeyboardInterrupt
-        progress.console.print("stopping after the position under way (Ctrl-C again: at once)")
-        stop.set()
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if stop.is_set():  # a second Ctrl-C: stop at once (what is recorded stays resumable)
+                signal.signal(signum, signal.default_int_handler)
+                raise KeyboardInterrupt
+            progress.console.print("stopping after the position under way (Ctrl-C again: at once)")
+            stop.set()
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    progress = Progress(*columns, console=console, disable=as_json)
-    where = progress.add_task("positions", total=None)
-    images = progress.add_task("images downloaded", total=None)
-    fetched = [0]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        progress = Progress(*columns, console=console, disable=as_json)
+        where = progress.add_task("positions", total=None)
+        images = progress.add_task("images downloaded", total=None)
+        fetched = [0]
 
-    def on_progress(event: ScanProgress) -> None:
-        if event.phase == "download" and event.download is not None:
-            fetched[0] += event.download.ok
-            progress.update(images, completed=fetched[0])
-            if not event.download.ok:
-                progress.console.print(f"[red]{event.download.camera}: {event.download.reason}[/]")
-            return
-        progress.update(where, completed=event.taken, total=event.total)
-        if event.phase == "captured" and not as_json:
-            angle = "-" if event.angle is None else f"{event.angle:.1f} deg"
-            progress.console.print(f"position {event.index + 1}/{event.total} at {angle}: captured")
+        def on_progress(event: ScanProgress) -> None:
+            if event.phase == "download" and event.download is not None:
+                fetched[0] += event.download.ok
+                progress.update(images, completed=fetched[0])
+                if not event.download.ok:
+                    progress.console.print(f"[red]{event.download.camera}: {event.download.reason}[/]")
+                return
+            progress.update(where, completed=event.taken, total=event.total)
+            if event.phase == "captured" and not as_json:
+                angle = "-" if event.angle is None else f"{event.angle:.1f} deg"
+                progress.console.print(f"position {event.index + 1}/{event.total} at {angle}: captured")
 
-    failed: RigError | None = None
-    report = None
-    previous = signal.signal(signal.SIGINT, on_signal)
-    try:
-        with open_rig(registry, wait, expect, dataset=folder) as the_rig:
-            progress.update(images, total=len(the_rig.cameras()) * (len(angles) if angles else positions))
-            with progress:
-                try:
-                    report = the_rig.scan(
-                        angles if angles is not None else positions,
-                        turntable,
-                        start=start,
-                        new=new_scan,
-                        progress=on_progress,
-                        stop=stop,
-                    )
-                except RigError as exc:
-                    failed, report = exc, getattr(exc, "report", None)
-    except PlantImagerError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if report is not None:
-        if as_json:
-            click.echo(json.dumps(report.as_dict(), indent=1, default=str))
-        else:
-            done = "complete" if report.complete else "not complete"
-            console.print(
-                f"scan {report.scan} of {len(report.angles)} position(s) {done}: "
-                f"{len(report.captured)} taken now, {len(report.already)} before, "
-                f"{fetched[0]} image(s) downloaded, into {folder}"
-            )
-    if failed is not None:
-        console.print(f"[bold red]{failed}[/]")
-        raise click.exceptions.Exit(EXIT_PARTIAL)
+        failed: RigError | None = None
+        report = None
+        previous = signal.signal(signal.SIGINT, on_signal)
+        try:
+            with open_rig(registry, wait, expect, dataset=folder) as the_rig:
+                progress.update(images, total=len(the_rig.cameras()) * (len(angles) if angles else positions))
+                with progress:
+                    try:
+                        report = the_rig.scan(
+                            angles if angles is not None else positions,
+                            turntable,
+                            start=start,
+                            new=new_scan,
+                            progress=on_progress,
+                            stop=stop,
+                        )
+                    except RigError as exc:
+                        failed, report = exc, getattr(exc, "report", None)
+        except PlantImagerError as exc:
+            raise click.ClickException(str(exc)) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if report is not None:
+            if as_json:
+                click.echo(json.dumps(report.as_dict(), indent=1, default=str))
+            else:
+                done = "complete" if report.complete else "not complete"
+                console.print(
+                    f"scan {report.scan} of {len(report.angles)} position(s) {done}: "
+                    f"{len(report.captured)} taken now, {len(report.already)} before, "
+                    f"{fetched[0]} image(s) downloaded, into {folder}"
+                )
+        if failed is not None:
+            console.print(f"[bold red]{failed}[/]")
+            raise click.exceptions.Exit(EXIT_PARTIAL)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +25,7 @@ __all__ = [
     "load_session",
     "prepare_folder",
     "session_folder",
+    "session_for",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,6 +94,45 @@ def session_folder(captures: Path, *, new: bool = False) -> Path:
     write_atomically(captures / _POINTER, f"{name}\n".encode())
     logger.info("new session %s", captures / name)
     return captures / name
+
+
+@contextlib.contextmanager
+def session_for(captures: Path, *, new: bool = False) -> Iterator[Path]:
+    """:func:`session_folder` for a command that may still be refused: ``with session_for(...) as folder``.
+
+    A session started here that the block leaves empty, because the block raised (bad input, a
+    registry that does not answer...), is removed and the session before it is the current one
+    again: a refused command leaves no empty session behind to mislead the next one.
+
+    Raises
+    ------
+    ValidationError
+        As :func:`session_folder`.
+    """
+    captures = Path(captures).expanduser()
+    before = current_session(captures)
+    folder = session_folder(captures, new=new)
+    try:
+        yield folder
+    except BaseException:
+        if folder != before:
+            _abandon(captures, folder, before)
+        raise
+
+
+def _abandon(captures: Path, folder: Path, before: Path | None) -> None:
+    """Remove ``folder`` if it is still empty, and make ``before`` the current session again."""
+    try:
+        folder.rmdir()  # only if empty: whatever was captured into it stays
+    except OSError:
+        return
+    if current_session(captures) != folder:
+        return  # another command has started a session since
+    if before is None:
+        (captures / _POINTER).unlink(missing_ok=True)
+    else:
+        write_atomically(captures / _POINTER, f"{before.name}\n".encode())
+    logger.info("session %s removed: nothing was captured into it", folder)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
