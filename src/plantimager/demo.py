@@ -125,9 +125,9 @@ class Demo:
         Raises
         ------
         PlantImagerError
-            If another demo runs with the same captures folder, the registry port is taken, or
-            the cameras are not all up within ``timeout`` seconds (everything started is stopped
-            again).
+            If another demo runs with the same captures folder, the registry port or the web
+            page's port is taken, or the cameras are not all up within ``timeout`` seconds
+            (everything started is stopped again).
         """
         prepare_folder(self.home, "demo folder")
         self._take_folder()
@@ -162,7 +162,13 @@ class Demo:
             if self.web_port is not None:
                 from plantimager.web import start_web  # the web stack loads only when asked for
 
-                self._stop_web = start_web(self.rig, self.captures, port=self.web_port, say=self.say)
+                try:
+                    self._stop_web = start_web(self.rig, self.captures, port=self.web_port, say=self.say)
+                except OSError as exc:
+                    raise PlantImagerError(
+                        f"cannot serve the web page on 127.0.0.1:{self.web_port}: {exc.strerror or exc}; "
+                        "is another demo or `plantimager web` running? (--web-port 0 picks a free port)"
+                    ) from None
         except BaseException:
             self.stop()
             raise

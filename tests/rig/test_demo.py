@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import urllib.request
 from pathlib import Path
@@ -139,3 +140,22 @@ def test_a_secure_demo_runs_everything_over_curve_and_removes_its_keys(run_cli, 
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_web_port_in_use_is_a_clear_error_and_stops_what_was_started(run_cli, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = run_cli(
+            *("demo", "--nodes", "1", "--captures", str(tmp_path / "captures")),
+            *("--registry-port", "0", "--no-turntable", "--web-port", str(port)),
+        )
+        code, output = demo.finish(60)
+    assert code == 1, output
+    assert f"cannot serve the web page on 127.0.0.1:{port}: Address already in use" in output
+    assert "(--web-port 0 picks a free port)" in output and "Traceback" not in output
+    pids = [
+        int(m.group(1)) for line in output.splitlines() if (m := re.match(r"^node node\d+ pid (\d+) ", line))
+    ]
+    assert len(pids) == 1 and not alive(pids[0])
