@@ -533,3 +533,14 @@ def test_in_a_dataset_with_scans_a_plain_captures_image_is_given_without_a_pose(
     # Without any scan the object never turned: a plain capture's pose is its camera's.
     alone = write_dataset(tmp_path / "plain", [image("p.jpg", pose=pose, position=None)])
     assert [i.name for i in colmap_model(alone).posed] == ["p.jpg"]
+
+
+@pytest.mark.parametrize("command", ["export", "reconstruct"])
+def test_an_out_folder_under_a_file_is_refused_naming_the_file(tmp_path, command):
+    root = posed_dataset(tmp_path / "d", 2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(main, ["dataset", command, "--out", str(blocker / "x"), str(root)])
+    assert result.exit_code == 1, result.output
+    assert f"cannot use {blocker / 'x'} as a" in result.output and f"{blocker} is a file" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

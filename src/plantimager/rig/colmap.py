@@ -30,6 +30,7 @@ from plantimager.commons.number import is_finite
 from .calibration import Calibration
 from .geometry import camera_centre, image_angle, object_pose, quaternion
 from .manifest import load_manifest
+from .session import prepare_folder
 from .storage import write_atomically
 
 __all__ = [
@@ -340,7 +341,7 @@ def export_model(
     if not model.images:
         raise ValidationError(f"{model.root} holds no image to export")
     folder = Path(out) if out is not None else model.root / default
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder, "folder to export to")
     return model, folder
 
 

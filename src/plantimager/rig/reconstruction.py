@@ -55,6 +55,7 @@ from .calibration import Calibration
 from .colmap import ColmapModel, colmap_model
 from .colmaprig import RigLayout, rig_config, rig_layout
 from .featuredatabase import MATCHES, FeatureDatabase, features_record, matches_record
+from .session import prepare_folder
 
 __all__ = ["MATCHINGS", "NEIGHBOURS", "PHASES", "ReconstructionSummary", "matching_method", "reconstruct"]
 
@@ -387,7 +388,7 @@ def reconstruct(
     pycolmap = _pycolmap()
     report: Progress = progress or (lambda phase, done, total: None)
     folder = Path(out) if out is not None else model.root / "reconstruction"
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder, "reconstruction folder")
     work, sparse = folder / ".models", folder / "sparse"
     for stale in (work, sparse, folder / "points.ply", folder / "summary.json"):
         if stale.is_dir():
