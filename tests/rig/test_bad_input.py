@@ -29,6 +29,10 @@ def test_unknown_camera_names_are_refused_before_capture(two_nodes, make_rig, pe
         rig.configure("nobody/cam0", rotation=90)
     with pytest.raises(ValidationError, match="rotation must be one of 0, 90, 180, 270"):
         rig.configure_all(rotation=45)
+    with pytest.raises(
+        ValidationError, match=r"two whole numbers \(width, height\) from 64 to 65535, got \(10, 10\)"
+    ):
+        rig.configure_all(resolution=(10, 10))  # as the web page says, not silently clamped by the camera
     with pytest.raises(ValidationError, match="unknown camera"):
         rig.shutdown(["nobody"])
     assert pending_of(two_nodes) == {"good": {}, "other": {}}
@@ -104,6 +108,7 @@ def test_the_cli_reports_bad_input_with_exit_status_1(two_nodes, registry, run_c
         (["capture", "--template", "../{capture_no}", *captures], "contains a path separator"),
         (["download", "--captures", str(tmp_path / "empty")], "no session under"),
         (["config", "--rotation", "90", "nobody"], "unknown camera(s): 'nobody'"),
+        (["config", "--resolution", "10x10"], "from 64 to 65535"),
     ]
     processes = [run_cli("rig", args[0], "--registry", registry.url, *args[1:]) for args, _ in cases]
     for process, (_args, message) in zip(processes, cases, strict=True):

@@ -7,10 +7,12 @@ from typing import Any
 
 from plantimager.commons.errors import ValidationError
 
-__all__ = ["ROTATIONS", "check_settings"]
+__all__ = ["RESOLUTION_RANGE", "ROTATIONS", "check_settings"]
 
 #: Accepted rotations, degrees clockwise.
 ROTATIONS = (0, 90, 180, 270)
+#: Smallest and largest width or height accepted (a camera clamps to what it supports).
+RESOLUTION_RANGE = (64, 65535)
 
 
 def check_settings(
@@ -30,11 +32,13 @@ def check_settings(
     settings: dict[str, Any] = {}
     if resolution is not None:
         values = list(resolution)
+        low, high = RESOLUTION_RANGE
         if len(values) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values
         ):
             raise ValidationError(
-                f"resolution must be two positive integers (width, height), got {resolution!r}"
+                f"resolution must be two whole numbers (width, height) from {low} to {high}, "
+                f"got {resolution!r}"
             )
         settings["resolution"] = values
     if encoding is not None:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from plantimager.rig.settings import RESOLUTION_RANGE
+
 from .errors import ApiError
 
 __all__ = [
@@ -26,8 +28,6 @@ __all__ = [
 
 ENCODINGS = ("jpeg", "png")
 ROTATIONS = (0, 90, 180, 270)
-#: Smallest and largest width or height accepted (a camera clamps to what it supports).
-RESOLUTION_RANGE = (64, 65535)
 #: Fields of a settings body.
 SETTING_FIELDS = ("resolution", "encoding", "rotation", "quality", "controls")
 _WXH = re.compile(r"^\s*(\d{1,6})\s*[xX\u00d7]\s*(\d{1,6})\s*$")
