@@ -39,7 +39,7 @@ test: lint browsers
 demo: $(STAMP)
 	$(BIN)/plantimager demo
 
-# The 64-node chaos soak (tests/soak, about 15 minutes); its output and table are shown as it runs.
+# The 64-node chaos soak (tests/soak: ten minutes of faults, about 11 minutes in all); its output and table are shown as it runs.
 # PLANTIMAGER_SOAK_SEED=N repeats the faults of an earlier run (the seed is printed).
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s $(PYTEST_ARGS)
