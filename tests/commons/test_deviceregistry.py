@@ -18,6 +18,7 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.process import LAUNCH, Child
 from plantimager.commons.errors import RegistryError
 from plantimager.commons.registry import (
     ALIVE_TIMEOUT,
@@ -620,12 +621,22 @@ def test_cli_registry_runs_until_sigint(context: zmq.Context) -> None:
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=15)
         assert proc.returncode == 0, output
+        assert f"registry listening on {url} (events on port " in output
         assert "device arrived: cam" in output
         assert "device left: cam" in output
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(WAIT)
+
+
+def test_cli_registry_prints_the_port_it_got_even_when_quiet() -> None:
+    registry = Child([*LAUNCH, "-q", "registry", "--bind", "tcp://127.0.0.1:0"])
+    try:
+        port = registry.wait_for(r"^registry listening on tcp://127\.0\.0\.1:(\d+) \(events").group(1)
+        assert int(port) > 0
+    finally:
+        registry.kill()
 
 
 def test_cli_rejects_a_bad_bind() -> None:

@@ -37,13 +37,15 @@ class Process:
     args : list of str
         The command line.
     stream : str
-        ``"stdout"`` or ``"stderr"``: the stream to follow (the other one is collected as well).
+        ``"stdout"`` or ``"stderr"``: the stream to follow (the other one is collected as well);
+        ``"both"``: the two as one (what it prints and what it logs).
     """
 
     def __init__(self, args: list[str], stream: str = "stdout") -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        errors = subprocess.STDOUT if stream == "both" else subprocess.PIPE
         self.popen = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=EXAMPLES.parents[1]
+            args, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=EXAMPLES.parents[1]
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
@@ -51,9 +53,11 @@ class Process:
         followed, other = self.popen.stdout, self.popen.stderr
         if stream == "stderr":
             followed, other = other, followed
+        pumps = [(followed, self.lines.put), (other, self.other.append)]
         self._readers = [
-            threading.Thread(target=self._pump, args=(followed, self.lines.put), daemon=True),
-            threading.Thread(target=self._pump, args=(other, self.other.append), daemon=True),
+            threading.Thread(target=self._pump, args=pump, daemon=True)
+            for pump in pumps
+            if pump[0] is not None  # None: merged into the stream followed
         ]
         for reader in self._readers:
             reader.start()
@@ -133,7 +137,7 @@ def test_thermostat_example_through_a_registry():
                 "--bind",
                 registry_url,
             ],
-            stream="stderr",  # the registry logs
+            stream="both",  # it prints its address and logs the devices
         )
         processes.append(registry)
         registry.wait_for(r"registry listening on tcp://127\.0\.0\.1:\d+")

@@ -94,9 +94,10 @@ def registry(bind: str | None, events_port: int | None, insecure: bool) -> None:
     previous = {signum: signal.signal(signum, on_signal) for signum in _STOP_SIGNALS}
     try:
         server.start()
-        logger.info("registry listening on %s:%d (events on port %d)", addr, server.port, server.events_port)
+        # Printed, not logged: with -q (or a port picked by the system) it is still known.
+        click.echo(f"registry listening on {addr}:{server.port} (events on port {server.events_port})")
         if keys is not None:
-            logger.info("secured: CurveZMQ with key %s of %s", keys.key_id, keys.folder)
+            click.echo(f"secured: CurveZMQ with key {keys.key_id} of {keys.folder}")
         systemd.notify_ready()
         while server.is_alive() and not stop.wait(0.2):
             pass
@@ -109,4 +110,4 @@ def registry(bind: str | None, events_port: int | None, insecure: bool) -> None:
             signal.signal(signum, handler)
     if failed:
         raise click.ClickException("the registry stopped unexpectedly")
-    logger.info("registry stopped")
+    click.echo("registry stopped")
