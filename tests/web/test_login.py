@@ -325,9 +325,17 @@ def test_a_changed_password_or_a_removed_account_ends_its_sessions(client, rig, 
 def test_logging_out_ends_the_session(client):
     token = log_in(client, "vera")
     assert "missing CSRF token" in refused(client.post("/logout"), 403)
+    kept = client.cookies["plantimager_session"]  # a copy of the cookie, say in another browser
     answer = client.post("/logout", headers={CSRF_HEADER: token})
     assert answer.status_code == 303 and answer.headers["location"] == "/login"
     assert refused(client.get("/api/cameras"), 401)
+    with httpx.Client(base_url=client.base_url, timeout=20) as other:
+        other.cookies.set("plantimager_session", kept)
+        why = refused(other.get("/api/cameras"), 401)
+        assert why == "not logged in: this session was logged out: log in again"
+        assert other.get("/", headers={"Accept": "text/html"}).status_code == 303  # off to the login
+    other_token = log_in(client, "vera")  # a new login is a new session
+    assert other_token != token and client.get("/api/cameras").status_code == 200
 
 
 def test_a_plain_form_may_carry_the_csrf_token_in_its_field(client, rig):

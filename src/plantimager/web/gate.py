@@ -4,8 +4,9 @@
 a session lasts); :class:`AuthGate` is the ASGI middleware that checks each request, inside
 Starlette's ``SessionMiddleware`` (which signs the cookie with itsdangerous):
 
-- no session, or an expired one, or one whose account was removed or whose password changed: a
-  page is redirected to ``/login``, anything else answered 401 with ``{"error": ...}``;
+- no session, or an expired one, a logged-out one (its cookie kept or copied elsewhere), or one whose
+  account was removed or whose password changed: a page is redirected to ``/login``, anything else
+  answered 401 with ``{"error": ...}``;
 - a state-changing request (any method but GET, HEAD and OPTIONS) needs the session's CSRF token
   in the ``X-CSRF-Token`` header (or, for a plain HTML form, in its ``csrf_token`` field, so the
   form works before or without the page's script), else 403 and nothing runs;
@@ -115,6 +116,8 @@ class WebAuth:
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     token: str | None = None
+    #: Session id -> its expiry, for the sessions logged out before they expired.
+    _ended: dict[str, float] = field(default_factory=dict, repr=False)
 
     def check_token(self, sent: str) -> Account | None:
         """The token's operator account if ``sent`` is the server's token, else None."""
@@ -134,9 +137,24 @@ class WebAuth:
         session.update(
             account=account.name,
             stamp=account.stamp,
+            sid=secrets.token_urlsafe(16),
             csrf=secrets.token_urlsafe(24),
             expires=self.clock() + self.lifetime,
         )
+
+    def end_session(self, session: dict[str, Any]) -> None:
+        """Log ``session`` out for good: its cookie, even a copy kept elsewhere, is no session any more.
+
+        The signed cookie cannot be taken back from the browser, so the server remembers the
+        session's id until the session would have expired (the cookie key changes at every start,
+        which ends every session anyway).
+        """
+        sid, expires = session.get("sid"), session.get("expires")
+        if isinstance(sid, str) and isinstance(expires, (int, float)):
+            now = self.clock()
+            self._ended = {ended: until for ended, until in self._ended.items() if until > now}
+            self._ended[sid] = float(expires)
+        session.clear()
 
     def csrf_of(self, session: dict[str, Any]) -> str:
         """The session's CSRF token, created if it has none yet (the login form's)."""
@@ -153,6 +171,9 @@ class WebAuth:
         expires = session.get("expires")
         if not isinstance(expires, (int, float)) or expires <= self.clock():
             return None, "your session expired: log in again"
+        sid = session.get("sid")
+        if not isinstance(sid, str) or sid in self._ended:
+            return None, "this session was logged out: log in again"
         if name == TOKEN_ACCOUNT:
             account = self._token_account() if self.token else None
             if account is None or account.stamp != session.get("stamp"):

@@ -180,7 +180,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """``POST /logout`` (with the CSRF token): end the session."""
     account = request.scope.get(ACCOUNT_KEY)
-    request.session.clear()
+    request.app.state.auth.end_session(request.session)  # a copy of its cookie is refused too
     if account is not None:
         logger.info("%s logged out (%s)", peer_of(request.scope), account.name)
     if "application/json" in request.headers.get("accept", ""):
