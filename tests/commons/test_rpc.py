@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 import threading
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import zmq
 
 from helpers.rpc_example import Thermostat, ThermostatClient, ThermostatServer, serving
-from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError
+from plantimager.commons.errors import InterfaceError, RemoteError, RPCTimeoutError, ValidationError
 from plantimager.commons.RPC import RPCClient, RPCServer, RPCSignal
 from plantimager.commons.rpc.wire import decode_object, encode
 
@@ -502,3 +503,16 @@ def test_limit_waits_caps_advertised_timeouts(client, server):
         client.slow()
     server.release_slow.set()
     assert client.echo("still usable") == "Echo: still usable"
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused_before_sending_naming_the_argument(client, server, value):
+    # JSON has neither: sent, they would arrive as null, and the server would complain about None.
+    with pytest.raises(ValidationError, match=r"^echo\(\): argument 'message' is not a finite number"):
+        client.echo(value)
+    with pytest.raises(ValidationError, match=r"^add\(\): argument 'b' \(at \[1\]\) is not a finite"):
+        client.add(1, b=[0.5, value])
+    with pytest.raises(ValidationError, match=r"^property 'target': the value is not a finite number"):
+        client.target = value
+    assert server.calls == 0 and client.target == 20.0  # nothing reached the server
+    assert client.echo("still here") == "Echo: still here" and client.add(1, 2) == 3

@@ -23,7 +23,7 @@ from .receiver import RPCSignalReceiver
 from .remote import no_result, remote_error
 from .signals import RPCSignal
 from .sockets import SocketOptions
-from .wire import decode_object, encode
+from .wire import decode_object, encode, non_finite
 
 __all__ = ["RPCClient", "RPCSignalReceiver"]
 
@@ -217,6 +217,8 @@ class RPCClient:
                 "params": {"args": args, "kwargs": kwargs},
             }
         )
+        if b"null" in frame:  # NaN and infinity are written as null: refuse them rather than send None
+            _check_finite(method_name, args, kwargs, getattr(type(self), method_name, None))
         frames = self._conn.request(frame, timeout, copy=not buffer)
         if buffer:
             head = decode_object(frames[0].buffer)
@@ -246,6 +248,7 @@ class RPCClient:
     def _set_property(self, name: str, value: Any) -> None:
         if name not in self._remote_properties:
             raise InterfaceError(f"{self._label()} exposes no property {name!r}")
+        _finite_or_refuse(f"property {name!r}: the value", value)
         reply = self._request(
             {"event": RPCEvents.PROPERTY_SET, "property": name, "value": value}, PROPERTY_TIMEOUT_MS
         )
@@ -341,3 +344,29 @@ def _close_client(conn: Connection, receivers: list[RPCSignalReceiver]) -> None:
     for receiver in receivers:
         receiver.stop()
     conn.close()
+
+
+def _check_finite(method: str, args: list[Any], kwargs: dict[str, Any], proxy: Any) -> None:
+    """Refuse a call with a NaN or an infinity among its arguments, naming it (nothing is sent).
+
+    Positional arguments are named after the interface's parameters when ``proxy`` has them.
+    """
+    try:
+        names = [p for p in inspect.signature(proxy).parameters if p != "self"] if proxy else []
+    except (TypeError, ValueError):
+        names = []
+    named = [
+        (f"argument {names[index]!r}" if index < len(names) else f"argument {index + 1}", value)
+        for index, value in enumerate(args)
+    ]
+    named += [(f"argument {name!r}", value) for name, value in kwargs.items()]
+    for label, value in named:
+        _finite_or_refuse(f"{method}(): {label}", value)
+
+
+def _finite_or_refuse(what: str, value: Any) -> None:
+    """Raise a ValidationError naming ``what`` if ``value`` holds a NaN or an infinity (JSON has neither)."""
+    where = non_finite(value)
+    if where is not None:
+        inside = "" if where == "the value" else f" (at {where})"
+        raise ValidationError(f"{what}{inside} is not a finite number; JSON cannot carry NaN or infinity")

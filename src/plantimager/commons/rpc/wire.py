@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from typing import Any
 
 import msgspec
 
 from ..errors import ProtocolError
 
-__all__ = ["decode", "decode_object", "encode"]
+__all__ = ["decode", "decode_object", "encode", "non_finite"]
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -51,6 +52,28 @@ def encode(obj: Any) -> bytes:
         return _encoder.encode(obj)
     except msgspec.EncodeError as exc:  # pragma: no cover - msgspec raises TypeError for most cases
         raise TypeError(str(exc)) from exc
+
+
+def non_finite(obj: Any, where: str = "") -> str | None:
+    """Where in ``obj`` the first NaN or infinity is (``[1]``, ``['angle']``...), None if nowhere.
+
+    JSON has no form for them: :func:`encode` writes them as ``null``, which a receiver reads as
+    None. Callers that must not send that look here first (only when the encoded text holds a
+    ``null``, which keeps the common case free).
+    """
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else where or "the value"
+    if isinstance(obj, dict):
+        items: Any = ((f"[{key!r}]", value) for key, value in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"[{index}]", value) for index, value in enumerate(obj))
+    else:
+        return None
+    for step, value in items:
+        found = non_finite(value, where + step)
+        if found is not None:
+            return found
+    return None
 
 
 def decode(data: bytes | memoryview) -> Any:
