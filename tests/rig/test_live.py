@@ -132,3 +132,21 @@ def test_a_registry_restart_loses_no_camera_and_a_capture_meanwhile_fires_them_a
         second.stop()
         watcher_log.removeHandler(restarted)
         watcher_log.setLevel(level)
+
+
+def test_settings_changed_by_another_controller_show_in_the_rig(spawn, make_rig):
+    spawn("n1", cameras=2).ready()
+    watching, other = make_rig(), make_rig()  # say, the web page's rig and a command line's
+    assert watching.wait_for_cameras(2, 20) and other.wait_for_cameras(2, 20)
+    changes: list = []
+    watching.on_event(lambda event: changes.append(event) if event.kind == "camera_changed" else None)
+    other.configure("n1/cam1", resolution=(640, 480), rotation=90)
+
+    def changed(rig) -> bool:
+        cam = next(c for c in rig.cameras() if c.key == "n1/cam1")
+        return cam.resolution == (640, 480) and cam.rotation == 90
+
+    assert watching.wait_for(changed, 20)  # at its next health check of the node (0.5 s here)
+    assert [(e.node, e.detail) for e in changes][:1] == [("n1", "settings")]
+    untouched = next(c for c in watching.cameras() if c.key == "n1/cam0")
+    assert untouched.resolution != (640, 480) and untouched.rotation == 0

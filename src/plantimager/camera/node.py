@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import secrets
 import subprocess
 import threading
 import time
@@ -144,6 +145,8 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, HandoverMembers, Camera
         self._mode = CameraMode.STILL
         self._video_url = ""
         self._settings_lock = threading.RLock()
+        self._boot = secrets.token_hex(4)  # a restarted node's revisions never match the old ones
+        self._revision = 0
         self._shutdown_lock = threading.Lock()
         self._shutdown_thread: threading.Thread | None = None
         self._shutdown_done = threading.Event()
@@ -321,10 +324,22 @@ class CameraNodeServer(PreviewMembers, PerCameraMembers, HandoverMembers, Camera
             before = self.slots[0].settings()
             for slot, plan in plans:
                 apply_settings(slot, plan)
+            self._revision += 1
             after = self.slots[0].settings()
         if any(slot.index == 0 for slot in slots):
             self._emit_changes(before, after, "controls" in settings)
         return [slot.settings() for slot in slots]
+
+    @RPCServer.register_method_json(role="viewer")
+    def settings_revision(self) -> str:
+        """A token that changes whenever a camera's settings may have changed (and at every start).
+
+        A controller keeping the cameras' settings calls it instead of ``ping`` when it checks on
+        an idle node, and asks for :meth:`cameras` again when the token is not the one it saw:
+        settings changed by another controller (a command line beside a web page) show.
+        """
+        with self._settings_lock:
+            return f"{self._boot}-{self._revision}"
 
     def _emit_changes(self, before: dict[str, Any], after: dict[str, Any], controls: bool) -> None:
         if before["resolution"] != after["resolution"]:

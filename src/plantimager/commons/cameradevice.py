@@ -320,6 +320,14 @@ class CameraNode(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not serve preview frames")
 
+    def settings_revision(self) -> str:
+        """A token that changes whenever a camera's settings may have changed, and at every start.
+
+        Optional: a controller keeping the cameras' settings compares it when it checks on an idle
+        node and asks for :meth:`cameras` again when it changed; without it, it only pings.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not serve a settings revision")
+
 
 def split_stills(data: bytes | memoryview, info: dict) -> list[memoryview]:
     """Split the result of ``retrieve_stills_jpg``/``png`` into one file per camera (no copy)."""

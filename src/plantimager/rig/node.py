@@ -180,6 +180,7 @@ class RigNode:
         self.error = ""
         self.last_contact = time.monotonic()
         self.clock_offset_ms: float | None = None
+        self.settings_revision: str | None = None  # the node's, when its cameras were last read
         self._fresh = True
         self._cameras = list(cameras)
         self._on_state = on_state
@@ -220,6 +221,7 @@ class RigNode:
                 client.ping()
                 round_trips.add(time.perf_counter() - started)
             node_id = str(client.identify())
+            revision = client.settings_revision() if client.serves("settings_revision") else None
             cameras = client.cameras()
             if not isinstance(cameras, list) or not all(isinstance(c, dict) for c in cameras):
                 raise InterfaceError(f"cameras() returned {type(cameras).__name__}, not a list of dicts")
@@ -228,6 +230,7 @@ class RigNode:
             client.close()
             raise
         node = cls(device, client, node_id, cameras, round_trips)
+        node.settings_revision = None if revision is None else str(revision)
         node._reconnect = lambda: NodeClient(context, device.addr, limits, keys, device.public_key or None)
         node.note_clock(status.get("clock_offset_ms") if isinstance(status, dict) else None)
         return node
@@ -323,6 +326,25 @@ class RigNode:
                 self._on_state(self, state, reason)
 
     # -- cameras ---------------------------------------------------------------------------------
+    def check_settings(self) -> bool:
+        """Read the cameras again if the node's settings revision changed; True if it did.
+
+        Call it on an idle node (it is the health check's call, timed like ``ping``); a node that
+        serves no revision is pinged. Settings changed by another controller so show here too.
+        """
+        if not self.client.serves("settings_revision"):
+            self.call("ping", timed=True)
+            return False
+        revision = str(self.call("settings_revision", timed=True))
+        if revision == self.settings_revision:
+            return False
+        cameras = self.call("cameras")
+        if isinstance(cameras, list) and all(isinstance(c, dict) for c in cameras):
+            with self._lock:
+                self._cameras = [dict(c) for c in cameras]
+        self.settings_revision = revision
+        return True
+
     def update_cameras(self, settings: list[dict[str, Any]]) -> None:
         """Merge the settings returned by ``configure()`` into the cameras' description."""
         with self._lock:

@@ -148,7 +148,8 @@ class RigEvent(_AsDict):
     kind : str
         ``node_added``, ``node_removed``, ``node_failed``, ``node_unreachable``, ``node_ready``,
         ``node_clock`` (its clock went beyond the skew budget, or back within it; ``detail`` says
-        which), ``camera_added``, ``camera_removed``, ``registry_connected`` or ``registry_lost``.
+        which), ``camera_added``, ``camera_removed``, ``camera_changed`` (a node's cameras' settings
+        changed, by this controller or another), ``registry_connected`` or ``registry_lost``.
     node : str
         The node concerned (empty for registry events).
     camera : str

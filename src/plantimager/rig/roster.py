@@ -315,7 +315,9 @@ class Roster:
 
     def _probe(self, node: RigNode) -> None:
         try:
-            node.call("ping", timed=True)
+            if node.check_settings():  # changed by another controller (or this one)
+                self._emit([RigEvent("camera_changed", node.name, detail="settings", at=time.monotonic())])
+                self._poke()  # wakes wait_for()
         except Exception as exc:
             logger.debug("health ping of %s failed: %s", node.name, exc)
         finally:
