@@ -8,6 +8,8 @@ import subprocess
 import pytest
 
 from helpers.process import LAUNCH, WAIT
+from plantimager.commons.errors import ValidationError
+from plantimager.rig import Rig
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,3 +121,12 @@ def test_a_command_refused_with_new_session_leaves_the_sessions_as_they_were(
     assert code == 0 and "1 capture(s)" in output, output
     code, output = rig("capture", "--new-session")  # accepted: the new session stays
     assert code == 0 and len([p for p in captures.iterdir() if p.is_dir()]) == 2, output
+
+
+@pytest.mark.parametrize("url", ["foo:bar", "http://127.0.0.1:5555", "tcp://127.0.0.1", "tcp://*:5555"])
+def test_a_malformed_registry_address_is_refused_at_once(run_cli, url):
+    code, output = run_cli("rig", "list", "--registry", url, "--wait", "5").finish()
+    assert code == 1 and "a registry address is tcp://HOST:PORT" in output, output
+    assert "WARNING" not in output and "did not answer" not in output
+    with pytest.raises(ValidationError, match="a registry address is tcp://HOST:PORT"):
+        Rig(url)

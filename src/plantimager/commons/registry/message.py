@@ -17,8 +17,9 @@ from typing import Any
 
 import zmq
 
-from ..errors import ProtocolError, RegistryError
+from ..errors import ProtocolError, RegistryError, ValidationError
 from ..number import is_finite
+from ..rpc.address import parse_url
 from ..rpc.sockets import SocketOptions, make_socket
 from ..rpc.wire import decode_object, encode
 from ..security import KeyRing
@@ -149,9 +150,24 @@ def error_message(req_event: str | None, text: str) -> dict[str, Any]:
 
 
 def normalise_url(url: str) -> str:
-    """Return ``url`` stripped, with ``tcp://`` in front when it names no scheme."""
+    """Return ``url`` stripped, with ``tcp://`` in front when it names no scheme.
+
+    Raises
+    ------
+    ValidationError
+        If it is not a registry's address, ``tcp://HOST:PORT`` (``HOST:PORT`` alone will do).
+    """
+    if not isinstance(url, str):
+        raise ValidationError(f"a registry address must be a string, got {type(url).__name__}")
     url = url.strip()
-    return url if "://" in url else f"tcp://{url}"
+    url = url if "://" in url else f"tcp://{url}"
+    try:
+        endpoint = parse_url(url)
+    except ValueError as exc:
+        raise ValidationError(f"a registry address is tcp://HOST:PORT; {exc}") from None
+    if endpoint.scheme != "tcp" or not endpoint.port or endpoint.host in ("*", "0.0.0.0"):
+        raise ValidationError(f"a registry address is tcp://HOST:PORT, got {url!r}")
+    return url
 
 
 def client_options(keys: KeyRing | None) -> SocketOptions | None:
