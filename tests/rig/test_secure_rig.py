@@ -21,6 +21,7 @@ from helpers.keys import RigKeys
 from plantimager.commons.deviceregistry import DeviceRegistry
 from plantimager.commons.errors import AccessDenied, RPCTimeoutError
 from plantimager.commons.RPC import RPCClient
+from plantimager.commons.security import Role
 from plantimager.rig import CallLimits, Rig
 from plantimager.testing import NodeClient
 
@@ -171,3 +172,14 @@ def test_a_viewer_lists_and_previews_but_cannot_capture_configure_release_or_shu
         assert operator.release("d1") == 1
         operator.shutdown()
     assert node.popen.wait(15) == 0
+
+
+def test_a_key_the_registry_does_not_trust_gets_a_hint_saying_so(secure_registry, keys, run_cli):
+    # The stranger knows the registry's key, but the registry does not know the stranger's.
+    keys.stranger.trust(keys.controller.public_key.decode(), Role.OPERATOR, "controller")
+    args = ["rig", "list", "--registry", secure_registry.url, "--wait", "1"]
+    args += ["--keys", str(keys.stranger.folder), "--registry-key", "controller"]
+    code, output = run_cli(*args).finish()
+    assert code == 1 and "did not answer within 1 s" in output, output
+    assert f"or it does not trust this key ({keys.stranger.key_id})" in output
+    assert "plantimager keys trust" in output

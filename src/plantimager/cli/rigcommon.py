@@ -100,7 +100,13 @@ def open_rig(registry: str, wait: float, expect: int, **kwargs: Any) -> Iterator
     try:
         with Rig(registry, **kwargs) as rig:
             if not rig.wait_ready(wait) and not rig.connected:
-                hint = "" if rig.keys is not None else "; a secured registry needs --keys DIR or --secure"
+                if rig.keys is None:
+                    hint = "; a secured registry needs --keys DIR or --secure"
+                else:  # a secured registry drops a key it does not trust without a word
+                    hint = (
+                        f"; or it does not trust this key ({rig.keys.key_id}): on its host, "
+                        "`plantimager keys trust` this host's public key (`plantimager keys show`)"
+                    )
                 raise click.ClickException(
                     f"the registry at {registry} did not answer within {wait:g} s "
                     f"(is it running? see `plantimager registry` or `plantimager demo`{hint})"
