@@ -81,7 +81,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=480, help="width of each half, in pixels")
     args = parser.parse_args()
     folder = args.dataset / "reconstruction"
-    with Image.open(args.dataset / args.image) as photo:
+    image = args.dataset / args.image
+    for needed in (image, folder / "points.ply", folder / "sparse" / "images.txt"):
+        if not needed.is_file():
+            hint = "" if needed == image else " (run `plantimager dataset reconstruct` first)"
+            raise SystemExit(f"{needed} does not exist{hint}")
+    with Image.open(image) as photo:
         photo = photo.convert("RGB")
     points, colours = read_ply(folder / "points.ply")
     cloud = render(points, colours, read_view(folder / "sparse", args.image), photo.size)
