@@ -97,6 +97,7 @@ def scan(
         where = progress.add_task("positions", total=None)
         images = progress.add_task("images downloaded", total=None)
         fetched = [0]
+        cameras: list[int] = []  # the rig's, once it is open: the images bar's total is set once
 
         def on_progress(event: ScanProgress) -> None:
             if event.phase == "download" and event.download is not None:
@@ -106,6 +107,8 @@ def scan(
                     progress.console.print(f"[red]{event.download.camera}: {event.download.reason}[/]")
                 return
             progress.update(where, completed=event.taken, total=event.total)
+            if cameras:  # the images of the positions left (a resumed scan has taken some before)
+                progress.update(images, total=cameras.pop() * (event.total - event.taken))
             if event.phase == "captured" and not as_json:
                 angle = "-" if event.angle is None else f"{event.angle:.1f} deg"
                 progress.console.print(f"position {event.index + 1}/{event.total} at {angle}: captured")
@@ -115,7 +118,7 @@ def scan(
         previous = signal.signal(signal.SIGINT, on_signal)
         try:
             with open_rig(registry, wait, expect, dataset=folder) as the_rig:
-                progress.update(images, total=len(the_rig.cameras()) * (len(angles) if angles else positions))
+                cameras.append(len(the_rig.cameras()))
                 with progress:
                     try:
                         report = the_rig.scan(
