@@ -98,8 +98,14 @@ def scan(
         images = progress.add_task("images downloaded", total=None)
         fetched = [0]
         cameras: list[int] = []  # the rig's, once it is open: the images bar's total is set once
+        shown: list[bool] = []
+        showing = threading.Lock()
 
         def on_progress(event: ScanProgress) -> None:
+            with showing:  # the bars appear with the scan's first step, not before a refusal
+                if not shown:
+                    shown.append(True)
+                    progress.start()
             if event.phase == "download" and event.download is not None:
                 fetched[0] += event.download.ok
                 progress.update(images, completed=fetched[0])
@@ -119,18 +125,21 @@ def scan(
         try:
             with open_rig(registry, wait, expect, dataset=folder) as the_rig:
                 cameras.append(len(the_rig.cameras()))
-                with progress:
-                    try:
-                        report = the_rig.scan(
-                            angles if angles is not None else positions,
-                            turntable,
-                            start=start,
-                            new=new_scan,
-                            progress=on_progress,
-                            stop=stop,
-                        )
-                    except RigError as exc:
-                        failed, report = exc, getattr(exc, "report", None)
+                try:
+                    report = the_rig.scan(
+                        angles if angles is not None else positions,
+                        turntable,
+                        start=start,
+                        new=new_scan,
+                        progress=on_progress,
+                        stop=stop,
+                    )
+                except RigError as exc:
+                    failed, report = exc, getattr(exc, "report", None)
+                finally:
+                    with showing:
+                        if shown:
+                            progress.stop()
         except PlantImagerError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
