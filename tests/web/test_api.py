@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from plantimager.rig import Rig
 
 from .conftest import download_done, error_of
 
@@ -302,3 +305,25 @@ def test_a_node_whose_clock_is_off_is_flagged(client, rig):
         node = rig.nodes.pop("apiclock")
         node.stop(10)
     assert rig.rig.wait_for(lambda r: len(r.cameras()) == 2, 20)
+
+
+def test_settings_changed_by_another_controller_reach_the_page(client, rig):
+    with Rig(rig.registry.url) as other:  # a command line's rig beside the page, say
+        assert other.wait_for_cameras(2, 20)
+        other.configure("api2/cam0", rotation=270)
+    try:
+        name, deadline = "", time.monotonic() + 30
+        with client.stream("GET", "/api/events") as events:  # the page's live list
+            for line in events.iter_lines():
+                assert time.monotonic() < deadline, "the page's live list never showed the new rotation"
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name == "cameras":
+                    cameras = {cam["key"]: cam for cam in json.loads(line[6:])["cameras"]}
+                    if cameras["api2/cam0"]["rotation"] == 270:
+                        break
+        assert cameras["api1/cam0"]["rotation"] == 0
+        assert client.get("/api/cameras/api2/cam0").json()["rotation"] == 270
+    finally:
+        answer = client.post("/api/cameras/api2/cam0/settings", json={"rotation": 0})
+        assert answer.status_code == 200, answer.text
