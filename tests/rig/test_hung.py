@@ -172,6 +172,8 @@ def test_a_node_the_rig_could_not_connect_to_is_reported_by_a_capture_of_every_c
         assert code == 3, output
         assert "capture 1: 1 image(s)" in output and "capture: 1 camera(s) failed" in output, output
         assert re.search(r"\bb\W+not connected: no answer in time", output), output
+        # A scan fires the cameras the rig has: it goes on (it would stop at every position).
+        assert rig.scan(positions=1).complete
     # Resumed, it is connected again and fires with the others.
     assert rig.wait_for(lambda r: state_of(r, "b")[0] == "ready", WAIT)
     assert len(rig.capture_all().shots) == 2

@@ -324,7 +324,7 @@ class Rig:
         dataset = self.dataset
         with self._capture_lock, self._gate.capture(self.limits.transfer / 1000):
             nodes = {name: node for name in wanted if (node := self._roster.node(name)) is not None}
-            absent = self._roster.unconnected() if cameras is None else None  # "every camera" missed them
+            absent = self._roster.unconnected() if cameras is None and position is None else None
             return self._trigger.capture(dataset, nodes, wanted, position, on_instant, absent)
 
     def scan(
