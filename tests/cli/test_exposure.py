@@ -69,3 +69,13 @@ def test_keys_that_cannot_be_read_are_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "plantimager keys init" in result.output
     result = run("rig", "list", "--registry-key", "controller")
     assert result.exit_code == 2 and "--registry-key goes with keys" in result.output
+
+
+@pytest.mark.parametrize("server", ["camera", "turntable"])
+def test_a_malformed_registry_address_is_refused_before_anything_listens(server, tmp_path):
+    args = [server, "--registry", "foo:bar"]
+    if server == "camera":
+        args += ["--spool", str(tmp_path / "spool"), "--state-dir", str(tmp_path / "state")]
+    result = run(*args)
+    assert result.exit_code == 1 and "a registry address is tcp://HOST:PORT" in result.output
+    assert "listening" not in result.output and not (tmp_path / "spool").exists()

@@ -12,6 +12,7 @@ from typing import Any
 import zmq
 
 from plantimager.commons.errors import ValidationError
+from plantimager.commons.registry.message import normalise_url
 from plantimager.commons.security import KeyRing, check_exposure, default_bind
 
 from .backend import CameraBackend, get_backend_factory
@@ -119,8 +120,9 @@ def run_node(
     Raises
     ------
     ValidationError
-        If an option is not acceptable (unknown backend, camera count, node name, settle time...),
-        or ``bind`` is not a loopback address while there are no keys and ``insecure`` is false.
+        If an option is not acceptable (unknown backend, camera count, node name, settle time, a
+        registry address that is not ``tcp://HOST:PORT``...), or ``bind`` is not a loopback
+        address while there are no keys and ``insecure`` is false.
     PlantImagerError
         If the spool is used by another process or the backend cannot be loaded.
     """
@@ -128,6 +130,8 @@ def run_node(
         raise ValidationError(f"cameras must be an int >= 1, got {cameras!r}")
     if name is not None:
         validate_name(name, kind="node name")
+    if registry:
+        registry = normalise_url(registry)  # before anything listens
     factory = get_backend_factory(backend)
     options = dict(backend_options or {})
     if resolution is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import zmq
 
+from plantimager.commons.registry.message import normalise_url
 from plantimager.commons.security import KeyRing, check_exposure, default_bind
 from plantimager.commons.turntabledevice import DEVICE_TYPE
 
@@ -74,9 +75,11 @@ def run_turntable(
     Raises
     ------
     ValidationError
-        If the backend, the speed or a backend option is not acceptable, or ``bind`` is not a
-        loopback address while there are no keys and ``insecure`` is false.
+        If the backend, the speed, a backend option or the registry's address is not acceptable,
+        or ``bind`` is not a loopback address while there are no keys and ``insecure`` is false.
     """
+    if registry:
+        registry = normalise_url(registry)  # before anything listens
     if bind is None:
         bind = default_bind(0, secured=keys is not None, insecure=insecure)
     check_exposure(bind, secured=keys is not None, insecure=insecure, what="turntable")
