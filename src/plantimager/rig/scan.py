@@ -93,7 +93,8 @@ class ScanClaim:
             If a scan already runs on the rig.
         """
         with self._lock:
-            self.check("start a scan")
+            if self._owner is not None:  # a second scan is refused in any thread
+                raise self._refusal("start a scan", self._owner)
             self._owner = threading.current_thread()
         try:
             yield
@@ -102,7 +103,7 @@ class ScanClaim:
                 self._owner = None
 
     def check(self, action: str) -> None:
-        """Refuse ``action`` if a scan runs in another thread (or any scan, for a new one).
+        """Refuse ``action`` if a scan runs in another thread.
 
         Raises
         ------
@@ -110,11 +111,15 @@ class ScanClaim:
             Naming the action and the scan's thread.
         """
         owner = self._owner
-        if owner is not None and (owner is not threading.current_thread() or action == "start a scan"):
-            raise PlantImagerError(
-                f"cannot {action}: a scan is running on this rig (thread {owner.name!r}) and captures at"
-                " each position; stop it (its stop event) or wait for its end"
-            )
+        if owner is not None and owner is not threading.current_thread():
+            raise self._refusal(action, owner)
+
+    @staticmethod
+    def _refusal(action: str, owner: threading.Thread) -> PlantImagerError:
+        return PlantImagerError(
+            f"cannot {action}: a scan is running on this rig (thread {owner.name!r}) and captures at"
+            " each position; stop it (its stop event) or wait for its end"
+        )
 
 
 #: A capture whose outcome the controller never learnt is taken as never fired after this long
